@@ -1,0 +1,198 @@
+// The campaign scheduler: pure functions from an in-memory snapshot (what the database holds) and the
+// time to the changes to commit and the commands to publish. No I/O, no clock, no randomness: command
+// ids come from an injected IdGenerator. The caller commits every change of a TickResult in one
+// transaction, and only then publishes its sends (PROTOCOL §4: durable before published).
+//
+// Rules (PROTOCOL §4), with the decisions the protocol leaves open:
+// - Members are expanded once, at start (expand()). A device named twice, or in several groups, runs
+//   once, in its first group. Explicit hardware ids that match no device are counted as missing in their
+//   group; they are not members. A group's success percentage is succeeded / members; a group with no
+//   members passes its gate.
+// - Window: sends happen only in [not_before, not_after). Before not_before the campaign stays
+//   scheduled; at or after not_after it is paused_by_workflow ("window closed").
+// - Rate: at most rate_limit() first sends (attempt 1) in the half-open 60 s before now; retries are not
+//   first sends. batch_size bounds the executions in state sent (retries included).
+// - Timeouts: an execution sent at t with no accepted outcome is timed_out from t + reply_timeout_s on
+//   (inclusive). With verify_version (provisioning), a success reply waits for the version report; if
+//   it does not come in time the execution is timed_out.
+// - Retries: a failure reply or a timeout with retries left puts the execution back to queued with
+//   next_attempt_at = now + backoff_s; the next send mints a new command id (attempt + 1). Re-deliveries
+//   of one attempt (pending/presence) reuse its id and are the caller's business.
+// - Group gate: the next group starts once every member of the current group is terminal, its success
+//   percentage >= threshold, between_groups.pause_minutes have passed since group_finished_at (the first
+//   tick that saw the group done; inclusive), and every member of the next group satisfies that group's
+//   entry conditions (a member without the property passes only if the condition is ignorable).
+//   A failed threshold or condition pauses the campaign by workflow (pause_cause gate) with the reason;
+//   an operator's resume approves that gate once (approved_gate) and the campaign goes on.
+//   The last group done ends the campaign as completed (its shortfall, if any, is named in the reason).
+// - Abort policy: counted over executions finished since the last resume from an abort pause
+//   (abort_base_*): once finished >= min_finished and 100 * (failed + timed_out) / finished >
+//   failure_percent, the campaign is paused_by_workflow (pause_cause abort) or aborted. Aborting cancels
+//   queued executions; sent ones still take their reply or time out, without retries.
+// - Terminate cancels queued and sent executions.
+// - Conditions compare numbers as numbers (both sides parse fully as decimal numbers), else versions as
+//   SemVer (both sides parse), else strings byte-wise; lte/gte include equality.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "campaigns/document.h"
+#include "campaigns/state.h"
+#include "protocol/core/clock.h"
+#include "protocol/core/result.h"
+
+namespace dispatch::campaigns {
+
+enum class ExecState { queued, sent, succeeded, failed, timed_out, canceled };
+std::string_view to_string(ExecState s);
+std::optional<ExecState> exec_state_from_string(std::string_view s);
+// succeeded, failed, timed_out, canceled.
+bool is_terminal(ExecState s);
+
+// One device's execution within a campaign (one storage row).
+struct Execution {
+  std::string hardware_id;
+  int group = 1;  // 1-based
+  ExecState state = ExecState::queued;
+  int attempt = 0;                        // attempts sent so far; 0 = never sent
+  std::optional<std::string> command_id;  // the current (latest) attempt's id
+  std::optional<TimeMs> first_sent_at;    // send time of attempt 1 (rate limit)
+  std::optional<TimeMs> sent_at;          // send time of the current attempt (timeout)
+  std::optional<TimeMs> next_attempt_at;  // queued retry: not before this time
+  std::optional<TimeMs> finished_at;      // when it became terminal
+  bool reply_ok = false;                  // success reply received, waiting for the version report
+  bool version_reported = false;          // the package version was reported during this attempt
+  bool operator==(const Execution&) const = default;
+};
+
+// Why a paused_by_workflow campaign is paused; decides what an operator's resume approves.
+enum class PauseCause { none, gate, abort, window };
+std::string_view to_string(PauseCause c);
+std::optional<PauseCause> pause_cause_from_string(std::string_view s);
+
+// The campaign's mutable scalar fields (one storage row). A TickResult carries the whole new value.
+struct CampaignProgress {
+  State state = State::created;
+  std::string reason;
+  PauseCause pause_cause = PauseCause::none;
+  int current_group = 0;  // 0 = group 1 not entered yet
+  std::optional<TimeMs> started_at;
+  std::optional<TimeMs> ended_at;
+  std::optional<TimeMs> group_finished_at;  // the current group was first seen done
+  int approved_gate = 0;                    // an operator approved entering this group
+  std::int64_t abort_base_finished = 0;     // abort policy counts only what finished after these
+  std::int64_t abort_base_failed = 0;
+  bool operator==(const CampaignProgress&) const = default;
+};
+
+struct CampaignSnapshot {
+  std::string id;
+  CampaignDocument doc;
+  std::optional<TimeMs> created_at;
+  CampaignProgress progress;
+  std::vector<Execution> executions;
+  // Device properties for entry conditions: hardware id -> ("health.firmware" -> "1.2.3").
+  std::map<std::string, std::map<std::string, std::string>> device_properties;
+  // missing_per_group[g - 1]: explicit hardware ids of group g that matched no device.
+  std::vector<int> missing_per_group;
+  // verify_version: the version the device must report (the package's). Absent: any report counts.
+  std::optional<std::string> target_version;
+  // Optional: hardware id -> position in executions (reindex()). Used by on_reply and
+  // on_version_reported when its size matches executions; otherwise they scan.
+  std::unordered_map<std::string, std::size_t> index_by_hardware_id;
+
+  void reindex() {
+    index_by_hardware_id.clear();
+    for (std::size_t i = 0; i < executions.size(); ++i) index_by_hardware_id[executions[i].hardware_id] = i;
+  }
+};
+
+// The first time a new attempt is published: publish after the changes are committed.
+struct Send {
+  std::string hardware_id;
+  std::string command_id;
+  int attempt = 0;
+  bool operator==(const Send&) const = default;
+};
+
+struct TickResult {
+  std::optional<CampaignProgress> progress;  // set when any campaign field changed (the full new row)
+  std::vector<Execution> changes;            // full new rows of changed executions
+  std::vector<Send> sends;
+  bool empty() const { return !progress && changes.empty() && sends.empty(); }
+};
+
+class IdGenerator {
+ public:
+  virtual ~IdGenerator() = default;
+  virtual std::string next_command_id() = 0;
+};
+
+// Which devices exist and which carry a tag (the device store behind an interface).
+class MemberLookup {
+ public:
+  virtual ~MemberLookup() = default;
+  virtual bool device_exists(const std::string& hardware_id) const = 0;
+  virtual std::vector<std::string> devices_with_tag(const std::string& tag) const = 0;
+};
+
+struct Expansion {
+  std::vector<Execution> executions;     // queued, attempt 0, in group order
+  std::vector<int> missing_per_group;    // one entry per group
+  std::vector<std::string> missing_ids;  // the missing explicit ids, in document order
+};
+
+// Expands the document's groups into executions: hardware ids first, then each tag's devices in the
+// lookup's order; the first occurrence of a device wins.
+Expansion expand(const CampaignDocument& doc, const MemberLookup& lookup);
+
+// The first-send limit per minute now: per_minute, or with a ramp
+// min(per_minute, floor(start_per_minute * factor ^ floor(successes / every_successes))).
+std::int64_t rate_limit(const RatePolicy& rate, std::int64_t successes);
+
+// Evaluates `actual op expected` with the comparison rules above.
+bool condition_holds(const std::string& actual, ConditionOp op, const std::string& expected);
+
+// One scheduler step at `now`: window, timeouts and retries, abort policy, group gate and completion,
+// then new sends. Returns an empty result for created, paused_by_user and terminal campaigns (apart from
+// timing out still-sent executions of paused or aborted campaigns).
+TickResult tick(const CampaignSnapshot& snapshot, TimeMs now, IdGenerator& ids);
+
+// How a reply or version report was taken.
+enum class Disposition {
+  applied,      // changed the execution
+  not_current,  // unknown device, or a superseded attempt's id: record it, change nothing
+  duplicate,    // the attempt already has its outcome
+};
+
+struct ReplyResult {
+  Disposition disposition = Disposition::not_current;
+  TickResult result;
+};
+
+// A device's reply to `command_id`. Success: succeeded (or, with verify_version and no version report
+// yet, waiting for it). Failure: queued for a retry if retries remain and the campaign is not terminal,
+// else failed.
+ReplyResult on_reply(const CampaignSnapshot& snapshot, const std::string& hardware_id,
+                     const std::string& command_id, bool success, TimeMs now);
+
+// A device reported `version` (metadata topic). Counts for a sent execution of a verify_version
+// campaign when it has the target version's SemVer precedence (or any version if none is set);
+// completes the execution if its success reply already came.
+ReplyResult on_version_reported(const CampaignSnapshot& snapshot, const std::string& hardware_id,
+                                const std::string& version, TimeMs now);
+
+// An operator action (state.h) with its side effects: start -> scheduled (the caller also stores the
+// expand() result); pause -> paused_by_user; resume -> running, or scheduled before not_before,
+// approving the gate or resetting the abort count that paused it; terminate -> terminated_by_user,
+// queued and sent executions canceled; delete -> no change (ok means the caller may delete).
+// Errors: ErrorCode::conflict as apply().
+core::Result<TickResult> on_action(const CampaignSnapshot& snapshot, Action action, TimeMs now);
+
+}  // namespace dispatch::campaigns

@@ -1,0 +1,225 @@
+#include "protocol/core/signature.h"
+
+#include <fmt/format.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+
+#include "protocol/core/encoding.h"
+
+namespace dispatch::core {
+
+void EvpPkeyDeleter::operator()(evp_pkey_st* key) const { EVP_PKEY_free(key); }
+
+namespace {
+
+// A PEM key is a few kilobytes at most; refuse anything far larger before OpenSSL parses it.
+constexpr std::size_t k_max_pem_size = 64 * 1024;
+constexpr std::string_view k_accepted = "use RSA (at least 2048 bits), EC P-256 or Ed25519";
+
+struct BioDeleter {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+using BioPtr = std::unique_ptr<BIO, BioDeleter>;
+
+struct MdCtxDeleter {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
+
+[[noreturn]] void die(const char* what) {
+  std::fprintf(stderr, "dispatch: fatal: %s\n", what);
+  std::abort();
+}
+
+Error bad(std::string message) {
+  // Failed parses leave entries on the thread's OpenSSL error queue; the next caller must not see them.
+  ERR_clear_error();
+  return make_error(ErrorCode::bad_request, std::move(message));
+}
+
+bool is_blank(std::string_view s) { return s.find_first_not_of(" \t\r\n") == std::string_view::npos; }
+
+Result<KeyType> classify(const EVP_PKEY* key) {
+  switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_RSA: {
+      const int bits = EVP_PKEY_get_bits(key);
+      if (bits < k_min_rsa_bits) {
+        return bad(fmt::format("unsupported key: RSA keys must have at least {} bits (got {})",
+                               k_min_rsa_bits, bits));
+      }
+      return KeyType::rsa;
+    }
+    case EVP_PKEY_EC: {
+      std::array<char, 64> group{};
+      std::size_t len = 0;
+      if (EVP_PKEY_get_group_name(key, group.data(), group.size(), &len) != 1) {
+        return bad("unsupported key: EC keys must use the named curve P-256 (prime256v1)");
+      }
+      const std::string_view name(group.data(), len);
+      if (name != "prime256v1") {
+        return bad(fmt::format("unsupported key: EC keys must use P-256 (prime256v1), got {}", name));
+      }
+      return KeyType::ec_p256;
+    }
+    case EVP_PKEY_ED25519:
+      return KeyType::ed25519;
+    default: {
+      const char* name = EVP_PKEY_get0_type_name(key);
+      return bad(fmt::format("unsupported key: {} keys are not accepted; {}", name ? name : "this type",
+                             k_accepted));
+    }
+  }
+}
+
+BioPtr read_bio(std::string_view pem) {
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) die("out of memory");
+  return bio;
+}
+
+std::string bio_to_string(BIO* bio) {
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio, &data);
+  return std::string(data, static_cast<std::size_t>(len));
+}
+
+// Never prompt on a terminal for a passphrase: an encrypted key simply fails to load.
+int no_passphrase(char*, int, int, void*) { return 0; }
+
+const EVP_MD* digest_for(KeyType type) { return type == KeyType::ed25519 ? nullptr : EVP_sha256(); }
+
+}  // namespace
+
+std::string_view to_string(KeyType type) {
+  switch (type) {
+    case KeyType::rsa:
+      return "rsa";
+    case KeyType::ec_p256:
+      return "ec_p256";
+    case KeyType::ed25519:
+      return "ed25519";
+  }
+  return "rsa";
+}
+
+Result<PublicKey> PublicKey::from_pem(std::string_view pem) {
+  if (is_blank(pem)) return bad("empty public key");
+  if (pem.size() > k_max_pem_size) return bad("public key PEM too large");
+  if (pem.find("PRIVATE KEY-----") != std::string_view::npos) {
+    return bad("expected a public key (-----BEGIN PUBLIC KEY-----), got a private key");
+  }
+  auto bio = read_bio(pem);
+  EvpPkeyPtr key(PEM_read_bio_PUBKEY(bio.get(), nullptr, no_passphrase, nullptr));
+  if (!key) return bad("malformed public key: expected a PEM -----BEGIN PUBLIC KEY----- block");
+  auto type = classify(key.get());
+  if (!type) return type.error();
+  return PublicKey(std::move(key), *type);
+}
+
+int PublicKey::bits() const {
+  // OpenSSL reports 253 for Ed25519 (its group order); we state the key size.
+  if (type_ == KeyType::ed25519) return 256;
+  return EVP_PKEY_get_bits(key_.get());
+}
+
+bool PublicKey::verify(std::string_view message, std::string_view signature_base64) const {
+  const auto signature = base64_decode(signature_base64);
+  if (!signature || signature->empty()) return false;
+  MdCtxPtr ctx(EVP_MD_CTX_new());
+  if (!ctx) return false;
+  const bool ok = EVP_DigestVerifyInit(ctx.get(), nullptr, digest_for(type_), nullptr, key_.get()) == 1 &&
+                  EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature->data()),
+                                   signature->size(), reinterpret_cast<const unsigned char*>(message.data()),
+                                   message.size()) == 1;
+  // A bad signature is an ordinary outcome here, not an error to leave on the queue.
+  ERR_clear_error();
+  return ok;
+}
+
+std::string PublicKey::pem() const {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_PUBKEY(bio.get(), key_.get()) != 1) die("cannot write a public key PEM");
+  return bio_to_string(bio.get());
+}
+
+Result<PrivateKey> PrivateKey::from_pem(std::string_view pem) {
+  if (is_blank(pem)) return bad("empty private key");
+  if (pem.size() > k_max_pem_size) return bad("private key PEM too large");
+  if (pem.find("PRIVATE KEY-----") == std::string_view::npos) {
+    return bad("expected a private key (-----BEGIN PRIVATE KEY-----)");
+  }
+  auto bio = read_bio(pem);
+  EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
+  if (!key) return bad("malformed or encrypted private key");
+  auto type = classify(key.get());
+  if (!type) return type.error();
+  return PrivateKey(std::move(key), *type);
+}
+
+PrivateKey PrivateKey::generate(KeyType type) {
+  EVP_PKEY* key = nullptr;
+  switch (type) {
+    case KeyType::rsa:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<std::size_t>(k_min_rsa_bits));
+      break;
+    case KeyType::ec_p256:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+      break;
+    case KeyType::ed25519:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
+      break;
+  }
+  if (key == nullptr) die("key generation failed");
+  return PrivateKey(EvpPkeyPtr(key), type);
+}
+
+std::string PrivateKey::private_pem() const {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_PrivateKey(bio.get(), key_.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+    die("cannot write a private key PEM");
+  }
+  return bio_to_string(bio.get());
+}
+
+std::string PrivateKey::public_pem() const {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_PUBKEY(bio.get(), key_.get()) != 1) die("cannot write a public key PEM");
+  return bio_to_string(bio.get());
+}
+
+PublicKey PrivateKey::public_key() const {
+  // Through the PEM so the PublicKey holds no private material.
+  auto key = PublicKey::from_pem(public_pem());
+  if (!key) die("a generated key failed to reload");
+  return std::move(key).value();
+}
+
+std::string PrivateKey::sign_base64(std::string_view message) const {
+  MdCtxPtr ctx(EVP_MD_CTX_new());
+  std::size_t len = 0;
+  const auto* msg = reinterpret_cast<const unsigned char*>(message.data());
+  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, digest_for(type_), nullptr, key_.get()) != 1 ||
+      EVP_DigestSign(ctx.get(), nullptr, &len, msg, message.size()) != 1) {
+    die("signing failed");
+  }
+  std::string signature(len, '\0');
+  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &len, msg,
+                     message.size()) != 1) {
+    die("signing failed");
+  }
+  // ECDSA's DER signature is often shorter than the maximum reported above.
+  signature.resize(len);
+  return base64_encode(signature);
+}
+
+std::string fresh_token_message(std::string_view hw, std::string_view ts, std::string_view nonce) {
+  return fmt::format("{}\n{}\n{}", hw, ts, nonce);
+}
+
+}  // namespace dispatch::core

@@ -1,0 +1,106 @@
+// CampaignStore: campaigns, one execution row per (campaign, device), and the command id of every
+// attempt. The uniqueness of (campaign_id, hardware_id) and of each attempt's command id is enforced
+// by the schema, so no code path can contact a device twice for one attempt.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol/core/clock.h"
+#include "protocol/core/result.h"
+#include "storage/database.h"
+
+namespace dispatch::storage {
+
+struct CampaignRow {
+  std::string id;
+  std::string name;
+  std::string type;
+  std::string document_json;  // the validated document, as given
+  std::string state;          // storage does not interpret states
+  std::string reason;
+  core::TimeMs created_at = 0;
+  std::optional<core::TimeMs> started_at;
+  std::optional<core::TimeMs> ended_at;
+  int current_group = 0;
+  std::optional<core::TimeMs> group_done_at;
+  std::int64_t ramp_successes = 0;  // successes counted towards the rate ramp
+  std::string engine_state;         // opaque text owned by the campaign engine
+  core::TimeMs updated_at = 0;
+};
+
+struct ExecutionRow {
+  std::string campaign_id;
+  std::string hardware_id;
+  int group_index = 0;
+  std::string state = "queued";  // queued, sent, succeeded, failed, timed_out, canceled
+  int attempt = 0;
+  std::optional<std::string> command_id;  // the current attempt's command id
+  std::optional<core::TimeMs> sent_at;
+  std::optional<core::TimeMs> replied_at;
+  std::optional<core::TimeMs> next_attempt_at;
+  std::string output;
+  bool version_verified = false;
+  core::TimeMs updated_at = 0;
+};
+
+struct AttemptRef {
+  std::string campaign_id;
+  std::string hardware_id;
+  int attempt = 0;
+};
+
+struct CampaignQuery {
+  int limit = 100;
+  std::optional<std::string> after;  // cursor: only ids strictly greater
+  std::optional<std::string> state;
+};
+
+class CampaignStore {
+ public:
+  explicit CampaignStore(Database& db) : db_(db) {}
+
+  // conflict when the id exists.
+  core::Status insert(const CampaignRow& row);
+  // not_found when no such campaign.
+  core::Result<CampaignRow> get(const std::string& id);
+  // Campaigns ordered by id.
+  core::Result<std::vector<CampaignRow>> list(const CampaignQuery& query);
+  // Sets state, reason and updated_at = t; not_found when no such campaign.
+  core::Status update_state(const std::string& id, const std::string& state, const std::string& reason,
+                            core::TimeMs t);
+  // Writes every mutable field of row (all but id, name, type, document_json, created_at);
+  // not_found when no such campaign.
+  core::Status update(const CampaignRow& row);
+  // Deletes the campaign with its executions and attempts; not_found when no such campaign.
+  core::Status remove(const std::string& id);
+
+  // Inserts executions in one transaction; a row whose (campaign_id, hardware_id) exists is skipped
+  // (the existing row is kept). Returns how many rows were inserted. not_found when a row names an
+  // unknown campaign (nothing is written then).
+  core::Result<int> insert_executions(const std::vector<ExecutionRow>& rows);
+  // All executions of the campaign ordered by (group_index, hardware_id).
+  core::Result<std::vector<ExecutionRow>> executions(const std::string& campaign_id);
+  // not_found when no such execution.
+  core::Result<ExecutionRow> execution(const std::string& campaign_id, const std::string& hardware_id);
+  // Writes every mutable field (group_index, state, attempt, command_id, times, output,
+  // version_verified, updated_at) of each row in one transaction. not_found (and nothing written)
+  // when a row has no existing execution.
+  core::Status update_executions(const std::vector<ExecutionRow>& rows);
+  // Records that attempt `attempt` of the device in the campaign uses command_id. conflict when that
+  // attempt is already recorded or the command id is already used; not_found for an unknown campaign.
+  core::Status record_attempt(const std::string& campaign_id, const std::string& hardware_id, int attempt,
+                              const std::string& command_id);
+  // The attempt that uses command_id, if any.
+  core::Result<std::optional<AttemptRef>> execution_by_command_id(const std::string& command_id);
+  // All recorded attempts of one device in a campaign, ordered by attempt.
+  core::Result<std::vector<std::string>> attempt_command_ids(const std::string& campaign_id,
+                                                             const std::string& hardware_id);
+
+ private:
+  Database& db_;
+};
+
+}  // namespace dispatch::storage

@@ -1,0 +1,298 @@
+#include "storage/commands.h"
+
+#include <algorithm>
+
+#include "storage/sql_util.h"
+
+namespace dispatch::storage {
+
+using core::ErrorCode;
+using core::make_error;
+using core::Result;
+using core::Status;
+using core::TimeMs;
+using detail::bind_opt;
+using detail::decode_strings;
+using detail::encode_strings;
+using detail::opt_int64;
+using detail::opt_string;
+
+namespace {
+
+constexpr const char* k_command_columns =
+    "id, type, execution, command, arguments, package_id, description, ttl_s, expires_at, created_at, "
+    "request_id, request_hash, canceled";
+constexpr const char* k_delivery_columns =
+    "command_id, hardware_id, command_line, state, output, trimmed, attempts, sent_at, replied_at, "
+    "expires_at, created_at";
+
+CommandRow read_command(SQLite::Statement& q) {
+  CommandRow row;
+  row.id = q.getColumn(0).getString();
+  row.type = q.getColumn(1).getString();
+  row.execution = q.getColumn(2).getString();
+  row.command = q.getColumn(3).getString();
+  row.arguments = decode_strings(q.getColumn(4).getString());
+  row.package_id = q.getColumn(5).getString();
+  row.description = q.getColumn(6).getString();
+  row.ttl_s = opt_int64(q.getColumn(7));
+  row.expires_at = opt_int64(q.getColumn(8));
+  row.created_at = q.getColumn(9).getInt64();
+  row.request_id = opt_string(q.getColumn(10));
+  row.request_hash = opt_string(q.getColumn(11));
+  row.canceled = q.getColumn(12).getInt() != 0;
+  return row;
+}
+
+DeliveryRow read_delivery(SQLite::Statement& q) {
+  DeliveryRow row;
+  row.command_id = q.getColumn(0).getString();
+  row.hardware_id = q.getColumn(1).getString();
+  row.command_line = q.getColumn(2).getString();
+  row.state = q.getColumn(3).getString();
+  row.output = q.getColumn(4).getString();
+  row.trimmed = q.getColumn(5).getInt() != 0;
+  row.attempts = q.getColumn(6).getInt();
+  row.sent_at = opt_int64(q.getColumn(7));
+  row.replied_at = opt_int64(q.getColumn(8));
+  row.expires_at = opt_int64(q.getColumn(9));
+  row.created_at = q.getColumn(10).getInt64();
+  return row;
+}
+
+std::vector<DeliveryRow> read_deliveries(SQLite::Statement& q) {
+  std::vector<DeliveryRow> rows;
+  while (q.executeStep()) rows.push_back(read_delivery(q));
+  return rows;
+}
+
+std::string select_deliveries(const std::string& where) {
+  return std::string("SELECT ") + k_delivery_columns + " FROM deliveries WHERE " + where;
+}
+
+}  // namespace
+
+Status CommandStore::create_with_deliveries(const CommandRow& c, const std::vector<DeliveryRow>& deliveries) {
+  return db_.transaction([&]() -> Status {
+    auto& db = db_.db();
+    SQLite::Statement insert(db, std::string("INSERT INTO commands(") + k_command_columns +
+                                     ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    insert.bind(1, c.id);
+    insert.bind(2, c.type);
+    insert.bind(3, c.execution);
+    insert.bind(4, c.command);
+    insert.bind(5, encode_strings(c.arguments));
+    insert.bind(6, c.package_id);
+    insert.bind(7, c.description);
+    bind_opt(insert, 8, c.ttl_s);
+    bind_opt(insert, 9, c.expires_at);
+    insert.bind(10, c.created_at);
+    bind_opt(insert, 11, c.request_id);
+    bind_opt(insert, 12, c.request_hash);
+    insert.bind(13, c.canceled ? 1 : 0);
+    insert.exec();
+
+    SQLite::Statement d(db, std::string("INSERT INTO deliveries(") + k_delivery_columns +
+                                ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const DeliveryRow& row : deliveries) {
+      d.reset();
+      // No copies of the strings: the rows outlive the statement's execution.
+      d.bindNoCopy(1, c.id);
+      d.bindNoCopy(2, row.hardware_id);
+      d.bindNoCopy(3, row.command_line);
+      d.bindNoCopy(4, row.state);
+      d.bindNoCopy(5, row.output);
+      d.bind(6, row.trimmed ? 1 : 0);
+      d.bind(7, row.attempts);
+      bind_opt(d, 8, row.sent_at);
+      bind_opt(d, 9, row.replied_at);
+      bind_opt(d, 10, row.expires_at);
+      d.bind(11, row.created_at);
+      d.exec();
+    }
+    return {};
+  });
+}
+
+Result<std::optional<CommandRow>> CommandStore::find_by_request_id(const std::string& request_id) {
+  return db_.read([&]() -> Result<std::optional<CommandRow>> {
+    SQLite::Statement q(db_.db(),
+                        std::string("SELECT ") + k_command_columns + " FROM commands WHERE request_id = ?");
+    q.bind(1, request_id);
+    if (!q.executeStep()) return std::optional<CommandRow>{};
+    return std::optional<CommandRow>{read_command(q)};
+  });
+}
+
+Result<CommandRow> CommandStore::get(const std::string& id) {
+  return db_.read([&]() -> Result<CommandRow> {
+    SQLite::Statement q(db_.db(), std::string("SELECT ") + k_command_columns + " FROM commands WHERE id = ?");
+    q.bind(1, id);
+    if (!q.executeStep()) return make_error(ErrorCode::not_found, "command " + id + " does not exist");
+    return read_command(q);
+  });
+}
+
+Result<std::vector<CommandRow>> CommandStore::list(const CommandQuery& query) {
+  return db_.read([&]() -> Result<std::vector<CommandRow>> {
+    std::string sql = std::string("SELECT ") + k_command_columns + " FROM commands WHERE id > ?";
+    if (query.hardware_id) sql += " AND id IN (SELECT command_id FROM deliveries WHERE hardware_id = ?)";
+    sql += " ORDER BY id LIMIT ?";
+    SQLite::Statement q(db_.db(), sql);
+    int i = 1;
+    q.bind(i++, query.after.value_or(""));
+    if (query.hardware_id) q.bind(i++, *query.hardware_id);
+    q.bind(i++, std::max(query.limit, 0));
+    std::vector<CommandRow> rows;
+    while (q.executeStep()) rows.push_back(read_command(q));
+    return rows;
+  });
+}
+
+Result<std::vector<DeliveryRow>> CommandStore::deliveries(const std::string& command_id) {
+  return db_.read([&]() -> Result<std::vector<DeliveryRow>> {
+    SQLite::Statement q(db_.db(), select_deliveries("command_id = ? ORDER BY rowid"));
+    q.bind(1, command_id);
+    return read_deliveries(q);
+  });
+}
+
+Result<DeliveryRow> CommandStore::delivery(const std::string& command_id, const std::string& hardware_id) {
+  return db_.read([&]() -> Result<DeliveryRow> {
+    SQLite::Statement q(db_.db(), select_deliveries("command_id = ? AND hardware_id = ?"));
+    q.bind(1, command_id);
+    q.bind(2, hardware_id);
+    if (!q.executeStep()) {
+      return make_error(ErrorCode::not_found,
+                        "no delivery of command " + command_id + " to device " + hardware_id);
+    }
+    return read_delivery(q);
+  });
+}
+
+Result<std::vector<DeliveryRow>> CommandStore::deliveries_to_publish(TimeMs now, int limit) {
+  return db_.read([&]() -> Result<std::vector<DeliveryRow>> {
+    SQLite::Statement q(db_.db(),
+                        select_deliveries("state = 'queued' AND (expires_at IS NULL OR expires_at > ?) "
+                                          "ORDER BY created_at, rowid LIMIT ?"));
+    q.bind(1, now);
+    q.bind(2, std::max(limit, 0));
+    return read_deliveries(q);
+  });
+}
+
+Result<int> CommandStore::mark_sent(const std::vector<DeliveryKey>& keys, TimeMs t) {
+  return db_.transaction([&]() -> Result<int> {
+    SQLite::Statement q(db_.db(),
+                        "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = ? "
+                        "WHERE command_id = ? AND hardware_id = ? AND state IN ('queued', 'sent')");
+    int changed = 0;
+    for (const auto& [command_id, hardware_id] : keys) {
+      q.reset();
+      q.bind(1, t);
+      q.bindNoCopy(2, command_id);
+      q.bindNoCopy(3, hardware_id);
+      changed += q.exec();
+    }
+    return changed;
+  });
+}
+
+Result<ReplyOutcome> CommandStore::record_reply(const std::string& command_id, const std::string& hardware_id,
+                                                bool success, const std::string& output, bool trimmed,
+                                                TimeMs t) {
+  return db_.transaction([&]() -> Result<ReplyOutcome> {
+    // The state guard in the UPDATE makes acceptance a single atomic step: a second reply can never
+    // overwrite the first.
+    SQLite::Statement u(db_.db(),
+                        "UPDATE deliveries SET state = ?, output = ?, trimmed = ?, replied_at = ? "
+                        "WHERE command_id = ? AND hardware_id = ? AND state IN ('queued', 'sent')");
+    u.bind(1, success ? "succeeded" : "failed");
+    u.bind(2, output);
+    u.bind(3, trimmed ? 1 : 0);
+    u.bind(4, t);
+    u.bind(5, command_id);
+    u.bind(6, hardware_id);
+    if (u.exec() == 1) return ReplyOutcome::accepted;
+    SQLite::Statement q(db_.db(), "SELECT state FROM deliveries WHERE command_id = ? AND hardware_id = ?");
+    q.bind(1, command_id);
+    q.bind(2, hardware_id);
+    if (!q.executeStep()) return ReplyOutcome::unknown;
+    const std::string state = q.getColumn(0).getString();
+    if (state == "succeeded" || state == "failed") return ReplyOutcome::duplicate;
+    return ReplyOutcome::closed;
+  });
+}
+
+Result<std::vector<DeliveryRow>> CommandStore::pending_for_device(const std::string& hardware_id, TimeMs now,
+                                                                  int limit) {
+  return db_.read([&]() -> Result<std::vector<DeliveryRow>> {
+    SQLite::Statement q(db_.db(), select_deliveries("hardware_id = ? AND state IN ('queued', 'sent') "
+                                                    "AND (expires_at IS NULL OR expires_at > ?) "
+                                                    "ORDER BY created_at, rowid LIMIT ?"));
+    q.bind(1, hardware_id);
+    q.bind(2, now);
+    q.bind(3, std::max(limit, 0));
+    return read_deliveries(q);
+  });
+}
+
+Result<std::vector<DeliveryRow>> CommandStore::redeliverable(const std::string& hardware_id, TimeMs now,
+                                                             TimeMs sent_before, int max_attempts) {
+  return db_.read([&]() -> Result<std::vector<DeliveryRow>> {
+    SQLite::Statement q(db_.db(),
+                        select_deliveries("hardware_id = ? AND state = 'sent' "
+                                          "AND (expires_at IS NULL OR expires_at > ?) "
+                                          "AND sent_at <= ? AND attempts < ? ORDER BY created_at, rowid"));
+    q.bind(1, hardware_id);
+    q.bind(2, now);
+    q.bind(3, sent_before);
+    q.bind(4, max_attempts);
+    return read_deliveries(q);
+  });
+}
+
+Result<int> CommandStore::expire(TimeMs now) {
+  return db_.transaction([&]() -> Result<int> {
+    SQLite::Statement u(db_.db(),
+                        "UPDATE deliveries SET state = 'expired' WHERE state IN ('queued', 'sent') "
+                        "AND expires_at IS NOT NULL AND expires_at <= ?");
+    u.bind(1, now);
+    return u.exec();
+  });
+}
+
+Result<int> CommandStore::cancel(const std::string& command_id) {
+  return db_.transaction([&]() -> Result<int> {
+    SQLite::Statement c(db_.db(), "UPDATE commands SET canceled = 1 WHERE id = ?");
+    c.bind(1, command_id);
+    if (c.exec() == 0) return make_error(ErrorCode::not_found, "command " + command_id + " does not exist");
+    SQLite::Statement u(db_.db(),
+                        "UPDATE deliveries SET state = 'canceled' WHERE command_id = ? "
+                        "AND state IN ('queued', 'sent')");
+    u.bind(1, command_id);
+    return u.exec();
+  });
+}
+
+Result<DeliveryCounts> CommandStore::counts(const std::string& command_id) {
+  return db_.read([&]() -> Result<DeliveryCounts> {
+    SQLite::Statement q(db_.db(),
+                        "SELECT state, COUNT(*) FROM deliveries WHERE command_id = ? GROUP BY state");
+    q.bind(1, command_id);
+    DeliveryCounts counts;
+    while (q.executeStep()) {
+      const std::string state = q.getColumn(0).getString();
+      const std::int64_t n = q.getColumn(1).getInt64();
+      if (state == "queued") counts.queued = n;
+      if (state == "sent") counts.sent = n;
+      if (state == "succeeded") counts.succeeded = n;
+      if (state == "failed") counts.failed = n;
+      if (state == "expired") counts.expired = n;
+      if (state == "canceled") counts.canceled = n;
+    }
+    return counts;
+  });
+}
+
+}  // namespace dispatch::storage

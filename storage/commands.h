@@ -1,0 +1,119 @@
+// CommandStore: commands sent to devices and their per-device deliveries.
+//
+// A command is one operator request; a delivery is that command for one device, keyed by
+// (command_id, hardware_id) so a device can never get the same command twice. Delivery states:
+// queued → sent → succeeded | failed, or expired (TTL passed without a reply) or canceled.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "protocol/core/clock.h"
+#include "protocol/core/result.h"
+#include "storage/database.h"
+
+namespace dispatch::storage {
+
+struct CommandRow {
+  std::string id;
+  std::string type;       // storage does not interpret: "exec", "firmware", ...
+  std::string execution;  // "sync" / "async"
+  std::string command;
+  std::vector<std::string> arguments;
+  std::string package_id;
+  std::string description;
+  std::optional<std::int64_t> ttl_s;
+  std::optional<core::TimeMs> expires_at;
+  core::TimeMs created_at = 0;
+  std::optional<std::string> request_id;  // unique among commands when present
+  std::optional<std::string> request_hash;
+  bool canceled = false;
+};
+
+struct DeliveryRow {
+  std::string command_id;
+  std::string hardware_id;
+  std::string command_line;  // the exact line published to the device
+  std::string state = "queued";
+  std::string output;
+  bool trimmed = false;
+  int attempts = 0;
+  std::optional<core::TimeMs> sent_at;
+  std::optional<core::TimeMs> replied_at;
+  std::optional<core::TimeMs> expires_at;
+  core::TimeMs created_at = 0;
+};
+
+using DeliveryKey = std::pair<std::string, std::string>;  // (command_id, hardware_id)
+
+enum class ReplyOutcome {
+  accepted,   // the delivery was queued or sent; the reply is now recorded
+  duplicate,  // the delivery already has a reply (succeeded/failed); nothing changed
+  unknown,    // no delivery of that command id to that device (unknown id or another device's)
+  closed,     // the delivery expired or was canceled before the reply came; nothing changed
+};
+
+struct DeliveryCounts {
+  std::int64_t queued = 0, sent = 0, succeeded = 0, failed = 0, expired = 0, canceled = 0;
+  std::int64_t total() const { return queued + sent + succeeded + failed + expired + canceled; }
+  bool operator==(const DeliveryCounts&) const = default;
+};
+
+struct CommandQuery {
+  int limit = 100;
+  std::optional<std::string> after;        // cursor: only command ids strictly greater
+  std::optional<std::string> hardware_id;  // only commands with a delivery to this device
+};
+
+class CommandStore {
+ public:
+  explicit CommandStore(Database& db) : db_(db) {}
+
+  // Inserts the command and all its deliveries in one transaction (one reused prepared statement;
+  // 50,000 rows take well under a second). Each delivery's command_id is forced to command.id.
+  // Errors: conflict when the command id or request_id exists, or two deliveries name the same
+  // device; nothing is written then.
+  core::Status create_with_deliveries(const CommandRow& command, const std::vector<DeliveryRow>& deliveries);
+  // The command created with request_id, if any.
+  core::Result<std::optional<CommandRow>> find_by_request_id(const std::string& request_id);
+  // not_found when no such command.
+  core::Result<CommandRow> get(const std::string& id);
+  // Commands ordered by id.
+  core::Result<std::vector<CommandRow>> list(const CommandQuery& query);
+  // Deliveries of a command in insertion order (empty for an unknown command).
+  core::Result<std::vector<DeliveryRow>> deliveries(const std::string& command_id);
+  // not_found when there is no such delivery.
+  core::Result<DeliveryRow> delivery(const std::string& command_id, const std::string& hardware_id);
+  // Queued deliveries not expired at now (expires_at absent or > now), oldest first, at most limit.
+  core::Result<std::vector<DeliveryRow>> deliveries_to_publish(core::TimeMs now, int limit);
+  // For each key whose delivery is queued or sent: state = sent, attempts + 1, sent_at = t. One
+  // transaction; returns how many deliveries changed (others are ignored).
+  core::Result<int> mark_sent(const std::vector<DeliveryKey>& keys, core::TimeMs t);
+  // Records a device's reply (see ReplyOutcome). Accepted only for a queued or sent delivery:
+  // state = succeeded/failed, output, trimmed, replied_at = t.
+  core::Result<ReplyOutcome> record_reply(const std::string& command_id, const std::string& hardware_id,
+                                          bool success, const std::string& output, bool trimmed,
+                                          core::TimeMs t);
+  // Queued or sent deliveries to hardware_id not expired at now, oldest first, at most limit.
+  core::Result<std::vector<DeliveryRow>> pending_for_device(const std::string& hardware_id, core::TimeMs now,
+                                                            int limit = 50);
+  // Sent deliveries to hardware_id, not expired at now, last sent at or before sent_before, with
+  // attempts < max_attempts: the ones to publish again. Oldest first.
+  core::Result<std::vector<DeliveryRow>> redeliverable(const std::string& hardware_id, core::TimeMs now,
+                                                       core::TimeMs sent_before, int max_attempts);
+  // Marks expired every queued or sent delivery with expires_at <= now; returns how many.
+  core::Result<int> expire(core::TimeMs now);
+  // Marks the command canceled and its queued/sent deliveries canceled; returns how many deliveries
+  // changed. not_found when no such command.
+  core::Result<int> cancel(const std::string& command_id);
+  // Deliveries of the command per state (all zero for an unknown command).
+  core::Result<DeliveryCounts> counts(const std::string& command_id);
+
+ private:
+  Database& db_;
+};
+
+}  // namespace dispatch::storage

@@ -1,0 +1,31 @@
+// RateWindowStore: timestamps of events per key (e.g. provisioning queries per device), so that an
+// exact sliding-window limit survives a restart. Bounded: each key keeps at most max_per_key events
+// (the newest), and prune() drops old ones for every key.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "protocol/core/clock.h"
+#include "protocol/core/result.h"
+#include "storage/database.h"
+
+namespace dispatch::storage {
+
+class RateWindowStore {
+ public:
+  explicit RateWindowStore(Database& db, int max_per_key = 1024) : db_(db), max_per_key_(max_per_key) {}
+
+  // Records an event at t; then keeps only the newest max_per_key events of key.
+  core::Status record_event(const std::string& key, core::TimeMs t);
+  // Times of key's events with t >= since, ascending.
+  core::Result<std::vector<core::TimeMs>> events(const std::string& key, core::TimeMs since);
+  // Deletes every event with t < older_than; returns how many.
+  core::Result<int> prune(core::TimeMs older_than);
+
+ private:
+  Database& db_;
+  int max_per_key_;
+};
+
+}  // namespace dispatch::storage

@@ -1,0 +1,51 @@
+// Helpers shared by the stores of this folder (not part of the storage API): binding optionals and
+// the small text encoding used for string lists and maps kept in one column.
+//
+// Encoding: each string is written as "<decimal length>:<bytes>", one after another; a map is its
+// keys and values alternating. It is unambiguous for any bytes (spaces, commas, NUL) and needs no
+// JSON library in this layer. Decoding malformed text throws std::runtime_error, which the stores
+// turn into an internal error (the column was not written by this code).
+#pragma once
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dispatch::storage::detail {
+
+std::string encode_strings(const std::vector<std::string>& values);
+std::vector<std::string> decode_strings(const std::string& text);
+std::string encode_map(const std::map<std::string, std::string>& values);
+std::map<std::string, std::string> decode_map(const std::string& text);
+
+inline void bind_opt(SQLite::Statement& s, int index, const std::optional<std::int64_t>& v) {
+  if (v) {
+    s.bind(index, static_cast<std::int64_t>(*v));
+  } else {
+    s.bind(index);
+  }
+}
+
+inline void bind_opt(SQLite::Statement& s, int index, const std::optional<std::string>& v) {
+  if (v) {
+    s.bind(index, *v);
+  } else {
+    s.bind(index);
+  }
+}
+
+inline std::optional<std::int64_t> opt_int64(const SQLite::Column& c) {
+  if (c.isNull()) return std::nullopt;
+  return c.getInt64();
+}
+
+inline std::optional<std::string> opt_string(const SQLite::Column& c) {
+  if (c.isNull()) return std::nullopt;
+  return c.getString();
+}
+
+}  // namespace dispatch::storage::detail

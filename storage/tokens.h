@@ -1,0 +1,56 @@
+// TokenStore: download tokens (stored only as the SHA-256 of the token) and which byte ranges of
+// the package each has served. A token serves one download: chunks may come in any order and be
+// re-requested until every byte of the package has been served once; then it is spent.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "protocol/core/clock.h"
+#include "protocol/core/result.h"
+#include "storage/database.h"
+
+namespace dispatch::storage {
+
+struct DownloadTokenRow {
+  std::string token_hash;  // lowercase hex SHA-256 of the token; the primary key
+  std::string hardware_id;
+  std::string package_id;
+  core::TimeMs created_at = 0;
+  core::TimeMs expires_at = 0;  // valid while now < expires_at
+  bool spent = false;
+  std::int64_t served_bytes = 0;  // distinct bytes served so far
+};
+
+struct SpendResult {
+  bool spent_now = false;  // this request served the last unserved byte; the token is now spent
+  std::int64_t served_bytes = 0;
+};
+
+class TokenStore {
+ public:
+  explicit TokenStore(Database& db) : db_(db) {}
+
+  // conflict when the hash exists.
+  core::Status insert(const DownloadTokenRow& row);
+  // not_found when no such token.
+  core::Result<DownloadTokenRow> get_by_hash(const std::string& token_hash);
+  // In one IMMEDIATE transaction: checks the token exists, is not spent, is not expired at now and
+  // belongs to hardware_id (else token_invalid, with the same message for every reason); records
+  // [offset, offset + length) as served; marks the token spent when the served ranges cover
+  // [0, total). Of several connections racing for the last range exactly one gets spent_now; the
+  // others get token_invalid. bad_request when offset < 0, length < 1, or offset + length > total.
+  // total = 0 (an empty package) is spent by its first request, whose length must be 0.
+  core::Result<SpendResult> serve(const std::string& token_hash, const std::string& hardware_id,
+                                  core::TimeMs now, std::int64_t offset, std::int64_t length,
+                                  std::int64_t total);
+  // Deletes the package's unspent tokens; returns how many.
+  core::Result<int> remove_for_package(const std::string& package_id);
+  // Deletes tokens (spent or not) that expired at or before before; returns how many.
+  core::Result<int> prune_expired(core::TimeMs before);
+
+ private:
+  Database& db_;
+};
+
+}  // namespace dispatch::storage

@@ -1,0 +1,194 @@
+#include "storage/campaigns.h"
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "tests/storage/storage_fixture.h"
+
+namespace dispatch::storage {
+namespace {
+
+using core::ErrorCode;
+using test::backends;
+using test::TestDb;
+
+CampaignRow make_campaign(const std::string& id) {
+  CampaignRow c;
+  c.id = id;
+  c.name = "rollout " + id;
+  c.type = "provisioning";
+  c.document_json = R"({"name":"rollout"})";
+  c.state = "created";
+  c.created_at = 10;
+  c.updated_at = 10;
+  return c;
+}
+
+ExecutionRow make_execution(const std::string& campaign, const std::string& hw, int group = 0) {
+  ExecutionRow e;
+  e.campaign_id = campaign;
+  e.hardware_id = hw;
+  e.group_index = group;
+  e.updated_at = 10;
+  return e;
+}
+
+TEST_CASE("campaigns are stored, updated, listed and removed", "[storage][campaigns]") {
+  TestDb t(GENERATE(backends()));
+  CampaignStore store(*t);
+  REQUIRE(store.insert(make_campaign("k1")).ok());
+  REQUIRE(store.insert(make_campaign("k2")).ok());
+  CHECK(store.insert(make_campaign("k1")).error().code == ErrorCode::conflict);
+
+  REQUIRE(store.update_state("k1", "running", "", 20).ok());
+  CampaignRow k1 = store.get("k1").value();
+  CHECK(k1.state == "running");
+  CHECK(k1.updated_at == 20);
+  k1.started_at = 20;
+  k1.current_group = 2;
+  k1.group_done_at = 30;
+  k1.ramp_successes = 7;
+  k1.engine_state = "rate=600";
+  k1.reason = "threshold";
+  k1.updated_at = 31;
+  REQUIRE(store.update(k1).ok());
+  CampaignRow again = store.get("k1").value();
+  CHECK(again.started_at == 20);
+  CHECK(again.current_group == 2);
+  CHECK(again.group_done_at == 30);
+  CHECK(again.ramp_successes == 7);
+  CHECK(again.engine_state == "rate=600");
+  CHECK(again.document_json == R"({"name":"rollout"})");
+
+  CampaignQuery running;
+  running.state = "running";
+  REQUIRE(store.list(running).value().size() == 1);
+  CHECK(store.list(CampaignQuery{}).value().size() == 2);
+
+  struct {
+    const char* rule;
+    core::Status status;
+  } cases[] = {
+      {"update_state of an unknown campaign", store.update_state("nope", "running", "", 1)},
+      {"update of an unknown campaign", store.update(make_campaign("nope"))},
+      {"remove of an unknown campaign", store.remove("nope")},
+  };
+  for (const auto& c : cases) {
+    INFO(c.rule);
+    REQUIRE_FALSE(c.status.ok());
+    CHECK(c.status.error().code == ErrorCode::not_found);
+  }
+}
+
+TEST_CASE("a device has one execution per campaign and one command id per attempt", "[storage][campaigns]") {
+  TestDb t(GENERATE(backends()));
+  CampaignStore store(*t);
+  REQUIRE(store.insert(make_campaign("k1")).ok());
+  auto inserted = store.insert_executions({make_execution("k1", "dev-a"), make_execution("k1", "dev-b", 1)});
+  REQUIRE(inserted.ok());
+  CHECK(*inserted == 2);
+
+  // A second execution for the same campaign and device is a no-op that keeps the first row.
+  auto again = store.insert_executions({make_execution("k1", "dev-a", 5), make_execution("k1", "dev-c", 1)});
+  REQUIRE(again.ok());
+  CHECK(*again == 1);
+  CHECK(store.execution("k1", "dev-a")->group_index == 0);
+  CHECK(store.insert_executions({make_execution("nope", "dev-a")}).error().code == ErrorCode::not_found);
+
+  REQUIRE(store.record_attempt("k1", "dev-a", 0, "cmd-a0").ok());
+  struct {
+    const char* rule;
+    std::string hw;
+    int attempt;
+    std::string command_id;
+    std::optional<ErrorCode> error;
+  } cases[] = {
+      {"an attempt is recorded once", "dev-a", 0, "cmd-other", ErrorCode::conflict},
+      {"a command id serves one attempt", "dev-b", 0, "cmd-a0", ErrorCode::conflict},
+      {"the next attempt gets its own id", "dev-a", 1, "cmd-a1", std::nullopt},
+  };
+  for (const auto& c : cases) {
+    INFO(c.rule);
+    auto s = store.record_attempt("k1", c.hw, c.attempt, c.command_id);
+    if (c.error) {
+      REQUIRE_FALSE(s.ok());
+      CHECK(s.error().code == *c.error);
+    } else {
+      CHECK(s.ok());
+    }
+  }
+  CHECK(store.record_attempt("nope", "dev-a", 0, "cmd-x").error().code == ErrorCode::not_found);
+  CHECK(store.attempt_command_ids("k1", "dev-a").value() == std::vector<std::string>{"cmd-a0", "cmd-a1"});
+  auto ref = store.execution_by_command_id("cmd-a1");
+  REQUIRE(ref.ok());
+  REQUIRE(ref->has_value());
+  CHECK((*ref)->campaign_id == "k1");
+  CHECK((*ref)->hardware_id == "dev-a");
+  CHECK((*ref)->attempt == 1);
+  CHECK_FALSE(store.execution_by_command_id("cmd-zz").value().has_value());
+
+  REQUIRE(store.remove("k1").ok());
+  CHECK(store.executions("k1").value().empty());
+  CHECK_FALSE(store.execution_by_command_id("cmd-a0").value().has_value());
+}
+
+TEST_CASE("execution updates are written all together or not at all", "[storage][campaigns]") {
+  TestDb t(GENERATE(backends()));
+  CampaignStore store(*t);
+  REQUIRE(store.insert(make_campaign("k1")).ok());
+  REQUIRE(store.insert_executions({make_execution("k1", "dev-a"), make_execution("k1", "dev-b")}).ok());
+  ExecutionRow a = make_execution("k1", "dev-a");
+  a.state = "sent";
+  a.attempt = 1;
+  a.command_id = "cmd-a1";
+  a.sent_at = 50;
+  a.next_attempt_at = 90;
+  a.output = "ok";
+  a.version_verified = true;
+  a.updated_at = 50;
+  ExecutionRow ghost = make_execution("k1", "ghost");
+  ghost.state = "sent";
+
+  auto refused = store.update_executions({a, ghost});
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().code == ErrorCode::not_found);
+  CHECK(store.execution("k1", "dev-a")->state == "queued");  // the batch rolled back
+
+  REQUIRE(store.update_executions({a}).ok());
+  ExecutionRow got = store.execution("k1", "dev-a").value();
+  CHECK(got.state == "sent");
+  CHECK(got.command_id == "cmd-a1");
+  CHECK(got.sent_at == 50);
+  CHECK(got.next_attempt_at == 90);
+  CHECK(got.version_verified);
+  CHECK(got.output == "ok");
+}
+
+TEST_CASE("100,000 executions are written and read back quickly", "[storage][campaigns][batch]") {
+  TestDb t("file");
+  CampaignStore store(*t);
+  REQUIRE(store.insert(make_campaign("big")).ok());
+  constexpr int k_devices = 100'000;
+  std::vector<ExecutionRow> rows;
+  rows.reserve(k_devices);
+  for (int i = 0; i < k_devices; ++i)
+    rows.push_back(make_execution("big", "dev-" + std::to_string(i), i % 3));
+  const auto start = std::chrono::steady_clock::now();
+  REQUIRE(store.insert_executions(rows).value() == k_devices);
+  for (auto& r : rows) r.state = "sent";
+  REQUIRE(store.update_executions(rows).ok());
+  auto all = store.executions("big");
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  REQUIRE(all.ok());
+  CHECK(all->size() == static_cast<std::size_t>(k_devices));
+  CHECK(all->front().group_index == 0);
+  CHECK(all->back().group_index == 2);
+  CHECK(all->back().state == "sent");
+  // Generous: the machine running the tests may be busy; uncontended this takes about a second.
+  CHECK(elapsed < std::chrono::seconds(10));
+}
+
+}  // namespace
+}  // namespace dispatch::storage

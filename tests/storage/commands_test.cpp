@@ -1,0 +1,250 @@
+#include "storage/commands.h"
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "tests/storage/storage_fixture.h"
+
+namespace dispatch::storage {
+namespace {
+
+using core::ErrorCode;
+using test::backends;
+using test::make_command;
+using test::make_delivery;
+using test::TestDb;
+
+TEST_CASE("a command and its deliveries are created together", "[storage][commands]") {
+  TestDb t(GENERATE(backends()));
+  CommandStore store(*t);
+  CommandRow c = make_command("c1", 100);
+  c.ttl_s = 60;
+  c.expires_at = 60'100;
+  c.request_id = "req-1";
+  c.request_hash = "h1";
+  c.description = "say hello";
+  REQUIRE(
+      store.create_with_deliveries(c, {make_delivery("c1", "dev-b", 100), make_delivery("c1", "dev-a", 100)})
+          .ok());
+
+  auto got = store.get("c1");
+  REQUIRE(got.ok());
+  CHECK(got->arguments == std::vector<std::string>{"a", "b c"});
+  CHECK(got->ttl_s == 60);
+  CHECK(got->expires_at == 60'100);
+  CHECK(got->request_hash == "h1");
+  CHECK(got->description == "say hello");
+  CHECK_FALSE(got->canceled);
+
+  auto by_request = store.find_by_request_id("req-1");
+  REQUIRE(by_request.ok());
+  REQUIRE(by_request->has_value());
+  CHECK((*by_request)->id == "c1");
+  auto none = store.find_by_request_id("req-2");
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->has_value());
+
+  auto ds = store.deliveries("c1");
+  REQUIRE(ds.ok());
+  REQUIRE(ds->size() == 2);
+  CHECK((*ds)[0].hardware_id == "dev-b");  // insertion order
+  CHECK((*ds)[0].state == "queued");
+  CHECK((*ds)[0].command_line == "c1 es echo a");
+}
+
+TEST_CASE("creating commands refuses double work", "[storage][commands]") {
+  TestDb t(GENERATE(backends()));
+  CommandStore store(*t);
+  CommandRow first = make_command("c1", 1);
+  first.request_id = "req-1";
+  REQUIRE(store.create_with_deliveries(first, {make_delivery("c1", "dev-a", 1)}).ok());
+
+  CommandRow same_id = make_command("c1", 2);
+  CommandRow same_request = make_command("c2", 2);
+  same_request.request_id = "req-1";
+  struct {
+    const char* rule;
+    CommandRow command;
+    std::vector<DeliveryRow> deliveries;
+  } cases[] = {
+      {"a command id is used once", same_id, {make_delivery("c1", "dev-z", 2)}},
+      {"a request_id names one command", same_request, {make_delivery("c2", "dev-z", 2)}},
+      {"a command reaches a device once",
+       make_command("c3", 2),
+       {make_delivery("c3", "dev-a", 2), make_delivery("c3", "dev-a", 2)}},
+  };
+  for (const auto& c : cases) {
+    INFO(c.rule);
+    auto s = store.create_with_deliveries(c.command, c.deliveries);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().code == ErrorCode::conflict);
+    CHECK(store.deliveries(c.command.id)->size() == (c.command.id == "c1" ? 1u : 0u));
+  }
+  CHECK_FALSE(store.get("c3").ok());  // nothing of a refused command is written
+  CHECK(store.get("c3").error().code == ErrorCode::not_found);
+}
+
+TEST_CASE("50,000 deliveries are written in one fast batch", "[storage][commands][batch]") {
+  TestDb t(GENERATE(backends()));
+  CommandStore store(*t);
+  constexpr int k_devices = 50'000;
+  std::vector<DeliveryRow> rows;
+  rows.reserve(k_devices);
+  for (int i = 0; i < k_devices; ++i) rows.push_back(make_delivery("big", "dev-" + std::to_string(i), 5));
+  const auto start = std::chrono::steady_clock::now();
+  REQUIRE(store.create_with_deliveries(make_command("big", 5), rows).ok());
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  CHECK(elapsed < std::chrono::seconds(5));
+  auto counts = store.counts("big");
+  REQUIRE(counts.ok());
+  CHECK(counts->queued == k_devices);
+  CHECK(counts->total() == k_devices);
+}
+
+TEST_CASE("record_reply accepts one reply per sent delivery of that device", "[storage][commands]") {
+  TestDb t(GENERATE(backends()));
+  CommandStore store(*t);
+  REQUIRE(
+      store
+          .create_with_deliveries(make_command("c1", 1),
+                                  {make_delivery("c1", "dev-a", 1), make_delivery("c1", "dev-b", 1),
+                                   make_delivery("c1", "dev-c", 1, 1000), make_delivery("c1", "dev-d", 1)})
+          .ok());
+  REQUIRE(store.mark_sent({{"c1", "dev-a"}, {"c1", "dev-c"}, {"c1", "dev-d"}}, 10).ok());
+  REQUIRE(store.expire(1000).ok());  // dev-c's delivery expires
+  struct {
+    const char* rule;
+    std::string command_id;
+    std::string hardware_id;
+    bool success;
+    ReplyOutcome expected;
+    const char* state_after;  // nullptr: no such delivery
+  } cases[] = {
+      {"a reply to a sent delivery is accepted", "c1", "dev-a", true, ReplyOutcome::accepted, "succeeded"},
+      {"a second reply is a duplicate and changes nothing", "c1", "dev-a", false, ReplyOutcome::duplicate,
+       "succeeded"},
+      {"a failure reply is accepted as failed", "c1", "dev-d", false, ReplyOutcome::accepted, "failed"},
+      {"a queued delivery (not yet published) accepts a reply", "c1", "dev-b", true, ReplyOutcome::accepted,
+       "succeeded"},
+      {"an unknown command id is unknown", "c9", "dev-a", true, ReplyOutcome::unknown, nullptr},
+      {"another device's command id is unknown", "c1", "dev-x", true, ReplyOutcome::unknown, nullptr},
+      {"an expired delivery is closed", "c1", "dev-c", true, ReplyOutcome::closed, "expired"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.rule);
+    auto r = store.record_reply(c.command_id, c.hardware_id, c.success, "out of " + c.hardware_id, false, 20);
+    REQUIRE(r.ok());
+    CHECK(*r == c.expected);
+    auto d = store.delivery(c.command_id, c.hardware_id);
+    if (c.state_after == nullptr) {
+      CHECK(d.error().code == ErrorCode::not_found);
+    } else {
+      REQUIRE(d.ok());
+      CHECK(d->state == c.state_after);
+    }
+  }
+  auto a = store.delivery("c1", "dev-a");
+  CHECK(a->output == "out of dev-a");
+  CHECK(a->replied_at == 20);
+  CHECK(a->attempts == 1);
+  CHECK(a->sent_at == 10);
+}
+
+TEST_CASE("deliveries move through publish, pending, redelivery and expiry", "[storage][commands]") {
+  TestDb t(GENERATE(backends()));
+  CommandStore store(*t);
+  REQUIRE(
+      store.create_with_deliveries(make_command("c1", 1), {make_delivery("c1", "dev-a", 1, 10'000)}).ok());
+  REQUIRE(store.create_with_deliveries(make_command("c2", 2), {make_delivery("c2", "dev-a", 2, 500)}).ok());
+  REQUIRE(store.create_with_deliveries(make_command("c3", 3), {make_delivery("c3", "dev-a", 3)}).ok());
+  REQUIRE(store.create_with_deliveries(make_command("c4", 4), {make_delivery("c4", "dev-b", 4)}).ok());
+
+  auto ids = [](const core::Result<std::vector<DeliveryRow>>& rows) {
+    std::vector<std::string> out;
+    for (const auto& r : rows.value()) out.push_back(r.command_id + "/" + r.hardware_id);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  CHECK(ids(store.deliveries_to_publish(100, 10)) == V{"c1/dev-a", "c2/dev-a", "c3/dev-a", "c4/dev-b"});
+  CHECK(ids(store.deliveries_to_publish(100, 2)) == V{"c1/dev-a", "c2/dev-a"});
+  CHECK(ids(store.deliveries_to_publish(600, 10)) == V{"c1/dev-a", "c3/dev-a", "c4/dev-b"});
+
+  auto sent = store.mark_sent({{"c1", "dev-a"}, {"c3", "dev-a"}, {"c9", "dev-a"}}, 100);
+  REQUIRE(sent.ok());
+  CHECK(*sent == 2);  // the unknown key is ignored
+  CHECK(ids(store.deliveries_to_publish(100, 10)) == V{"c2/dev-a", "c4/dev-b"});
+  CHECK(ids(store.pending_for_device("dev-a", 100)) == V{"c1/dev-a", "c2/dev-a", "c3/dev-a"});
+  CHECK(ids(store.pending_for_device("dev-a", 600)) == V{"c1/dev-a", "c3/dev-a"});
+  CHECK(ids(store.pending_for_device("dev-a", 100, 1)) == V{"c1/dev-a"});
+
+  CHECK(ids(store.redeliverable("dev-a", 200, 99, 3)).empty());  // sent too recently
+  CHECK(ids(store.redeliverable("dev-a", 200, 100, 3)) == V{"c1/dev-a", "c3/dev-a"});
+  REQUIRE(store.mark_sent({{"c1", "dev-a"}}, 150).ok());
+  CHECK(store.delivery("c1", "dev-a")->attempts == 2);
+  CHECK(ids(store.redeliverable("dev-a", 200, 200, 2)) == V{"c3/dev-a"});  // c1 used its attempts
+
+  auto expired = store.expire(10'000);
+  REQUIRE(expired.ok());
+  CHECK(*expired == 2);  // c1 (sent) and c2 (queued)
+  CHECK(store.delivery("c1", "dev-a")->state == "expired");
+  CHECK(store.delivery("c2", "dev-a")->state == "expired");
+  CHECK(*store.expire(20'000) == 0);
+  CHECK(store.mark_sent({{"c1", "dev-a"}}, 20'000).value() == 0);  // an expired delivery is not re-sent
+}
+
+TEST_CASE("cancel closes the open deliveries of a command", "[storage][commands]") {
+  TestDb t(GENERATE(backends()));
+  CommandStore store(*t);
+  REQUIRE(store
+              .create_with_deliveries(make_command("c1", 1),
+                                      {make_delivery("c1", "dev-a", 1), make_delivery("c1", "dev-b", 1),
+                                       make_delivery("c1", "dev-c", 1)})
+              .ok());
+  REQUIRE(store.mark_sent({{"c1", "dev-b"}, {"c1", "dev-c"}}, 5).ok());
+  REQUIRE(store.record_reply("c1", "dev-c", true, "", false, 6).value() == ReplyOutcome::accepted);
+  auto n = store.cancel("c1");
+  REQUIRE(n.ok());
+  CHECK(*n == 2);
+  CHECK(store.get("c1")->canceled);
+  DeliveryCounts expected;
+  expected.canceled = 2;
+  expected.succeeded = 1;
+  CHECK(store.counts("c1").value() == expected);
+  CHECK(store.record_reply("c1", "dev-a", true, "", false, 7).value() == ReplyOutcome::closed);
+  CHECK(store.cancel("nope").error().code == ErrorCode::not_found);
+}
+
+TEST_CASE("commands list by id with a cursor and a device filter", "[storage][commands]") {
+  TestDb t(GENERATE(backends()));
+  CommandStore store(*t);
+  REQUIRE(store.create_with_deliveries(make_command("c1", 1), {make_delivery("c1", "dev-a", 1)}).ok());
+  REQUIRE(store.create_with_deliveries(make_command("c2", 2), {make_delivery("c2", "dev-b", 2)}).ok());
+  REQUIRE(store.create_with_deliveries(make_command("c3", 3), {make_delivery("c3", "dev-a", 3)}).ok());
+  auto ids = [&](CommandQuery q) {
+    auto rows = store.list(q);
+    REQUIRE(rows.ok());
+    std::vector<std::string> out;
+    for (const auto& c : *rows) out.push_back(c.id);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  struct {
+    const char* rule;
+    CommandQuery query;
+    V expected;
+  } cases[] = {
+      {"all, ordered by id", {100, std::nullopt, std::nullopt}, {"c1", "c2", "c3"}},
+      {"limit bounds the page", {2, std::nullopt, std::nullopt}, {"c1", "c2"}},
+      {"after is an exclusive cursor", {100, "c1", std::nullopt}, {"c2", "c3"}},
+      {"hardware_id keeps that device's commands", {100, std::nullopt, "dev-a"}, {"c1", "c3"}},
+  };
+  for (const auto& c : cases) {
+    INFO(c.rule);
+    CHECK(ids(c.query) == c.expected);
+  }
+}
+
+}  // namespace
+}  // namespace dispatch::storage

@@ -1,0 +1,300 @@
+#include "storage/database.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "storage/commands.h"
+#include "storage/nonces.h"
+#include "tests/storage/storage_fixture.h"
+#include "tests/support/process.h"
+
+namespace dispatch::storage {
+namespace {
+
+using core::ErrorCode;
+using test::backends;
+using test::TestDb;
+
+std::int64_t count_rows(Database& db, const std::string& table) {
+  return db.db().execAndGet("SELECT COUNT(*) FROM " + table).getInt64();
+}
+
+std::string pragma(Database& db, const std::string& name) {
+  return db.db().execAndGet("PRAGMA " + name).getString();
+}
+
+TEST_CASE("open applies the explicit pragmas", "[storage][database]") {
+  dispatch::testing::TempDir dir;
+  auto db = Database::open(dir.path() + "/p.db");
+  REQUIRE(db.ok());
+  struct {
+    const char* rule;
+    const char* pragma;
+    const char* expected;
+  } cases[] = {
+      {"file databases use the WAL journal", "journal_mode", "wal"},
+      {"commits are synced fully (FULL = 2)", "synchronous", "2"},
+      {"foreign keys are enforced", "foreign_keys", "1"},
+      {"writers wait 5 s for each other", "busy_timeout", "5000"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.rule);
+    CHECK(pragma(**db, c.pragma) == c.expected);
+  }
+}
+
+TEST_CASE("a fresh database gets every migration and reopening keeps it", "[storage][database]") {
+  dispatch::testing::TempDir dir;
+  const std::string path = dir.path() + "/m.db";
+  const int newest = schema_migrations().back().version;
+  {
+    auto db = Database::open(path);
+    REQUIRE(db.ok());
+    CHECK((*db)->schema_version() == newest);
+    NonceStore nonces(**db);
+    REQUIRE(nonces.insert_if_new("n-1", 1).ok());
+  }
+  auto again = Database::open(path);
+  REQUIRE(again.ok());
+  CHECK((*again)->schema_version() == newest);
+  CHECK(count_rows(**again, "schema_version") == 1);
+  CHECK(count_rows(**again, "nonces") == 1);  // reopening did not re-create tables
+}
+
+TEST_CASE("migrations apply in order and only the pending ones", "[storage][database]") {
+  dispatch::testing::TempDir dir;
+  const std::string path = dir.path() + "/steps.db";
+  std::vector<Migration> v1 = {{1, "CREATE TABLE a(x INTEGER)"}};
+  std::vector<Migration> v2 = {{1, "CREATE TABLE a(x INTEGER)"}, {2, "INSERT INTO a(x) VALUES(7)"}};
+  {
+    auto db = Database::open(path, v1);
+    REQUIRE(db.ok());
+    CHECK((*db)->schema_version() == 1);
+  }
+  {
+    auto db = Database::open(path, v2);
+    REQUIRE(db.ok());
+    CHECK((*db)->schema_version() == 2);
+  }
+  auto db = Database::open(path, v2);
+  REQUIRE(db.ok());
+  CHECK(count_rows(**db, "a") == 1);  // step 2 ran once
+}
+
+TEST_CASE("a failing migration leaves the previous version intact", "[storage][database]") {
+  dispatch::testing::TempDir dir;
+  const std::string path = dir.path() + "/bad.db";
+  std::vector<Migration> steps = {{1, "CREATE TABLE a(x INTEGER)"},
+                                  {2, "CREATE TABLE b(y INTEGER); INSERT INTO nowhere VALUES(1)"}};
+  auto db = Database::open(path, steps);
+  REQUIRE_FALSE(db.ok());
+  CHECK(db.error().code == ErrorCode::internal);
+  auto v1 = Database::open(path, {{1, "CREATE TABLE a(x INTEGER)"}});
+  REQUIRE(v1.ok());
+  CHECK((*v1)->schema_version() == 1);
+  CHECK_FALSE((*v1)->db().tableExists("b"));  // step 2 rolled back as a whole
+}
+
+std::string schema_dump(Database& db) {
+  SQLite::Statement q(db.db(), "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name");
+  std::string out;
+  while (q.executeStep()) out += q.getColumn(0).getString() + ";\n";
+  return out;
+}
+
+// The golden file pins every released schema version: a released migration must never change (add a
+// new one instead). Regenerate only when adding a version: DISPATCH_WRITE_SCHEMA=1 test_storage.
+TEST_CASE("the released schema matches its golden file", "[storage][database]") {
+  auto db = Database::open(":memory:");
+  REQUIRE(db.ok());
+  const std::string golden = std::string(DISPATCH_SOURCE_DIR) + "/tests/storage/data/schema_v" +
+                             std::to_string((*db)->schema_version()) + ".sql";
+  const std::string dump = schema_dump(**db);
+  if (std::getenv("DISPATCH_WRITE_SCHEMA") != nullptr) {
+    std::ofstream(golden) << dump;
+  }
+  CHECK(dump == dispatch::testing::read_file(golden));
+}
+
+TEST_CASE("a database newer than this build is refused", "[storage][database]") {
+  dispatch::testing::TempDir dir;
+  const std::string path = dir.path() + "/newer.db";
+  {
+    auto db = Database::open(path);
+    REQUIRE(db.ok());
+    (*db)->db().exec("UPDATE schema_version SET version = 99");
+  }
+  auto db = Database::open(path);
+  REQUIRE_FALSE(db.ok());
+  CHECK(db.error().code == ErrorCode::unavailable);
+  CHECK(db.error().message == "database schema version 99 is newer than this build (" +
+                                  std::to_string(schema_migrations().back().version) + ")");
+}
+
+TEST_CASE("a file that cannot be opened is unavailable", "[storage][database]") {
+  auto db = Database::open("/nonexistent-dir-h3/sub/x.db");
+  REQUIRE_FALSE(db.ok());
+  CHECK(db.error().code == ErrorCode::unavailable);
+}
+
+TEST_CASE("transactions commit, roll back and nest", "[storage][database]") {
+  TestDb t(GENERATE(backends()));
+  Database& db = *t;
+  auto insert = [&](const std::string& key) {
+    db.db().exec("INSERT INTO meta(key, value) VALUES('" + key + "', 'v')");
+  };
+  auto has = [&](const std::string& key) {
+    return db.db().execAndGet("SELECT COUNT(*) FROM meta WHERE key = '" + key + "'").getInt() == 1;
+  };
+
+  SECTION("ok commits") {
+    REQUIRE(db.transaction([&]() -> core::Status {
+                insert("a");
+                return {};
+              }).ok());
+    CHECK(has("a"));
+  }
+  SECTION("an error result rolls back and is returned unchanged") {
+    auto s = db.transaction([&]() -> core::Status {
+      insert("a");
+      return core::make_error(ErrorCode::conflict, "no");
+    });
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().code == ErrorCode::conflict);
+    CHECK_FALSE(has("a"));
+  }
+  SECTION("an exception rolls back and becomes internal") {
+    auto s = db.transaction([&]() -> core::Result<int> {
+      insert("a");
+      throw std::runtime_error("boom");
+    });
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().code == ErrorCode::internal);
+    CHECK_FALSE(has("a"));
+  }
+  SECTION("a unique violation becomes conflict") {
+    insert("a");
+    auto s = db.transaction([&]() -> core::Status {
+      insert("a");
+      return {};
+    });
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().code == ErrorCode::conflict);
+  }
+  SECTION("a failed inner transaction rolls back only itself") {
+    auto s = db.transaction([&]() -> core::Status {
+      insert("outer");
+      auto inner = db.transaction([&]() -> core::Status {
+        insert("inner");
+        return core::make_error(ErrorCode::not_found, "inner fails");
+      });
+      CHECK(inner.error().code == ErrorCode::not_found);
+      return {};
+    });
+    REQUIRE(s.ok());
+    CHECK(has("outer"));
+    CHECK_FALSE(has("inner"));
+  }
+  SECTION("a failed outer transaction rolls back committed inner ones") {
+    auto s = db.transaction([&]() -> core::Status {
+      REQUIRE(db.transaction([&]() -> core::Status {
+                  insert("inner");
+                  return {};
+                }).ok());
+      return core::make_error(ErrorCode::internal, "outer fails");
+    });
+    REQUIRE_FALSE(s.ok());
+    CHECK_FALSE(has("inner"));
+    CHECK_FALSE(db.in_transaction());
+  }
+  SECTION("the result value of a successful transaction is returned") {
+    auto r = db.transaction([&]() -> core::Result<int> { return 42; });
+    REQUIRE(r.ok());
+    CHECK(*r == 42);
+  }
+}
+
+TEST_CASE("integrity_check reports ok on a sound database", "[storage][database]") {
+  TestDb t(GENERATE(backends()));
+  auto r = (*t).integrity_check();
+  REQUIRE(r.ok());
+  CHECK(*r == "ok");
+}
+
+// A child process writes many deliveries inside one transaction (and, in one row of the table,
+// commits them) and is killed with SIGKILL; the parent then finds a sound file holding all or none.
+TEST_CASE("kill -9 in the middle of a transaction leaves all or nothing", "[storage][database][crash]") {
+  constexpr int k_rows = 30'000;
+  struct {
+    const char* rule;
+    bool commit_before_kill;
+    std::int64_t expected_rows;
+  } cases[] = {
+      {"an uncommitted transaction disappears entirely", false, 0},
+      {"a committed transaction survives entirely", true, k_rows},
+  };
+  for (const auto& c : cases) {
+    INFO(c.rule);
+    dispatch::testing::TempDir dir;
+    const std::string path = dir.path() + "/crash.db";
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      auto db = Database::open(path);
+      if (!db.ok()) ::_exit(2);
+      CommandStore commands(**db);
+      CommandRow command = test::make_command("cmd-crash", 1);
+      std::vector<DeliveryRow> rows(k_rows);
+      for (int i = 0; i < k_rows; ++i) {
+        rows[i].hardware_id = "dev-" + std::to_string(i);
+        rows[i].command_line = "cmd-crash es echo " + std::string(200, 'x');
+        rows[i].created_at = 1;
+      }
+      auto signal_parent_and_wait = [&] {
+        char byte = 'x';
+        if (::write(fds[1], &byte, 1) != 1) ::_exit(3);
+        for (;;) ::pause();
+      };
+      if (c.commit_before_kill) {
+        if (!commands.create_with_deliveries(command, rows).ok()) ::_exit(4);
+        signal_parent_and_wait();
+      }
+      // The store runs as a savepoint inside this outer transaction, which is never committed.
+      (void)(*db)->transaction([&]() -> core::Status {
+        if (!commands.create_with_deliveries(command, rows).ok()) ::_exit(4);
+        signal_parent_and_wait();
+        return {};
+      });
+      ::_exit(5);
+    }
+    ::close(fds[1]);
+    char byte = 0;
+    const ssize_t n = ::read(fds[0], &byte, 1);
+    ::close(fds[0]);
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    REQUIRE(n == 1);  // the child reached the point of the kill
+    REQUIRE(WIFSIGNALED(status));
+
+    auto db = Database::open(path);
+    REQUIRE(db.ok());
+    auto check = (*db)->integrity_check();
+    REQUIRE(check.ok());
+    CHECK(*check == "ok");
+    CHECK(count_rows(**db, "deliveries") == c.expected_rows);
+    CHECK(count_rows(**db, "commands") == (c.expected_rows == 0 ? 0 : 1));
+  }
+}
+
+}  // namespace
+}  // namespace dispatch::storage
