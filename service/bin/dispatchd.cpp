@@ -1,0 +1,32 @@
+// dispatchd: the dispatch service. See `dispatchd --help`.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "service/config.h"
+#include "service/daemon.h"
+#include "service/logging.h"
+
+extern char** environ;
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  dispatch::service::CommandLineRequest req;
+  auto config = dispatch::service::load_config(args, env, req);
+  if (req.help) {
+    std::fputs(dispatch::service::config_help().c_str(), stdout);
+    return 0;
+  }
+  if (req.version) {
+    std::printf("dispatchd %s\n", DISPATCH_VERSION);
+    return 0;
+  }
+  if (!config) {
+    std::fprintf(stderr, "dispatchd: %s\n", config.error().message.c_str());
+    return 2;
+  }
+  dispatch::service::setup_logging(config->log_format, config->log_level);
+  return dispatch::service::run_daemon(*config);
+}

@@ -1,0 +1,154 @@
+#include "service/daemon.h"
+
+#include <fmt/format.h>
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <thread>
+
+#include "protocol/core/clock.h"
+#include "service/app.h"
+#include "service/event_queue.h"
+#include "service/mqtt_link.h"
+#include "service/publisher.h"
+#include "storage/database.h"
+
+namespace dispatch::service {
+
+namespace {
+
+// Outbox messages handed to the link beyond those already queued in it; keeps Paho's buffer and our
+// memory small while still feeding the in-flight window without gaps.
+constexpr size_t k_link_backlog_target = 2000;
+
+LinkOptions link_options(const Config& c) {
+  LinkOptions o;
+  o.uri = c.mqtt_uri;
+  o.client_id = c.mqtt_client_id;
+  o.username = c.mqtt_username;
+  o.password = c.mqtt_password;
+  o.ca_file = c.mqtt_ca_file;
+  o.cert_file = c.mqtt_cert_file;
+  o.key_file = c.mqtt_key_file;
+  o.keepalive_s = c.mqtt_keepalive_s;
+  o.session_expiry_s = c.mqtt_session_expiry_s;
+  o.max_inflight = c.mqtt_max_inflight;
+  o.max_buffered = c.mqtt_max_buffered;
+  o.clean_start = false;
+  return o;
+}
+
+}  // namespace
+
+int run_daemon(const Config& config) {
+  // Block the stop signals in every thread (Paho's included) and wait for them on one of ours.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  std::error_code ec;
+  auto db_parent = std::filesystem::path(config.storage_path).parent_path();
+  if (!db_parent.empty()) std::filesystem::create_directories(db_parent, ec);
+  std::filesystem::create_directories(config.storage_data_dir, ec);
+
+  auto db = storage::Database::open(config.storage_path);
+  if (!db) {
+    spdlog::error("cannot open the database {}: {}", config.storage_path, db.error().message);
+    return 1;
+  }
+  spdlog::info("database {} at schema version {}", config.storage_path, (*db)->schema_version());
+
+  EventQueue events;
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    if (sig != 0) {
+      spdlog::info("received signal {}: stopping", sig);
+      events.push_nonblocking(StopRequested{});
+    }
+  });
+  signal_thread.detach();
+
+  core::SystemClock clock;
+  MqttLink link(link_options(config), events);
+  LinkPublisher publisher(link);
+  App app(config, clock, **db, publisher);
+  if (auto st = app.start(); !st) {
+    spdlog::error("cannot start: {}", st.error().message);
+    return 1;
+  }
+  link.set_subscriptions(app.subscriptions());
+
+  // The broker may come up after us: keep trying until it answers or we are told to stop.
+  for (int attempt = 1;; ++attempt) {
+    auto st = link.connect(5000);
+    if (st) break;
+    if (attempt == 1 || attempt % 10 == 0) spdlog::warn("{} (retrying every second)", st.error().message);
+    if (auto ev = events.pop_for(std::chrono::milliseconds(1000)); ev && std::holds_alternative<StopRequested>(*ev)) {
+      return 0;
+    }
+  }
+  spdlog::info("connected to {} as {}", config.mqtt_uri, config.mqtt_client_id);
+
+  const auto tick = std::chrono::milliseconds(config.campaigns_tick_ms);
+  auto next_timer = std::chrono::steady_clock::now();
+  bool stopping = false;
+  while (!stopping) {
+    auto now = std::chrono::steady_clock::now();
+    auto wait = next_timer > now ? std::chrono::duration_cast<std::chrono::milliseconds>(next_timer - now)
+                                 : std::chrono::milliseconds(0);
+    // While the outbox has work and the link has room, do not sleep.
+    if (link.connected() && app.outbox_size() > 0 && link.backlog() < k_link_backlog_target) {
+      wait = std::chrono::milliseconds(0);
+    }
+    if (auto ev = events.pop_for(std::max(wait, std::chrono::milliseconds(1)))) {
+      // Drain a batch of events before the periodic work so bursts are handled in few transactions.
+      int n = 0;
+      do {
+        if (std::holds_alternative<StopRequested>(*ev)) {
+          stopping = true;
+        } else if (auto* m = std::get_if<InboundMessage>(&*ev)) {
+          app.handle(*m);
+        } else if (auto* d = std::get_if<PublishDone>(&*ev)) {
+          app.on_publish_done(d->tag, d->ok);
+        } else if (std::holds_alternative<LinkUp>(*ev)) {
+          spdlog::info("MQTT link up: subscribing");
+          link.on_connected();
+        } else if (auto* down = std::get_if<LinkDown>(&*ev)) {
+          spdlog::warn("MQTT link lost: {}; Paho reconnects, the outbox waits", down->cause);
+        }
+        if (++n >= 2000 || stopping) break;
+        ev = events.pop_for(std::chrono::milliseconds(0));
+      } while (ev);
+    }
+    app.flush();
+    if (std::chrono::steady_clock::now() >= next_timer) {
+      app.on_timer();
+      next_timer = std::chrono::steady_clock::now() + tick;
+    }
+    if (link.connected() && link.backlog() < k_link_backlog_target) {
+      app.pump_outbox(k_link_backlog_target - link.backlog());
+    }
+    link.pump();
+  }
+
+  // Finish in-flight database work, give the broker a moment to acknowledge what is in flight, then leave.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (link.connected() && link.backlog() > 0 && std::chrono::steady_clock::now() < deadline) {
+    link.pump();
+    if (auto ev = events.pop_for(std::chrono::milliseconds(50))) {
+      if (auto* d = std::get_if<PublishDone>(&*ev)) app.on_publish_done(d->tag, d->ok);
+    }
+  }
+  app.flush();
+  link.disconnect(2000);
+  spdlog::info("stopped cleanly");
+  return 0;
+}
+
+}  // namespace dispatch::service

@@ -1,0 +1,11 @@
+// The daemon: opens the database, connects the MQTT link and runs the service loop until SIGTERM/SIGINT.
+#pragma once
+
+#include "service/config.h"
+
+namespace dispatch::service {
+
+// Runs dispatchd; returns the process exit code (0 after a clean stop, 1 on a fatal start-up error).
+int run_daemon(const Config& config);
+
+}  // namespace dispatch::service

@@ -1,0 +1,189 @@
+#include "service/mqtt_link.h"
+
+#include <dirent.h>
+#include <fmt/format.h>
+#include <mqtt/async_client.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdlib>
+
+namespace dispatch::service {
+
+int force_tcp_nodelay_all() {
+  int changed = 0;
+  DIR* d = ::opendir("/proc/self/fd");
+  if (!d) return 0;
+  while (auto* e = ::readdir(d)) {
+    int fd = std::atoi(e->d_name);
+    if (fd <= 2) continue;
+    int type = 0;
+    socklen_t tl = sizeof type;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM) continue;
+    sockaddr_storage peer{};
+    socklen_t pl = sizeof peer;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
+    if (peer.ss_family != AF_INET && peer.ss_family != AF_INET6) continue;
+    int one = 1;
+    if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0) ++changed;
+  }
+  ::closedir(d);
+  return changed;
+}
+
+// Runs on Paho's threads: converts everything into Events and never lets an exception escape.
+class MqttLink::Callbacks : public mqtt::iaction_listener {
+ public:
+  explicit Callbacks(MqttLink& link) : link_(link) {}
+
+  void on_success(const mqtt::token& tok) override {
+    link_.on_publish_done(reinterpret_cast<std::uint64_t>(tok.get_user_context()), true);
+  }
+  void on_failure(const mqtt::token& tok) override {
+    link_.on_publish_done(reinterpret_cast<std::uint64_t>(tok.get_user_context()), false);
+  }
+
+ private:
+  MqttLink& link_;
+};
+
+MqttLink::MqttLink(LinkOptions options, EventQueue& events) : opts_(std::move(options)), events_(events) {
+  auto copts = mqtt::create_options_builder()
+                   .mqtt_version(opts_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1)
+                   .max_buffered_messages(opts_.max_buffered)
+                   .finalize();
+  client_ = std::make_unique<mqtt::async_client>(opts_.uri, opts_.client_id, copts, nullptr);
+  callbacks_ = std::make_unique<Callbacks>(*this);
+  // All callbacks are set before connect() (paho.mqtt.cpp #519).
+  client_->set_message_callback([this](mqtt::const_message_ptr m) {
+    try {
+      InboundMessage in;
+      in.topic = m->get_topic();
+      in.payload = m->get_payload_str();
+      const auto& p = m->get_properties();
+      if (p.contains(mqtt::property::RESPONSE_TOPIC)) {
+        in.response_topic = mqtt::get<std::string>(p, mqtt::property::RESPONSE_TOPIC);
+      }
+      if (p.contains(mqtt::property::CORRELATION_DATA)) {
+        in.correlation_data = mqtt::get<std::string>(p, mqtt::property::CORRELATION_DATA);
+        in.has_correlation_data = true;
+      }
+      events_.push(std::move(in));
+    } catch (const std::exception& e) {
+      spdlog::error("dropping an inbound message that could not be read: {}", e.what());
+    }
+  });
+  client_->set_connected_handler([this](const std::string&) {
+    connected_.store(true);
+    events_.push_nonblocking(LinkUp{});
+  });
+  client_->set_connection_lost_handler([this](const std::string& cause) {
+    connected_.store(false);
+    events_.push_nonblocking(LinkDown{cause});
+  });
+}
+
+MqttLink::~MqttLink() {
+  try {
+    if (client_ && client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));
+  } catch (...) {
+  }
+}
+
+void MqttLink::set_subscriptions(std::vector<std::string> filters) { subscriptions_ = std::move(filters); }
+
+core::Status MqttLink::connect(int timeout_ms) {
+  try {
+    auto b = mqtt::connect_options_builder();
+    b.keep_alive_interval(std::chrono::seconds(opts_.keepalive_s))
+        .automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(10));
+    if (opts_.mqtt_version == 5) {
+      b.mqtt_version(MQTTVERSION_5).clean_start(opts_.clean_start);
+      if (opts_.session_expiry_s > 0) {
+        b.properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, opts_.session_expiry_s}});
+      }
+    } else {
+      b.mqtt_version(MQTTVERSION_3_1_1).clean_session(opts_.clean_start);
+    }
+    if (!opts_.username.empty()) b.user_name(opts_.username);
+    if (!opts_.password.empty()) b.password(opts_.password);
+    if (opts_.uri.rfind("ssl://", 0) == 0 || opts_.uri.rfind("mqtts://", 0) == 0) {
+      auto ssl = mqtt::ssl_options_builder();
+      if (!opts_.ca_file.empty()) ssl.trust_store(opts_.ca_file);
+      if (!opts_.cert_file.empty()) ssl.key_store(opts_.cert_file);
+      if (!opts_.key_file.empty()) ssl.private_key(opts_.key_file);
+      ssl.enable_server_cert_auth(true);
+      b.ssl(ssl.finalize());
+    }
+    // Built in place and passed straight to connect(): copies lose properties (paho.mqtt.cpp #445).
+    auto tok = client_->connect(b.finalize());
+    if (!tok->wait_for(std::chrono::milliseconds(timeout_ms))) {
+      return core::make_error(core::ErrorCode::unavailable, fmt::format("no CONNACK from {} within {} ms", opts_.uri, timeout_ms));
+    }
+    connected_.store(client_->is_connected());
+    return {};
+  } catch (const mqtt::exception& e) {
+    return core::make_error(core::ErrorCode::unavailable, fmt::format("cannot connect to {}: {}", opts_.uri, e.what()));
+  }
+}
+
+void MqttLink::on_connected() {
+  force_tcp_nodelay_all();
+  for (const auto& f : subscriptions_) {
+    try {
+      client_->subscribe(f, 1);
+    } catch (const mqtt::exception& e) {
+      spdlog::error("subscribe {} failed: {}", f, e.what());
+    }
+  }
+}
+
+void MqttLink::disconnect(int timeout_ms) {
+  try {
+    if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::milliseconds(timeout_ms));
+  } catch (const mqtt::exception& e) {
+    spdlog::warn("disconnect: {}", e.what());
+  }
+  connected_.store(false);
+}
+
+void MqttLink::publish(OutMessage m) { queue_.push_back(std::move(m)); }
+
+size_t MqttLink::backlog() const { return queue_.size() + static_cast<size_t>(inflight_.load()); }
+
+void MqttLink::on_publish_done(std::uint64_t tag, bool ok) {
+  inflight_.fetch_sub(1);
+  published_total_.fetch_add(ok ? 1 : 0);
+  events_.push_nonblocking(PublishDone{tag, ok});
+}
+
+void MqttLink::pump() {
+  while (!queue_.empty() && connected_.load() && inflight_.load() < opts_.max_inflight) {
+    OutMessage& m = queue_.front();
+    try {
+      auto msg = mqtt::message_ptr_builder().topic(m.topic).payload(m.payload).qos(m.qos).retained(m.retain).finalize();
+      if (opts_.mqtt_version == 5) {
+        mqtt::properties props;
+        if (m.expiry_s > 0) {
+          props.add({mqtt::property::MESSAGE_EXPIRY_INTERVAL, static_cast<int32_t>(std::min<std::int64_t>(m.expiry_s, 0x7fffffff))});
+        }
+        if (m.has_correlation_data) props.add({mqtt::property::CORRELATION_DATA, m.correlation_data});
+        if (!m.response_topic.empty()) props.add({mqtt::property::RESPONSE_TOPIC, m.response_topic});
+        msg->set_properties(std::move(props));
+      }
+      inflight_.fetch_add(1);
+      client_->publish(msg, reinterpret_cast<void*>(m.tag), *callbacks_);
+      queue_.pop_front();
+    } catch (const mqtt::exception& e) {
+      inflight_.fetch_sub(1);
+      // -12 / disconnected: keep the message and try again on the next pump.
+      spdlog::debug("publish to {} deferred: {}", m.topic, e.what());
+      return;
+    }
+  }
+}
+
+}  // namespace dispatch::service

@@ -1,0 +1,52 @@
+// Provisioning (PROTOCOL §2 and the package resources of §3): packages and their uploads, the device
+// package query (rate limit → device → token → selection → download token), and single-use chunked
+// downloads. Called only from the service loop thread.
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "protocol/core/clock.h"
+#include "protocol/core/result.h"
+#include "protocol/topics.h"
+#include "service/config.h"
+#include "service/event_queue.h"
+#include "service/publisher.h"
+
+namespace dispatch::storage {
+class Database;
+}
+
+namespace dispatch::service {
+
+class Provisioning {
+ public:
+  Provisioning(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher,
+               const protocol::Topics& topics);
+  ~Provisioning();
+  Provisioning(const Provisioning&) = delete;
+  Provisioning& operator=(const Provisioning&) = delete;
+
+  // Start-up work (e.g. removing half-written upload files, pruning expired state).
+  core::Status start();
+
+  // packages/create|get|list|update|delete: the answer document, or an error for the caller to send.
+  core::Result<nlohmann::json> api(const std::string& action, const nlohmann::json& body);
+  // packages/upload: one frame (header already parsed as JSON; body = the raw bytes).
+  core::Result<nlohmann::json> upload(const nlohmann::json& header, std::string_view body);
+
+  // esthesis/provisioning/request/{hw} and …/download/{hw}: answer on the device's own topics.
+  void on_request(const std::string& hw, const InboundMessage& m);
+  void on_download(const std::string& hw, const InboundMessage& m);
+
+  // Periodic pruning of nonces, rate windows and expired download tokens.
+  void on_timer();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dispatch::service
