@@ -205,7 +205,10 @@ Result<ReplyOutcome> CommandStore::record_reply(const std::string& command_id, c
     // The state guard in the UPDATE makes acceptance a single atomic step: a second reply can never
     // overwrite the first.
     SQLite::Statement u(db_.db(),
-                        "UPDATE deliveries SET state = ?, output = ?, trimmed = ?, replied_at = ? "
+                        "UPDATE deliveries SET state = ?, output = ?, trimmed = ?, replied_at = ?, "
+                        // A reply can overtake the broker's acknowledgement of the publish: the device
+                        // evidently got the command, so count the attempt and its send time.
+                        "attempts = MAX(attempts, 1), sent_at = COALESCE(sent_at, ?4) "
                         "WHERE command_id = ? AND hardware_id = ? AND state IN ('queued', 'sent')");
     u.bind(1, success ? "succeeded" : "failed");
     u.bind(2, output);
