@@ -436,3 +436,14 @@ TEST_CASE("SIGTERM stops the service cleanly with exit code 0", "[integration][d
   CHECK(daemon.terminate() == 0);
   CHECK(daemon.log().find("stopped cleanly") != std::string::npos);
 }
+
+TEST_CASE("dispatchd refuses a bad configuration with exit code 2 and names the key", "[integration][daemon]") {
+  TempDir dir;
+  Process p({std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.max_inflight", "0"}, {},
+            dir.path() + "/out.log");
+  CHECK(p.wait(10000) == 2);
+  CHECK_THAT(read_file(dir.path() + "/out.log"), Catch::Contains("mqtt.max_inflight"));
+  Process v({std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--version"}, {}, dir.path() + "/v.log");
+  CHECK(v.wait(10000) == 0);
+  CHECK_THAT(read_file(dir.path() + "/v.log"), Catch::Contains("dispatchd"));
+}
