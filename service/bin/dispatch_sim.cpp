@@ -1,9 +1,9 @@
 // dispatch-sim: simulates a fleet of esthesis device agents against a broker (see service/tools/simulator.h).
 // Exit codes: 0 ran and stopped normally, 2 usage error, 3 broker or service unreachable (or registration
 // failed for every device).
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -43,9 +43,12 @@ bool parse_latency(const std::string& text, int& min_ms, int& max_ms) {
 int main(int argc, char** argv) {
   using namespace dispatch::service::tools;
   CLI::App app{
-      "dispatch-sim: simulates N esthesis device agents. Devices are <prefix>000001…; each parses command lines\n"
-      "as the agent does, replies '<id> s|f <output>' with the given failure rate and latency, deduplicates by\n"
-      "command id, and runs the firmware flow for 'f' (fresh-token query, chunked MQTT download, sha256 check,\n"
+      "dispatch-sim: simulates N esthesis device agents. Devices are <prefix>000001…; each parses command "
+      "lines\n"
+      "as the agent does, replies '<id> s|f <output>' with the given failure rate and latency, deduplicates "
+      "by\n"
+      "command id, and runs the firmware flow for 'f' (fresh-token query, chunked MQTT download, sha256 "
+      "check,\n"
       "health firmware='<version>' on esthesis/metadata/{hw}, success reply).\n"
       "Prints 'dispatch-sim: N devices ready …' on stderr once subscribed, and a summary at the end.\n"
       "Exit codes: 0 ok, 2 usage error, 3 broker/service unreachable or no device could be registered."};
@@ -82,19 +85,23 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--failure-rate", o.failure_rate, "Fraction of commands answered with failure (0..1)")
       ->capture_default_str();
-  app.add_option("--latency-ms", latency, "Reply latency: N, or MIN-MAX for a uniform range")->capture_default_str();
+  app.add_option("--latency-ms", latency, "Reply latency: N, or MIN-MAX for a uniform range")
+      ->capture_default_str();
   auto* dur = app.add_option("--duration", duration_s, "Stop after SECONDS");
-  auto* idle = app.add_option("--until-idle", until_idle_s, "Stop after SECONDS without traffic or pending work");
+  auto* idle =
+      app.add_option("--until-idle", until_idle_s, "Stop after SECONDS without traffic or pending work");
   dur->excludes(idle);
-  app.add_option("--connections", o.connections,
-                 "0: one connection with wildcard subscriptions (fast); K: K connections, devices spread over them, "
-                 "each subscribed to its own devices' topics")
+  app.add_option(
+         "--connections", o.connections,
+         "0: one connection with wildcard subscriptions (fast); K: K connections, devices spread over them, "
+         "each subscribed to its own devices' topics")
       ->capture_default_str();
   app.add_option("--seed", seed, "Random seed for failures and latency (default: random)");
   app.add_option("--chunk-kib", chunk_kib, "Download chunk size in KiB")->capture_default_str();
   app.add_option("--firmware-timeout", o.firmware_timeout_s, "Seconds before a firmware flow fails")
       ->capture_default_str();
-  app.add_option("--timeout", o.api_timeout_s, "Seconds to wait for each registration answer")->capture_default_str();
+  app.add_option("--timeout", o.api_timeout_s, "Seconds to wait for each registration answer")
+      ->capture_default_str();
   app.add_flag("--json", json_output, "Print the summary as JSON");
   try {
     app.parse(argc, argv);
@@ -116,7 +123,7 @@ int main(int argc, char** argv) {
   }
   o.mqtt.uri = broker;
   o.mqtt.mqtt_version = mqtt_version == 3 ? 4 : 5;
-  o.key_type = key_type == "rsa" ? dispatch::core::KeyType::rsa
+  o.key_type = key_type == "rsa"       ? dispatch::core::KeyType::rsa
                : key_type == "ec_p256" ? dispatch::core::KeyType::ec_p256
                                        : dispatch::core::KeyType::ed25519;
   o.seed = seed;

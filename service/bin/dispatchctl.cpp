@@ -1,14 +1,14 @@
 // dispatchctl: the operator CLI. An independent client of the wire contract (PROTOCOL §3, §4): every
 // subcommand is one or a few platform API calls over MQTT. Exit codes: 0 ok, 1 the service refused or the
 // work failed, 2 usage or input file error, 3 broker/service unreachable; `campaign watch` adds 4-7.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
@@ -115,7 +115,10 @@ int run_call(const std::string& resource, const std::string& action, const json&
   if (g.json_output) {
     std::cout << r->dump() << "\n";
   } else {
-    human(*r);
+    // MQTT 3.1.1 answers echo the correlation id: plumbing, not part of what the operator asked for.
+    json shown = *r;
+    shown.erase("correlation_id");
+    human(shown);
   }
   return k_exit_ok;
 }
@@ -188,9 +191,12 @@ void add_device(CLI::App& app, std::function<int()>& action) {
 
   auto* get = dev->add_subcommand("get", "Show one device");
   get->add_option("hardware_id", a.hw, "Hardware id")->required();
-  get->callback([&action] { action = [] { return run_call("devices", "get", {{"hardware_id", a.hw}}, print_object); }; });
+  get->callback([&action] {
+    action = [] { return run_call("devices", "get", {{"hardware_id", a.hw}}, print_object); };
+  });
 
-  auto* list = dev->add_subcommand("list", "List devices (a table; one key=value line per device when piped)");
+  auto* list =
+      dev->add_subcommand("list", "List devices (a table; one key=value line per device when piped)");
   list->add_option("--tag", a.tag, "Only devices with this tag");
   list->add_option("--limit", a.limit, "At most N devices (service default 100, max 1000)");
   list->add_option("--after", a.after, "Continue after this hardware id (paging)");
@@ -209,7 +215,8 @@ void add_device(CLI::App& app, std::function<int()>& action) {
   del->add_option("hardware_id", a.hw, "Hardware id")->required();
   del->callback([&action] {
     action = [] {
-      return run_call("devices", "delete", {{"hardware_id", a.hw}}, [](const json&) { std::cout << "deleted " << a.hw << "\n"; });
+      return run_call("devices", "delete", {{"hardware_id", a.hw}},
+                      [](const json&) { std::cout << "deleted " << a.hw << "\n"; });
     };
   });
 }
@@ -217,7 +224,8 @@ void add_device(CLI::App& app, std::function<int()>& action) {
 // ---- package ----
 
 struct PackageArgs {
-  std::string id, name, version, prerequisite, type = "internal", url, sha256, file, available_text, request_id, tag;
+  std::string id, name, version, prerequisite, type = "internal", url, sha256, file, available_text,
+                                               request_id, tag;
   std::vector<std::string> tags, attrs;
   std::int64_t size = -1;
   bool available = false, prerelease_ok = false, restart = false, clear_tags = false;
@@ -239,7 +247,8 @@ int package_upload(const PackageArgs& a) {
   auto r = upload_package(api, opts, outcome, [&](std::uint64_t done, std::uint64_t total) {
     double f = total ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
     if (tty) {
-      std::cout << "\r" << render_bar(f) << "  " << format_bytes(done) << " / " << format_bytes(total) << std::flush;
+      std::cout << "\r" << render_bar(f) << "  " << format_bytes(done) << " / " << format_bytes(total)
+                << std::flush;
     } else if (!g.json_output && static_cast<int>(f * 10) != last_decile) {
       last_decile = static_cast<int>(f * 10);
       std::cout << fmt::format("uploaded {} of {} bytes ({:.0f}%)\n", done, total, f * 100.0);
@@ -251,7 +260,8 @@ int package_upload(const PackageArgs& a) {
       return usage_error(r.error().error.message);
     }
     auto code = fail(r.error());
-    if (!r.error().unreachable) std::cerr << "hint: re-run the same command to resume, or add --restart to send every chunk again\n";
+    if (!r.error().unreachable)
+      std::cerr << "hint: re-run the same command to resume, or add --restart to send every chunk again\n";
     return code;
   }
   if (g.json_output) {
@@ -261,9 +271,10 @@ int package_upload(const PackageArgs& a) {
                              outcome.sha256);
   } else {
     auto secs = std::chrono::duration<double>(Clock::now() - started).count();
-    std::cout << fmt::format("uploaded {} bytes to package {}{} in {:.1f} s, sha256 {}\n", outcome.size, a.id,
-                             outcome.resumed_at ? fmt::format(" (resumed at byte {})", outcome.resumed_at) : "", secs,
-                             outcome.sha256);
+    std::cout << fmt::format(
+        "uploaded {} bytes to package {}{} in {:.1f} s, sha256 {}\n", outcome.size, a.id,
+        outcome.resumed_at ? fmt::format(" (resumed at byte {})", outcome.resumed_at) : "", secs,
+        outcome.sha256);
   }
   return k_exit_ok;
 }
@@ -273,7 +284,8 @@ void add_package(CLI::App& app, std::function<int()>& action) {
   auto* pkg = app.add_subcommand("package", "Create, upload and manage provisioning packages (packages/*)");
   pkg->require_subcommand(1);
 
-  auto* create = pkg->add_subcommand("create", "Create a package (upload its file next, for internal packages)");
+  auto* create =
+      pkg->add_subcommand("create", "Create a package (upload its file next, for internal packages)");
   create->add_option("--name", a.name, "Package name")->required();
   create->add_option("--version", a.version, "SemVer 2.0.0 version")->required();
   create->add_option("--prerequisite", a.prerequisite, "Lowest version it may be installed over");
@@ -291,14 +303,16 @@ void add_package(CLI::App& app, std::function<int()>& action) {
     action = [] {
       auto attrs = attributes_of(a.attrs);
       if (!attrs) return k_exit_usage;
-      json body{{"name", a.name},   {"version", a.version},         {"type", a.type},     {"tags", a.tags},
-                {"available", a.available}, {"prerelease_ok", a.prerelease_ok}, {"attributes", *attrs}};
+      json body{{"name", a.name},      {"version", a.version},     {"type", a.type},
+                {"tags", a.tags},      {"available", a.available}, {"prerelease_ok", a.prerelease_ok},
+                {"attributes", *attrs}};
       if (!a.prerequisite.empty()) body["prerequisite_version"] = a.prerequisite;
       if (!a.url.empty()) body["url"] = a.url;
       if (!a.sha256.empty()) body["sha256"] = a.sha256;
       if (a.size >= 0) body["size"] = a.size;
       if (!a.request_id.empty()) body["request_id"] = a.request_id;
-      return run_call("packages", "create", body, [](const json& r) { std::cout << r.value("id", "") << "\n"; });
+      return run_call("packages", "create", body,
+                      [](const json& r) { std::cout << r.value("id", "") << "\n"; });
     };
   });
 
@@ -310,14 +324,18 @@ void add_package(CLI::App& app, std::function<int()>& action) {
       "--restart sends every chunk again (chunks are idempotent per offset).");
   upload->add_option("id", a.id, "Package id")->required();
   upload->add_option("file", a.file, "File to upload")->required();
-  upload->add_option("--chunk-kib", a.chunk_kib, "Chunk size in KiB (default 256, the service's default maximum)")
+  upload
+      ->add_option("--chunk-kib", a.chunk_kib,
+                   "Chunk size in KiB (default 256, the service's default maximum)")
       ->check(CLI::Range(1, 16384));
   upload->add_flag("--restart", a.restart, "Send the whole file again from offset 0");
   upload->callback([&action] { action = [] { return package_upload(a); }; });
 
   auto* get = pkg->add_subcommand("get", "Show one package (state, received bytes, sha256, …)");
   get->add_option("id", a.id, "Package id")->required();
-  get->callback([&action] { action = [] { return run_call("packages", "get", {{"id", a.id}}, print_object); }; });
+  get->callback([&action] {
+    action = [] { return run_call("packages", "get", {{"id", a.id}}, print_object); };
+  });
 
   auto* list = pkg->add_subcommand("list", "List packages");
   list->add_option("--name", a.name, "Only packages with this name");
@@ -336,7 +354,8 @@ void add_package(CLI::App& app, std::function<int()>& action) {
 
   auto* update = pkg->add_subcommand("update", "Change a package's availability or tags");
   update->add_option("id", a.id, "Package id")->required();
-  update->add_option("--available", a.available_text, "true or false")->check(CLI::IsMember({"true", "false"}));
+  update->add_option("--available", a.available_text, "true or false")
+      ->check(CLI::IsMember({"true", "false"}));
   update->add_option("--tag", a.tags, "Replace the tags (repeatable)");
   update->add_flag("--clear-tags", a.clear_tags, "Remove every tag (the package then matches every device)");
   update->callback([&action] {
@@ -353,7 +372,8 @@ void add_package(CLI::App& app, std::function<int()>& action) {
   del->add_option("id", a.id, "Package id")->required();
   del->callback([&action] {
     action = [] {
-      return run_call("packages", "delete", {{"id", a.id}}, [](const json&) { std::cout << "deleted " << a.id << "\n"; });
+      return run_call("packages", "delete", {{"id", a.id}},
+                      [](const json&) { std::cout << "deleted " << a.id << "\n"; });
     };
   });
 }
@@ -408,8 +428,8 @@ int command_send(CommandArgs& a) {
     if (g.json_output) {
       std::cout << sent->dump() << "\n";
     } else {
-      std::cout << fmt::format("command {}: {} device(s) matched, {} scheduled\n", id, sent->value("devices_matched", 0),
-                               scheduled);
+      std::cout << fmt::format("command {}: {} device(s) matched, {} scheduled\n", id,
+                               sent->value("devices_matched", 0), scheduled);
     }
     return k_exit_ok;
   }
@@ -434,9 +454,11 @@ int command_send(CommandArgs& a) {
       next_poll = now + std::chrono::seconds(1);
     }
     // Reply events wake the poll early; their content is re-read from commands/get.
-    auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::min(next_poll, deadline) - Clock::now());
+    auto wait_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::min(next_poll, deadline) - Clock::now());
     if (auto ev = api.mqtt().next(static_cast<int>(std::max<std::int64_t>(wait_ms.count(), 1)))) {
-      if (ev->topic == api.topics().command_event(id)) next_poll = std::min(next_poll, Clock::now() + std::chrono::milliseconds(100));
+      if (ev->topic == api.topics().command_event(id))
+        next_poll = std::min(next_poll, Clock::now() + std::chrono::milliseconds(100));
     }
     if (Clock::now() >= deadline) next_poll = Clock::now();
   }
@@ -449,7 +471,8 @@ int command_send(CommandArgs& a) {
     std::cout << last.dump() << "\n";
   } else {
     std::cout << render_table(device_table(last), stdout_is_tty());
-    if (!complete) std::cerr << fmt::format("command {}: not every device answered within {} s\n", id, a.wait_s);
+    if (!complete)
+      std::cerr << fmt::format("command {}: not every device answered within {} s\n", id, a.wait_s);
     if (scheduled == 0) std::cerr << fmt::format("command {}: no device was scheduled\n", id);
   }
   return all_ok ? k_exit_ok : k_exit_failed;
@@ -463,7 +486,8 @@ void add_command(CLI::App& app, std::function<int()>& action) {
   auto* send = cmd->add_subcommand(
       "send",
       "Send a command to devices by id and/or tag.\n"
-      "With --wait [SECONDS] (default 60): waits until every scheduled device answered (or the time ran out),\n"
+      "With --wait [SECONDS] (default 60): waits until every scheduled device answered (or the time ran "
+      "out),\n"
       "prints a table (device, state, output) and exits 0 only if every device succeeded, else 1.");
   send->add_option("--type", a.type, "exec, firmware, reboot, shutdown, ping or health")
       ->check(CLI::IsMember({"exec", "firmware", "reboot", "shutdown", "ping", "health"}));
@@ -501,14 +525,16 @@ void add_command(CLI::App& app, std::function<int()>& action) {
       if (!a.hw.empty()) body["hardware_id"] = a.hw;
       if (a.limit > 0) body["limit"] = a.limit;
       return run_list("commands", body, "commands",
-                      {"command_id", "id", "type", "execution", "command", "arguments", "created_at", "devices_scheduled",
-                       "description"});
+                      {"command_id", "id", "type", "execution", "command", "arguments", "created_at",
+                       "devices_scheduled", "description"});
     };
   });
 
   auto* cancel = cmd->add_subcommand("cancel", "Cancel a command's unanswered deliveries");
   cancel->add_option("command_id", a.id, "Command id")->required();
-  cancel->callback([&action] { action = [] { return run_call("commands", "cancel", {{"command_id", a.id}}, print_object); }; });
+  cancel->callback([&action] {
+    action = [] { return run_call("commands", "cancel", {{"command_id", a.id}}, print_object); };
+  });
 }
 
 // ---- campaign ----
@@ -521,7 +547,8 @@ struct CampaignArgs {
 int campaign_watch(const CampaignArgs& a) {
   auto api = make_api();
   if (auto err = api.connect()) return fail(*err);
-  if (auto st = api.mqtt().subscribe(api.topics().campaign_event(a.id), 1); !st) return fail(CallError{st.error(), true});
+  if (auto st = api.mqtt().subscribe(api.topics().campaign_event(a.id), 1); !st)
+    return fail(CallError{st.error(), true});
   auto first = api.call("campaigns", "get", {{"id", a.id}});
   if (!first) return fail(first.error());
 
@@ -581,7 +608,8 @@ void add_campaign(CLI::App& app, std::function<int()>& action) {
   auto* camp = app.add_subcommand("campaign", "Create, run and watch campaigns (campaigns/*)");
   camp->require_subcommand(1);
 
-  auto* create = camp->add_subcommand("create", "Create a campaign from a JSON (.json) or TOML (.toml) document");
+  auto* create =
+      camp->add_subcommand("create", "Create a campaign from a JSON (.json) or TOML (.toml) document");
   create->add_option("file", a.file, "Campaign document")->required();
   create->add_option("--request-id", a.request_id, "Idempotency key");
   create->callback([&action] {
@@ -589,7 +617,8 @@ void add_campaign(CLI::App& app, std::function<int()>& action) {
       auto doc = load_campaign_document(a.file);
       if (!doc) return usage_error(doc.error().message);
       if (!a.request_id.empty()) (*doc)["request_id"] = a.request_id;
-      return run_call("campaigns", "create", *doc, [](const json& r) { std::cout << r.value("id", "") << "\n"; });
+      return run_call("campaigns", "create", *doc,
+                      [](const json& r) { std::cout << r.value("id", "") << "\n"; });
     };
   });
 
@@ -613,7 +642,10 @@ void add_campaign(CLI::App& app, std::function<int()>& action) {
   auto* get = camp->add_subcommand("get", "Show a campaign with its statistics");
   get->add_option("id", a.id, "Campaign id")->required();
   get->callback([&action] {
-    action = [] { return run_call("campaigns", "get", {{"id", a.id}}, [](const json& r) { std::cout << render_campaign(r, stdout_is_tty()); }); };
+    action = [] {
+      return run_call("campaigns", "get", {{"id", a.id}},
+                      [](const json& r) { std::cout << render_campaign(r, stdout_is_tty()); });
+    };
   });
 
   auto* list = camp->add_subcommand("list", "List campaigns");
@@ -624,7 +656,8 @@ void add_campaign(CLI::App& app, std::function<int()>& action) {
       json body = json::object();
       if (!a.state.empty()) body["state"] = a.state;
       if (a.limit > 0) body["limit"] = a.limit;
-      return run_list("campaigns", body, "campaigns", {"id", "name", "type", "state", "reason", "created_at"});
+      return run_list("campaigns", body, "campaigns",
+                      {"id", "name", "type", "state", "reason", "created_at"});
     };
   });
 
@@ -646,8 +679,10 @@ void add_campaign(CLI::App& app, std::function<int()>& action) {
 int main(int argc, char** argv) {
   CLI::App app{
       "dispatchctl: operator CLI for dispatchd (platform API over MQTT, PROTOCOL §3).\n"
-      "Exit codes: 0 ok, 1 the service answered with an error (printed as 'error: <code>: <message>') or the\n"
-      "work failed, 2 usage or input file error, 3 broker or service unreachable; campaign watch: see its --help."};
+      "Exit codes: 0 ok, 1 the service answered with an error (printed as 'error: <code>: <message>') or "
+      "the\n"
+      "work failed, 2 usage or input file error, 3 broker or service unreachable; campaign watch: see its "
+      "--help."};
   app.require_subcommand(1);
   if (const char* env = std::getenv("DISPATCH_BROKER"); env && *env) g.broker = env;
   app.add_option("--broker", g.broker, "Broker URI, tcp://host:port or ssl://host:port (env DISPATCH_BROKER)")

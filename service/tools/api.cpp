@@ -36,8 +36,8 @@ std::optional<CallError> ApiClient::connect() {
   if (connected_) return std::nullopt;
   auto st = client_->connect(timeout_s_ * 1000);
   if (!st) {
-    return CallError{make_error(ErrorCode::unavailable, fmt::format("cannot reach the broker at {}: {}", uri_,
-                                                                    st.error().message)),
+    return CallError{make_error(ErrorCode::unavailable,
+                                fmt::format("cannot reach the broker at {}: {}", uri_, st.error().message)),
                      true};
   }
   connected_ = true;
@@ -47,11 +47,12 @@ std::optional<CallError> ApiClient::connect() {
 CallResult ApiClient::interpret(core::Result<std::string> raw) const {
   if (!raw) {
     // MqttClient reports a missing answer (and a failed publish) as unavailable: nobody is listening.
-    return CallError{make_error(ErrorCode::unavailable,
-                                fmt::format("cannot reach dispatchd at {}: no answer within {} s (is the service "
-                                            "running?)",
-                                            uri_, timeout_s_)),
-                     true};
+    return CallError{
+        make_error(ErrorCode::unavailable,
+                   fmt::format("cannot reach dispatchd at {}: no answer within {} s (is the service "
+                               "running?)",
+                               uri_, timeout_s_)),
+        true};
   }
   auto j = nlohmann::json::parse(*raw, nullptr, false);
   if (!j.is_object()) {
@@ -66,11 +67,13 @@ CallResult ApiClient::call(std::string_view resource, std::string_view action, c
   return interpret(client_->request(topics_.api(resource, action), body.dump(), timeout_s_ * 1000));
 }
 
-CallResult ApiClient::call_raw(std::string_view resource, std::string_view action, const std::string& payload) {
+CallResult ApiClient::call_raw(std::string_view resource, std::string_view action,
+                               const std::string& payload) {
   if (client_->mqtt_version() != 5) {
-    return CallError{make_error(ErrorCode::bad_request,
-                                fmt::format("{}/{} sends binary frames and needs --mqtt-version 5", resource, action)),
-                     false};
+    return CallError{
+        make_error(ErrorCode::bad_request,
+                   fmt::format("{}/{} sends binary frames and needs --mqtt-version 5", resource, action)),
+        false};
   }
   if (auto err = connect()) return *err;
   return interpret(client_->request(topics_.api(resource, action), payload, timeout_s_ * 1000));

@@ -3,9 +3,8 @@
 // error answer, or nobody answering (broker or service unreachable).
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 

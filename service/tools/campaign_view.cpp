@@ -38,19 +38,22 @@ double progress(const nlohmann::json& stats) {
   }
   auto members = count(stats, "members");
   if (members <= 0) return 0.0;
-  auto done = count(stats, "succeeded") + count(stats, "failed") + count(stats, "timed_out") + count(stats, "canceled");
+  auto done = count(stats, "succeeded") + count(stats, "failed") + count(stats, "timed_out") +
+              count(stats, "canceled");
   return static_cast<double>(done) / static_cast<double>(members);
 }
 
 std::string counts(const nlohmann::json& stats) {
   return fmt::format("ok {} failed {} timed out {} in flight {} of {}", count(stats, "succeeded"),
-                     count(stats, "failed"), count(stats, "timed_out"), count(stats, "sent"), count(stats, "members"));
+                     count(stats, "failed"), count(stats, "timed_out"), count(stats, "sent"),
+                     count(stats, "members"));
 }
 
 std::string plain_counts(const nlohmann::json& stats) {
   return fmt::format("progress={:.1f}% members={} succeeded={} failed={} timed_out={} sent={} queued={}",
                      progress(stats) * 100.0, count(stats, "members"), count(stats, "succeeded"),
-                     count(stats, "failed"), count(stats, "timed_out"), count(stats, "sent"), count(stats, "queued"));
+                     count(stats, "failed"), count(stats, "timed_out"), count(stats, "sent"),
+                     count(stats, "queued"));
 }
 
 }  // namespace
@@ -68,18 +71,18 @@ std::string render_campaign(const nlohmann::json& snapshot, bool tty) {
   if (tty) {
     out += fmt::format("campaign {} ({})  state: {}{}\n", text(snapshot, "name"), text(snapshot, "id"), state,
                        reason.empty() ? "" : "  reason: " + reason);
-    out += fmt::format("overall   {}  {}  rate {:.0f}/min  ETA {}\n", render_bar(progress(stats)), counts(stats), rate,
-                       format_duration(eta));
+    out += fmt::format("overall   {}  {}  rate {:.0f}/min  ETA {}\n", render_bar(progress(stats)),
+                       counts(stats), rate, format_duration(eta));
   } else {
-    out += fmt::format("campaign={} state={} {} rate_per_minute={:.1f} eta_s={}{}\n", text(snapshot, "id"), state,
-                       plain_counts(stats), rate, eta,
+    out += fmt::format("campaign={} state={} {} rate_per_minute={:.1f} eta_s={}{}\n", text(snapshot, "id"),
+                       state, plain_counts(stats), rate, eta,
                        reason.empty() ? "" : fmt::format(" reason=\"{}\"", reason));
   }
   if (snapshot.contains("groups") && snapshot["groups"].is_array()) {
     std::size_t i = 0;
     for (const auto& g : snapshot["groups"]) {
       auto index = g.contains("index") && g["index"].is_number_integer() ? g["index"].get<std::int64_t>()
-                                                                          : static_cast<std::int64_t>(i);
+                                                                         : static_cast<std::int64_t>(i);
       const auto& gs = g.contains("stats") ? g["stats"] : empty;
       if (tty) {
         out += fmt::format("group {:<3} {}  {}\n", index, render_bar(progress(gs)), counts(gs));

@@ -1,12 +1,12 @@
 #include "service/tools/documents.h"
 
 #include <fmt/format.h>
+#include <toml++/toml.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace dispatch::service::tools {
 
@@ -15,7 +15,8 @@ using core::make_error;
 
 core::Result<std::string> read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(ErrorCode::bad_request, fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  if (!in)
+    return make_error(ErrorCode::bad_request, fmt::format("cannot read {}: {}", path, std::strerror(errno)));
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) return make_error(ErrorCode::bad_request, fmt::format("cannot read {}: read error", path));
@@ -59,8 +60,8 @@ core::Result<nlohmann::json> toml_to_json(const std::string& text) {
     return to_json(t);
   } catch (const toml::parse_error& e) {
     const auto& src = e.source();
-    return make_error(ErrorCode::bad_request, fmt::format("line {}, column {}: {}", src.begin.line, src.begin.column,
-                                                          std::string(e.description())));
+    return make_error(ErrorCode::bad_request, fmt::format("line {}, column {}: {}", src.begin.line,
+                                                          src.begin.column, std::string(e.description())));
   }
 }
 
@@ -76,13 +77,15 @@ core::Result<nlohmann::json> load_campaign_document(const std::string& path) {
   nlohmann::json doc;
   if (ext == ".json") {
     doc = nlohmann::json::parse(*text, nullptr, false);
-    if (doc.is_discarded()) return make_error(ErrorCode::bad_request, fmt::format("{}: not valid JSON", path));
+    if (doc.is_discarded())
+      return make_error(ErrorCode::bad_request, fmt::format("{}: not valid JSON", path));
   } else {
     auto j = toml_to_json(*text);
     if (!j) return make_error(ErrorCode::bad_request, fmt::format("{}: {}", path, j.error().message));
     doc = std::move(*j);
   }
-  if (!doc.is_object()) return make_error(ErrorCode::bad_request, fmt::format("{}: the document must be an object", path));
+  if (!doc.is_object())
+    return make_error(ErrorCode::bad_request, fmt::format("{}: the document must be an object", path));
   return doc;
 }
 

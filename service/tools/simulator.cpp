@@ -45,7 +45,9 @@ json SimStats::to_json() const {
               {"firmware_failed", firmware_failed}};
 }
 
-std::string sim_hardware_id(const std::string& prefix, int index) { return fmt::format("{}{:06}", prefix, index + 1); }
+std::string sim_hardware_id(const std::string& prefix, int index) {
+  return fmt::format("{}{:06}", prefix, index + 1);
+}
 
 namespace {
 
@@ -177,7 +179,8 @@ struct Simulator::Impl {
   void execute(std::size_t di, const protocol::CommandLine& line) {
     using protocol::CommandType;
     if (roll_failure()) {
-      reply(di, line.id, false, line.type == CommandType::firmware ? "simulated firmware failure" : "exit status 1");
+      reply(di, line.id, false,
+            line.type == CommandType::firmware ? "simulated firmware failure" : "exit status 1");
       return;
     }
     switch (line.type) {
@@ -187,21 +190,30 @@ struct Simulator::Impl {
         reply(di, line.id, true, out);
         return;
       }
-      case CommandType::reboot: reply(di, line.id, true, "reboot simulated"); return;
-      case CommandType::shutdown: reply(di, line.id, true, "shutdown simulated"); return;
+      case CommandType::reboot:
+        reply(di, line.id, true, "reboot simulated");
+        return;
+      case CommandType::shutdown:
+        reply(di, line.id, true, "shutdown simulated");
+        return;
       case CommandType::ping: {
         auto& d = devices[di];
         publish(d, topics.ping(d.hw), fmt::format("health ping={}", core::format_rfc3339(wall_ms())));
         reply(di, line.id, true, "PING command was sent to the device.");
         return;
       }
-      case CommandType::health: reply(di, line.id, true, "HEALTH command was sent to the device."); return;
-      case CommandType::firmware: start_firmware(di, line); return;
+      case CommandType::health:
+        reply(di, line.id, true, "HEALTH command was sent to the device.");
+        return;
+      case CommandType::firmware:
+        start_firmware(di, line);
+        return;
     }
   }
 
   static core::TimeMs wall_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
         .count();
   }
 
@@ -320,7 +332,8 @@ struct Simulator::Impl {
       return;
     }
     auto& job = *d.job;
-    auto offset = h.contains("offset") && h["offset"].is_number_unsigned() ? h["offset"].get<std::uint64_t>() : 0;
+    auto offset =
+        h.contains("offset") && h["offset"].is_number_unsigned() ? h["offset"].get<std::uint64_t>() : 0;
     if (offset != job.offset || frame->body.empty()) {
       finish_firmware(di, false, "download frame out of order");
       return;
@@ -341,10 +354,17 @@ struct Simulator::Impl {
     auto it = index.find(parsed->hardware_id);
     if (it == index.end()) return;  // another fleet's device on a shared broker
     switch (parsed->kind) {
-      case protocol::TopicKind::command_request: on_command(it->second, in.message.payload); break;
-      case protocol::TopicKind::provisioning_reply: on_provisioning_reply(it->second, in.message.payload); break;
-      case protocol::TopicKind::provisioning_data: on_data(it->second, in.message.payload); break;
-      default: break;
+      case protocol::TopicKind::command_request:
+        on_command(it->second, in.message.payload);
+        break;
+      case protocol::TopicKind::provisioning_reply:
+        on_provisioning_reply(it->second, in.message.payload);
+        break;
+      case protocol::TopicKind::provisioning_data:
+        on_data(it->second, in.message.payload);
+        break;
+      default:
+        break;
     }
   }
 
@@ -381,8 +401,8 @@ Simulator::~Simulator() {
 
 namespace {
 
-core::Status register_fleet(Simulator& self, std::vector<Device>& devices, const SimOptions& opts, SimStats& stats,
-                            std::string& first_error) {
+core::Status register_fleet(Simulator& self, std::vector<Device>& devices, const SimOptions& opts,
+                            SimStats& stats, std::string& first_error) {
   (void)self;
   // Keys first, in parallel: RSA generation is slow.
   unsigned workers = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
@@ -390,7 +410,8 @@ core::Status register_fleet(Simulator& self, std::vector<Device>& devices, const
     std::vector<std::thread> pool;
     for (unsigned w = 0; w < workers; ++w) {
       pool.emplace_back([&, w] {
-        for (std::size_t i = w; i < devices.size(); i += workers) devices[i].key = core::PrivateKey::generate(opts.key_type);
+        for (std::size_t i = w; i < devices.size(); i += workers)
+          devices[i].key = core::PrivateKey::generate(opts.key_type);
       });
     }
     for (auto& t : pool) t.join();
@@ -467,13 +488,30 @@ core::Status Simulator::start() {
     co.client_id = fmt::format("{}-{}", base_id, k);
     co.max_inflight = 1000;
     auto client = std::make_unique<MqttClient>(co);
-    if (auto st = client->connect(10000); !st) return st;
     client->set_handler([this, k](InboundMessage&& m) { impl_->enqueue(k, std::move(m)); });
     s.clients.push_back(std::move(client));
   }
+  // Paho completes a connect only on its next polling cycle (about a second): connecting the clients in
+  // parallel keeps start-up time flat in the number of connections.
+  {
+    std::vector<core::Status> results(s.clients.size());
+    std::vector<std::thread> pool;
+    std::atomic<std::size_t> next{0};
+    for (unsigned w = 0; w < std::min<std::size_t>(64, s.clients.size()); ++w) {
+      pool.emplace_back([&] {
+        for (auto i = next.fetch_add(1); i < s.clients.size(); i = next.fetch_add(1))
+          results[i] = s.clients[i]->connect(10000);
+      });
+    }
+    for (auto& t : pool) t.join();
+    for (const auto& st : results) {
+      if (!st) return st;
+    }
+  }
 
   using protocol::TopicKind;
-  const TopicKind inbound[] = {TopicKind::command_request, TopicKind::provisioning_reply, TopicKind::provisioning_data};
+  const TopicKind inbound[] = {TopicKind::command_request, TopicKind::provisioning_reply,
+                               TopicKind::provisioning_data};
   if (o.connections == 0) {
     // One wildcard per device-facing root: the fast path for large fleets.
     for (auto kind : inbound) {

@@ -13,11 +13,10 @@
 // Threads: Paho's callbacks only enqueue; run()'s thread owns every device's state and does all publishing.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>

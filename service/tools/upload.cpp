@@ -17,7 +17,8 @@ using core::make_error;
 
 core::Result<std::pair<std::uint64_t, std::string>> file_digest(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(ErrorCode::bad_request, fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  if (!in)
+    return make_error(ErrorCode::bad_request, fmt::format("cannot read {}: {}", path, std::strerror(errno)));
   core::Sha256 hasher;
   std::vector<char> buf(1 << 20);
   std::uint64_t size = 0;
@@ -35,8 +36,10 @@ core::Result<std::pair<std::uint64_t, std::string>> file_digest(const std::strin
 namespace {
 
 std::uint64_t received_of(const nlohmann::json& pkg) {
-  if (pkg.contains("received") && pkg["received"].is_number_unsigned()) return pkg["received"].get<std::uint64_t>();
-  if (pkg.contains("received") && pkg["received"].is_number_integer() && pkg["received"].get<std::int64_t>() > 0) {
+  if (pkg.contains("received") && pkg["received"].is_number_unsigned())
+    return pkg["received"].get<std::uint64_t>();
+  if (pkg.contains("received") && pkg["received"].is_number_integer() &&
+      pkg["received"].get<std::int64_t>() > 0) {
     return static_cast<std::uint64_t>(pkg["received"].get<std::int64_t>());
   }
   return 0;
@@ -54,8 +57,9 @@ CallResult upload_package(ApiClient& api, const UploadOptions& options, UploadOu
   auto pkg = api.call("packages", "get", {{"id", options.package_id}});
   if (!pkg) return pkg;
   std::string state = pkg->value("state", std::string());
-  std::string remote_sha = pkg->contains("sha256") && (*pkg)["sha256"].is_string() ? (*pkg)["sha256"].get<std::string>()
-                                                                                       : std::string();
+  std::string remote_sha = pkg->contains("sha256") && (*pkg)["sha256"].is_string()
+                               ? (*pkg)["sha256"].get<std::string>()
+                               : std::string();
   if (!options.restart && state == "ready" && remote_sha == outcome.sha256) {
     outcome.already_uploaded = true;
     outcome.last_answer = *pkg;
@@ -68,8 +72,8 @@ CallResult upload_package(ApiClient& api, const UploadOptions& options, UploadOu
 
   std::ifstream in(options.path, std::ios::binary);
   if (!in) {
-    return CallError{make_error(ErrorCode::bad_request, fmt::format("cannot read {}: {}", options.path,
-                                                                    std::strerror(errno))),
+    return CallError{make_error(ErrorCode::bad_request,
+                                fmt::format("cannot read {}: {}", options.path, std::strerror(errno))),
                      false};
   }
   in.seekg(static_cast<std::streamoff>(offset));
@@ -79,19 +83,22 @@ CallResult upload_package(ApiClient& api, const UploadOptions& options, UploadOu
     std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), outcome.size - offset));
     in.read(buf.data(), static_cast<std::streamsize>(want));
     if (static_cast<std::size_t>(in.gcount()) != want) {
-      return CallError{make_error(ErrorCode::bad_request, fmt::format("cannot read {}: the file changed while "
-                                                                      "uploading",
-                                                                      options.path)),
-                       false};
+      return CallError{
+          make_error(ErrorCode::bad_request, fmt::format("cannot read {}: the file changed while "
+                                                         "uploading",
+                                                         options.path)),
+          false};
     }
     bool is_last = offset + want >= outcome.size;
-    nlohmann::json header{{"id", options.package_id}, {"offset", offset}, {"length", want}, {"last", is_last}};
+    nlohmann::json header{
+        {"id", options.package_id}, {"offset", offset}, {"length", want}, {"last", is_last}};
     if (is_last) {
       // Not part of the frame contract; a service that checks the upload against them may use them.
       header["size"] = outcome.size;
       header["sha256"] = outcome.sha256;
     }
-    last = api.call_raw("packages", "upload", protocol::encode_frame(header, std::string_view(buf.data(), want)));
+    last = api.call_raw("packages", "upload",
+                        protocol::encode_frame(header, std::string_view(buf.data(), want)));
     if (!last) return last;
     offset += want;
     outcome.sent_bytes += want;
