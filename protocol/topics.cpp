@@ -289,4 +289,8 @@ bool Topics::response_topic_allowed(std::string_view response_topic, TopicKind r
   return true;
 }
 
+std::string Topics::device_filter(TopicKind kind) const { return root(kind) + "/+"; }
+
+std::string Topics::command_event_filter() const { return command_event("+"); }
+
 }  // namespace dispatch::protocol

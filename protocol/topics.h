@@ -105,6 +105,11 @@ class Topics {
   std::string command_event(std::string_view command_id) const;
   std::string campaign_event(std::string_view campaign_id) const;
 
+  // Subscription filters for clients: <root(kind)>/+ (every device of a device kind) and
+  // <events>/commands/+ (every command event).
+  std::string device_filter(TopicKind kind) const;
+  std::string command_event_filter() const;
+
   // The filters the service subscribes to: each device → service root + "/+", and the api root + "/+/+".
   std::vector<std::string> subscriptions() const;
 

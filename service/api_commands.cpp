@@ -210,7 +210,7 @@ Result<nlohmann::json> App::api_commands_send(const Json& body, const InboundMes
     return {};
   });
   if (!st) return st.error();
-  DISPATCH_FAILPOINT("after_delivery_commit");
+  batch_committed_deliveries_ = true;
   for (auto& d : deliveries) {
     enqueue_delivery(d.command_id, d.hardware_id, d.command_line, d.expires_at);
   }

@@ -60,8 +60,8 @@ App::App(const Config& config, core::Clock& clock, storage::Database& db, Publis
       commands_(std::make_unique<storage::CommandStore>(db)),
       packages_(std::make_unique<storage::PackageStore>(db)),
       idempotency_(std::make_unique<storage::IdempotencyStore>(db)),
-      provisioning_(std::make_unique<Provisioning>(config, clock, db, publisher, topics_)),
-      campaigns_(std::make_unique<CampaignService>(config, clock, db, publisher, topics_,
+      provisioning_(std::make_unique<Provisioning>(config, clock, db, publisher_, topics_)),
+      campaigns_(std::make_unique<CampaignService>(config, clock, db, publisher_, topics_,
                                                    [this] { return next_tag_++; })) {
   api_routes_ = {
       {{"devices", "register"}, &App::api_devices_register},
@@ -90,6 +90,28 @@ App::App(const Config& config, core::Clock& clock, storage::Database& db, Publis
 App::~App() = default;
 
 std::vector<std::string> App::subscriptions() const { return topics_.subscriptions(); }
+
+void App::handle_batch(const std::vector<InboundMessage>& batch) {
+  if (batch.empty()) return;
+  publisher_.hold();
+  // Handlers run their own transactions as savepoints inside this one: a failing handler rolls back
+  // only its own work.
+  auto st = db_.transaction([&]() -> core::Status {
+    for (const auto& m : batch) handle(m);
+    return {};
+  });
+  if (!st) {
+    spdlog::critical("cannot commit a batch of {} messages: {}; stopping so that a restart resumes from the database",
+                     batch.size(), st.error().message);
+    std::abort();
+  }
+  // Failpoints of the handlers' durability boundaries sit here, where their work is really committed.
+  DISPATCH_FAILPOINT("after_batch_commit");
+  if (batch_committed_deliveries_) DISPATCH_FAILPOINT("after_delivery_commit");
+  if (batch_committed_replies_) DISPATCH_FAILPOINT("after_reply_commit");
+  batch_committed_deliveries_ = batch_committed_replies_ = false;
+  publisher_.release();
+}
 
 void App::handle(const InboundMessage& m) {
   auto t = topics_.parse(m.topic);

@@ -107,13 +107,14 @@ int run_daemon(const Config& config) {
       wait = std::chrono::milliseconds(0);
     }
     if (auto ev = events.pop_for(std::max(wait, std::chrono::milliseconds(1)))) {
-      // Drain a batch of events before the periodic work so bursts are handled in few transactions.
+      // Drain a batch of events: the messages are handled in one transaction (group commit).
+      std::vector<InboundMessage> batch;
       int n = 0;
       do {
         if (std::holds_alternative<StopRequested>(*ev)) {
           stopping = true;
         } else if (auto* m = std::get_if<InboundMessage>(&*ev)) {
-          app.handle(*m);
+          batch.push_back(std::move(*m));
         } else if (auto* d = std::get_if<PublishDone>(&*ev)) {
           app.on_publish_done(d->tag, d->ok);
         } else if (std::holds_alternative<LinkUp>(*ev)) {
@@ -122,9 +123,10 @@ int run_daemon(const Config& config) {
         } else if (auto* down = std::get_if<LinkDown>(&*ev)) {
           spdlog::warn("MQTT link lost: {}; Paho reconnects, the outbox waits", down->cause);
         }
-        if (++n >= 2000 || stopping) break;
+        if (++n >= 1000 || stopping) break;
         ev = events.pop_for(std::chrono::milliseconds(0));
       } while (ev);
+      app.handle_batch(batch);
     }
     app.flush();
     if (std::chrono::steady_clock::now() >= next_timer) {

@@ -38,7 +38,7 @@ void App::device_reply(const std::string& hw, const InboundMessage& m) {
     spdlog::error("cannot record the reply of {} for {}: {}", hw, reply->id, outcome.error().message);
     return;
   }
-  DISPATCH_FAILPOINT("after_reply_commit");
+  if (*outcome == storage::ReplyOutcome::accepted) batch_committed_replies_ = true;
   switch (*outcome) {
     case storage::ReplyOutcome::accepted: {
       nlohmann::json ev{{"command_id", reply->id},

@@ -23,6 +23,32 @@ class LinkPublisher final : public Publisher {
   MqttLink& link_;
 };
 
+// Holds messages while a batch of handlers runs inside one database transaction, and passes them on
+// only after that transaction committed (durable before visible, with one fsync per batch).
+class BufferedPublisher final : public Publisher {
+ public:
+  explicit BufferedPublisher(Publisher& inner) : inner_(inner) {}
+  void publish(OutMessage m) override {
+    if (buffering_) {
+      held_.push_back(std::move(m));
+    } else {
+      inner_.publish(std::move(m));
+    }
+  }
+  void hold() { buffering_ = true; }
+  // Passes every held message on, in order, and stops holding.
+  void release() {
+    buffering_ = false;
+    for (auto& m : held_) inner_.publish(std::move(m));
+    held_.clear();
+  }
+
+ private:
+  Publisher& inner_;
+  bool buffering_ = false;
+  std::vector<OutMessage> held_;
+};
+
 class RecordingPublisher final : public Publisher {
  public:
   void publish(OutMessage m) override { sent.push_back(std::move(m)); }

@@ -22,7 +22,8 @@ constexpr const char* k_campaign_columns =
     "group_done_at, ramp_successes, engine_state, updated_at";
 constexpr const char* k_execution_columns =
     "campaign_id, hardware_id, group_index, state, attempt, command_id, sent_at, replied_at, "
-    "next_attempt_at, output, version_verified, updated_at";
+    "next_attempt_at, output, version_verified, updated_at, first_sent_at, finished_at, reply_ok, "
+    "published_attempt";
 
 CampaignRow read_campaign(SQLite::Statement& q) {
   CampaignRow row;
@@ -57,6 +58,10 @@ ExecutionRow read_execution(SQLite::Statement& q) {
   row.output = q.getColumn(9).getString();
   row.version_verified = q.getColumn(10).getInt() != 0;
   row.updated_at = q.getColumn(11).getInt64();
+  row.first_sent_at = opt_int64(q.getColumn(12));
+  row.finished_at = opt_int64(q.getColumn(13));
+  row.reply_ok = q.getColumn(14).getInt() != 0;
+  row.published_attempt = q.getColumn(15).getInt();
   return row;
 }
 
@@ -161,7 +166,8 @@ Status CampaignStore::remove(const std::string& id) {
 Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& rows) {
   return db_.transaction([&]() -> Result<int> {
     SQLite::Statement q(db_.db(), std::string("INSERT OR IGNORE INTO campaign_executions(") +
-                                      k_execution_columns + ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                                      k_execution_columns +
+                                      ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)");
     int inserted = 0;
     for (const ExecutionRow& r : rows) {
       q.reset();
@@ -177,6 +183,9 @@ Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& ro
       q.bindNoCopy(10, r.output);
       q.bind(11, r.version_verified ? 1 : 0);
       q.bind(12, r.updated_at);
+      bind_opt(q, 13, r.first_sent_at);
+      bind_opt(q, 14, r.finished_at);
+      q.bind(15, r.reply_ok ? 1 : 0);
       inserted += q.exec();
     }
     return inserted;
@@ -212,10 +221,12 @@ Result<ExecutionRow> CampaignStore::execution(const std::string& campaign_id,
 
 Status CampaignStore::update_executions(const std::vector<ExecutionRow>& rows) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(),
-                        "UPDATE campaign_executions SET group_index = ?, state = ?, attempt = ?, "
-                        "command_id = ?, sent_at = ?, replied_at = ?, next_attempt_at = ?, output = ?, "
-                        "version_verified = ?, updated_at = ? WHERE campaign_id = ? AND hardware_id = ?");
+    SQLite::Statement q(
+        db_.db(),
+        "UPDATE campaign_executions SET group_index = ?, state = ?, attempt = ?, "
+        "command_id = ?, sent_at = ?, replied_at = ?, next_attempt_at = ?, output = ?, "
+        "version_verified = ?, updated_at = ?, first_sent_at = ?, finished_at = ?, reply_ok = ? "
+        "WHERE campaign_id = ? AND hardware_id = ?");
     for (const ExecutionRow& r : rows) {
       q.reset();
       q.bind(1, r.group_index);
@@ -228,8 +239,11 @@ Status CampaignStore::update_executions(const std::vector<ExecutionRow>& rows) {
       q.bindNoCopy(8, r.output);
       q.bind(9, r.version_verified ? 1 : 0);
       q.bind(10, r.updated_at);
-      q.bindNoCopy(11, r.campaign_id);
-      q.bindNoCopy(12, r.hardware_id);
+      bind_opt(q, 11, r.first_sent_at);
+      bind_opt(q, 12, r.finished_at);
+      q.bind(13, r.reply_ok ? 1 : 0);
+      q.bindNoCopy(14, r.campaign_id);
+      q.bindNoCopy(15, r.hardware_id);
       if (q.exec() == 0) {
         return make_error(ErrorCode::not_found,
                           "no execution of campaign " + r.campaign_id + " for " + r.hardware_id);
@@ -251,6 +265,41 @@ Status CampaignStore::record_attempt(const std::string& campaign_id, const std::
     q.bind(4, command_id);
     q.exec();
     return {};
+  });
+}
+
+Status CampaignStore::record_attempts(const std::vector<AttemptRecord>& records) {
+  return db_.transaction([&]() -> Status {
+    SQLite::Statement q(db_.db(),
+                        "INSERT INTO campaign_attempts(campaign_id, hardware_id, attempt, command_id) "
+                        "VALUES(?, ?, ?, ?)");
+    for (const AttemptRecord& r : records) {
+      q.reset();
+      q.bindNoCopy(1, r.campaign_id);
+      q.bindNoCopy(2, r.hardware_id);
+      q.bind(3, r.attempt);
+      q.bindNoCopy(4, r.command_id);
+      q.exec();
+    }
+    return {};
+  });
+}
+
+Result<int> CampaignStore::mark_published(const std::vector<AttemptRecord>& records) {
+  return db_.transaction([&]() -> Result<int> {
+    SQLite::Statement q(db_.db(),
+                        "UPDATE campaign_executions SET published_attempt = ? "
+                        "WHERE campaign_id = ? AND hardware_id = ? AND published_attempt < ?");
+    int changed = 0;
+    for (const AttemptRecord& r : records) {
+      q.reset();
+      q.bind(1, r.attempt);
+      q.bindNoCopy(2, r.campaign_id);
+      q.bindNoCopy(3, r.hardware_id);
+      q.bind(4, r.attempt);
+      changed += q.exec();
+    }
+    return changed;
   });
 }
 

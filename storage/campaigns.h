@@ -44,6 +44,21 @@ struct ExecutionRow {
   std::string output;
   bool version_verified = false;
   core::TimeMs updated_at = 0;
+  // Schema v2.
+  std::optional<core::TimeMs> first_sent_at;  // send time of attempt 1
+  std::optional<core::TimeMs> finished_at;    // when the execution became terminal
+  bool reply_ok = false;                      // success reply received, version report outstanding
+  // The highest attempt whose publish the broker acknowledged. Read-only here: insert writes 0,
+  // update_executions leaves it alone, mark_published raises it.
+  int published_attempt = 0;
+};
+
+// One attempt's command id (record_attempts) or one acknowledged publish (mark_published).
+struct AttemptRecord {
+  std::string campaign_id;
+  std::string hardware_id;
+  int attempt = 0;
+  std::string command_id;  // unused by mark_published
 };
 
 struct AttemptRef {
@@ -93,6 +108,11 @@ class CampaignStore {
   // attempt is already recorded or the command id is already used; not_found for an unknown campaign.
   core::Status record_attempt(const std::string& campaign_id, const std::string& hardware_id, int attempt,
                               const std::string& command_id);
+  // record_attempt for every record, in one transaction (all or nothing, same errors).
+  core::Status record_attempts(const std::vector<AttemptRecord>& records);
+  // Sets published_attempt = max(published_attempt, attempt) for each record, in one transaction;
+  // records naming no execution are ignored. Returns how many rows changed.
+  core::Result<int> mark_published(const std::vector<AttemptRecord>& records);
   // The attempt that uses command_id, if any.
   core::Result<std::optional<AttemptRef>> execution_by_command_id(const std::string& command_id);
   // All recorded attempts of one device in a campaign, ordered by attempt.

@@ -167,11 +167,23 @@ CREATE TABLE nonces(
 CREATE INDEX nonces_by_time ON nonces(t);
 )sql";
 
+// v2: what the campaign engine needs to resume after a crash from the rows alone: the first send of
+// attempt 1 (rate limit), when the execution became terminal (rate and ETA), a success reply waiting
+// for the version report, and the highest attempt the broker acknowledged (unacknowledged sends are
+// published again at start with the same command id).
+constexpr const char* k_schema_v2 = R"sql(
+ALTER TABLE campaign_executions ADD COLUMN first_sent_at INTEGER;
+ALTER TABLE campaign_executions ADD COLUMN finished_at INTEGER;
+ALTER TABLE campaign_executions ADD COLUMN reply_ok INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE campaign_executions ADD COLUMN published_attempt INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& schema_migrations() {
   static const std::vector<Migration> migrations = {
       {1, k_schema_v1},
+      {2, k_schema_v2},
   };
   return migrations;
 }

@@ -416,7 +416,7 @@ int command_send(CommandArgs& a) {
   if (auto err = api.connect()) return fail(*err);
   if (wait) {
     // Subscribed before sending so that no reply event is missed; "+" turns the event topic into a filter.
-    if (auto st = api.mqtt().subscribe(api.topics().command_event("+"), 1); !st) {
+    if (auto st = api.mqtt().subscribe(api.topics().command_event_filter(), 1); !st) {
       return fail(CallError{st.error(), true});
     }
   }

@@ -515,7 +515,7 @@ core::Status Simulator::start() {
   if (o.connections == 0) {
     // One wildcard per device-facing root: the fast path for large fleets.
     for (auto kind : inbound) {
-      if (auto st = s.clients[0]->subscribe(s.topics.root(kind) + "/+", 1); !st) return st;
+      if (auto st = s.clients[0]->subscribe(s.topics.device_filter(kind), 1); !st) return st;
     }
   } else {
     for (const auto& d : s.devices) {

@@ -267,3 +267,9 @@ TEST_CASE("response topics are confined to the device's own reply topic", "[prot
     CHECK(topics.response_topic_allowed(c.response_topic, c.kind, c.hw) == c.allowed);
   }
 }
+
+TEST_CASE("client subscription filters come from the same roots", "[protocol][topics]") {
+  dispatch::protocol::Topics t;
+  CHECK(t.device_filter(dispatch::protocol::TopicKind::command_request) == "esthesis/command/request/+");
+  CHECK(t.command_event_filter() == "esthesis/events/v1/commands/+");
+}

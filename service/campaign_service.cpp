@@ -1,0 +1,855 @@
+// CampaignService: the campaign engine (campaigns/) wired to SQLite, the outbox and the events.
+//
+// Memory mirrors the database: every active campaign is held as an engine snapshot, loaded from the rows
+// at start and changed only by engine results. A result is committed (one transaction: campaign row,
+// changed executions, the command id of each new attempt) before it is applied to memory and before any
+// send it carries is queued, so what a device or an observer can see always exists on disk first. Replies
+// are applied to memory at once (the engine needs them to deduplicate) and written in batches by flush()
+// or by the next commit of their campaign, whichever comes first; no effect of a reply (a retry, the next
+// group, an event) is published before that write, because ticks and events commit first.
+#include "service/campaign_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "campaigns/document.h"
+#include "campaigns/engine.h"
+#include "campaigns/state.h"
+#include "campaigns/stats.h"
+#include "protocol/command_line.h"
+#include "protocol/core/secrets.h"
+#include "protocol/errors.h"
+#include "protocol/ids.h"
+#include "protocol/json_request.h"
+#include "service/api_util.h"
+#include "service/failpoint.h"
+#include "storage/campaigns.h"
+#include "storage/database.h"
+#include "storage/devices.h"
+#include "storage/idempotency.h"
+#include "storage/packages.h"
+
+namespace dispatch::service {
+
+using campaigns::Action;
+using campaigns::CampaignSnapshot;
+using campaigns::ExecState;
+using campaigns::Execution;
+using campaigns::State;
+using campaigns::TickResult;
+using core::ErrorCode;
+using core::make_error;
+using core::Result;
+using core::Status;
+using core::TimeMs;
+
+namespace {
+
+// Campaigns with rows that can still change: they live in memory.
+bool is_loaded_state(State s) {
+  return s == State::scheduled || s == State::running || s == State::paused_by_user ||
+         s == State::paused_by_workflow || s == State::aborted;
+}
+// Replies also wake the scheduler, but not more often than this (a tick scans every execution and
+// commits: one fsync).
+constexpr TimeMs k_reply_tick_spacing_ms = 50;
+// Replies and broker acknowledgements are written at most this often (each write is an fsync; writing
+// per loop iteration made the disk the bottleneck). A crash loses at most this much: an unwritten
+// acknowledgement means one more publish with the same command id, an unwritten reply leaves the
+// execution sent until its reply timeout.
+constexpr TimeMs k_write_spacing_ms = 50;
+// Events of a running campaign at most this often (PROTOCOL §3).
+constexpr TimeMs k_event_period_ms = 1000;
+// Entry conditions read device properties; they are refreshed at most this often.
+constexpr TimeMs k_properties_refresh_ms = 5000;
+constexpr int k_list_default = 100;
+constexpr int k_list_max = 1000;
+
+class UlidIds final : public campaigns::IdGenerator {
+ public:
+  explicit UlidIds(core::Clock& clock) : clock_(clock) {}
+  std::string next_command_id() override { return core::new_id(clock_.now_ms()); }
+
+ private:
+  core::Clock& clock_;
+};
+
+// The device store behind the engine's MemberLookup, read once before expand() runs.
+class StoreLookup final : public campaigns::MemberLookup {
+ public:
+  Status load(storage::DeviceStore& devices, const campaigns::CampaignDocument& doc) {
+    std::vector<std::string> ids;
+    std::set<std::string> tags;
+    for (const auto& g : doc.groups) {
+      ids.insert(ids.end(), g.hardware_ids.begin(), g.hardware_ids.end());
+      tags.insert(g.tags.begin(), g.tags.end());
+    }
+    auto existing = devices.existing(ids);
+    if (!existing) return existing.error();
+    existing_.insert(existing->begin(), existing->end());
+    for (const auto& t : tags) {
+      auto with = devices.hardware_ids_with_tags({t});
+      if (!with) return with.error();
+      by_tag_[t] = std::move(*with);
+    }
+    return {};
+  }
+  bool device_exists(const std::string& hw) const override { return existing_.count(hw) > 0; }
+  std::vector<std::string> devices_with_tag(const std::string& tag) const override {
+    auto it = by_tag_.find(tag);
+    return it == by_tag_.end() ? std::vector<std::string>{} : it->second;
+  }
+
+ private:
+  std::unordered_set<std::string> existing_;
+  std::map<std::string, std::vector<std::string>> by_tag_;
+};
+
+// What the storage row holds beyond the engine's Execution.
+struct Side {
+  std::string output;
+  std::optional<TimeMs> replied_at;
+  int published_attempt = 0;
+};
+
+Execution from_row(const storage::ExecutionRow& r) {
+  Execution e;
+  e.hardware_id = r.hardware_id;
+  e.group = r.group_index;
+  e.state = campaigns::exec_state_from_string(r.state).value_or(ExecState::queued);
+  e.attempt = r.attempt;
+  e.command_id = r.command_id;
+  e.first_sent_at = r.first_sent_at;
+  e.sent_at = r.sent_at;
+  e.next_attempt_at = r.next_attempt_at;
+  e.finished_at = r.finished_at;
+  e.reply_ok = r.reply_ok;
+  e.version_reported = r.version_verified;
+  return e;
+}
+
+storage::ExecutionRow to_row(const std::string& campaign_id, const Execution& e, const Side& side,
+                             TimeMs now) {
+  storage::ExecutionRow r;
+  r.campaign_id = campaign_id;
+  r.hardware_id = e.hardware_id;
+  r.group_index = e.group;
+  r.state = std::string(campaigns::to_string(e.state));
+  r.attempt = e.attempt;
+  r.command_id = e.command_id;
+  r.sent_at = e.sent_at;
+  r.replied_at = side.replied_at;
+  r.next_attempt_at = e.next_attempt_at;
+  r.output = side.output;
+  r.version_verified = e.version_reported;
+  r.updated_at = now;
+  r.first_sent_at = e.first_sent_at;
+  r.finished_at = e.finished_at;
+  r.reply_ok = e.reply_ok;
+  return r;
+}
+
+bool needs_version(const campaigns::CampaignDocument& d) {
+  return d.type == campaigns::CampaignType::provisioning && d.success.verify_version;
+}
+
+protocol::CommandType command_type(campaigns::CampaignType t) {
+  switch (t) {
+    case campaigns::CampaignType::provisioning:
+      return protocol::CommandType::firmware;
+    case campaigns::CampaignType::exec:
+      return protocol::CommandType::exec;
+    case campaigns::CampaignType::reboot:
+      return protocol::CommandType::reboot;
+    case campaigns::CampaignType::shutdown:
+      return protocol::CommandType::shutdown;
+    case campaigns::CampaignType::ping:
+      return protocol::CommandType::ping;
+    case campaigns::CampaignType::health:
+      return protocol::CommandType::health;
+  }
+  return protocol::CommandType::exec;
+}
+
+// The command line of every send of a campaign, without its id.
+protocol::CommandLine line_template(const campaigns::CampaignDocument& d) {
+  protocol::CommandLine line;
+  line.type = command_type(d.type);
+  line.execution =
+      d.execution == campaigns::ExecutionMode::async ? protocol::Execution::async : protocol::Execution::sync;
+  if (d.type == campaigns::CampaignType::provisioning) {
+    line.command = d.package_id.value_or("");
+  } else if (d.type == campaigns::CampaignType::exec) {
+    line.command = d.command.value_or("");
+    line.arguments = d.arguments;
+  }
+  return line;
+}
+
+// The engine fields that have no column of their own, kept in campaigns.engine_state.
+std::string engine_state_text(const CampaignSnapshot& s) {
+  nlohmann::json j{{"pause_cause", campaigns::to_string(s.progress.pause_cause)},
+                   {"approved_gate", s.progress.approved_gate},
+                   {"abort_base_finished", s.progress.abort_base_finished},
+                   {"abort_base_failed", s.progress.abort_base_failed},
+                   {"missing_per_group", s.missing_per_group}};
+  if (s.target_version) j["target_version"] = *s.target_version;
+  return j.dump();
+}
+
+Status read_engine_state(const std::string& text, CampaignSnapshot& s) {
+  if (text.empty()) return {};
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return make_error(ErrorCode::internal, "campaign " + s.id + " has an unreadable engine state");
+  }
+  try {
+    s.progress.pause_cause = campaigns::pause_cause_from_string(j.value("pause_cause", "none"))
+                                 .value_or(campaigns::PauseCause::none);
+    s.progress.approved_gate = j.value("approved_gate", 0);
+    s.progress.abort_base_finished = j.value("abort_base_finished", std::int64_t{0});
+    s.progress.abort_base_failed = j.value("abort_base_failed", std::int64_t{0});
+    s.missing_per_group = j.value("missing_per_group", std::vector<int>{});
+    if (j.contains("target_version") && j["target_version"].is_string()) {
+      s.target_version = j["target_version"].get<std::string>();
+    }
+  } catch (const std::exception&) {
+    return make_error(ErrorCode::internal, "campaign " + s.id + " has an unreadable engine state");
+  }
+  return {};
+}
+
+// The campaign row's mutable fields from the snapshot.
+storage::CampaignRow campaign_row(const storage::CampaignRow& base, const CampaignSnapshot& s, TimeMs now) {
+  storage::CampaignRow row = base;
+  const auto& p = s.progress;
+  row.state = std::string(campaigns::to_string(p.state));
+  row.reason = p.reason;
+  row.started_at = p.started_at;
+  row.ended_at = p.ended_at;
+  row.current_group = p.current_group;
+  row.group_done_at = p.group_finished_at;
+  row.engine_state = engine_state_text(s);
+  row.updated_at = now;
+  return row;
+}
+
+}  // namespace
+
+struct CampaignService::Impl {
+  // One campaign in memory.
+  struct Active {
+    storage::CampaignRow base;  // immutable fields (id, name, type, document, created_at)
+    CampaignSnapshot snap;
+    std::vector<Side> side;                                      // parallel to snap.executions
+    std::unordered_map<std::string, std::size_t> by_command_id;  // every attempt minted while loaded
+    std::set<std::size_t> dirty;                                 // applied in memory, not yet written
+    protocol::CommandLine line;
+    bool changed_since_event = true;
+    TimeMs last_event_at = 0;
+    TimeMs properties_loaded_at = 0;
+  };
+
+  // A committed send waiting for the broker.
+  struct PendingSend {
+    std::string campaign_id;
+    std::string hardware_id;
+    std::string command_id;
+    int attempt = 0;
+  };
+
+  Impl(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher,
+       const protocol::Topics& topics, std::function<std::uint64_t()> next_tag)
+      : config_(config),
+        clock_(clock),
+        db_(db),
+        publisher_(publisher),
+        topics_(topics),
+        next_tag_(std::move(next_tag)),
+        store_(db),
+        devices_(db),
+        packages_(db),
+        idempotency_(db),
+        ids_(clock) {}
+
+  const Config& config_;
+  core::Clock& clock_;
+  storage::Database& db_;
+  Publisher& publisher_;
+  const protocol::Topics& topics_;
+  std::function<std::uint64_t()> next_tag_;
+  storage::CampaignStore store_;
+  storage::DeviceStore devices_;
+  storage::PackageStore packages_;
+  storage::IdempotencyStore idempotency_;
+  UlidIds ids_;
+
+  std::map<std::string, std::unique_ptr<Active>> active_;
+  std::deque<PendingSend> outbox_;
+  std::unordered_map<std::uint64_t, PendingSend> in_flight_;
+  std::vector<storage::AttemptRecord> acked_;
+  bool replies_since_tick_ = false;
+  TimeMs last_tick_at_ = 0;
+  TimeMs last_write_at_ = 0;
+
+  // ---- loading ----
+
+  Status load_properties(Active& a) {
+    a.properties_loaded_at = clock_.now_ms();
+    if (a.snap.doc.conditions.empty()) return {};
+    std::set<int> groups;
+    for (const auto& c : a.snap.doc.conditions) groups.insert(c.group);
+    for (const auto& e : a.snap.executions) {
+      if (!groups.count(e.group)) continue;
+      auto dev = devices_.get(e.hardware_id);
+      if (!dev) {
+        if (dev.error().code == ErrorCode::not_found) continue;
+        return dev.error();
+      }
+      a.snap.device_properties[e.hardware_id] = dev->properties;
+    }
+    return {};
+  }
+
+  // The snapshot of a stored campaign; with_executions false leaves executions empty (created ones).
+  Result<std::unique_ptr<Active>> load(const storage::CampaignRow& row) {
+    auto a = std::make_unique<Active>();
+    a->base = row;
+    CampaignSnapshot& s = a->snap;
+    s.id = row.id;
+    s.created_at = row.created_at;
+    auto j = nlohmann::json::parse(row.document_json, nullptr, false);
+    auto doc = campaigns::parse_campaign_document(j);
+    if (!doc) return make_error(ErrorCode::internal, "campaign " + row.id + " has an unreadable document");
+    s.doc = std::move(*doc);
+    auto state = campaigns::state_from_string(row.state);
+    if (!state) return make_error(ErrorCode::internal, "campaign " + row.id + " has an unknown state");
+    s.progress.state = *state;
+    s.progress.reason = row.reason;
+    s.progress.current_group = row.current_group;
+    s.progress.started_at = row.started_at;
+    s.progress.ended_at = row.ended_at;
+    s.progress.group_finished_at = row.group_done_at;
+    if (auto st = read_engine_state(row.engine_state, s); !st) return st.error();
+    if (s.missing_per_group.size() != s.doc.groups.size()) s.missing_per_group.resize(s.doc.groups.size(), 0);
+    if (*state != State::created) {
+      auto rows = store_.executions(row.id);
+      if (!rows) return rows.error();
+      s.executions.reserve(rows->size());
+      a->side.reserve(rows->size());
+      for (const auto& r : *rows) {
+        s.executions.push_back(from_row(r));
+        a->side.push_back(Side{r.output, r.replied_at, r.published_attempt});
+        if (r.command_id) a->by_command_id.emplace(*r.command_id, s.executions.size() - 1);
+      }
+    }
+    s.reindex();
+    a->line = line_template(s.doc);
+    if (auto st = load_properties(*a); !st) return st.error();
+    return a;
+  }
+
+  // The loaded campaign, or nullptr.
+  Active* loaded(const std::string& id) {
+    auto it = active_.find(id);
+    return it == active_.end() ? nullptr : it->second.get();
+  }
+
+  // ---- committing ----
+
+  // Commits r (plus the campaign's rows changed by replies since its last write) in one transaction,
+  // then applies it to memory and queues its sends.
+  Status commit(Active& a, const TickResult& r) {
+    const TimeMs now = clock_.now_ms();
+    const bool transition = r.progress && r.progress->state != a.snap.progress.state;
+    std::vector<storage::ExecutionRow> rows;
+    std::set<std::size_t> written;
+    for (const auto& e : r.changes) {
+      auto it = a.snap.index_by_hardware_id.find(e.hardware_id);
+      if (it == a.snap.index_by_hardware_id.end()) continue;
+      written.insert(it->second);
+      rows.push_back(to_row(a.snap.id, e, a.side[it->second], now));
+    }
+    for (std::size_t i : a.dirty) {
+      if (!written.count(i)) rows.push_back(to_row(a.snap.id, a.snap.executions[i], a.side[i], now));
+    }
+    std::vector<storage::AttemptRecord> attempts;
+    attempts.reserve(r.sends.size());
+    for (const auto& s : r.sends) attempts.push_back({a.snap.id, s.hardware_id, s.attempt, s.command_id});
+    std::optional<storage::CampaignRow> row;
+    if (r.progress) {
+      CampaignSnapshot next_progress_only;
+      next_progress_only.progress = *r.progress;
+      next_progress_only.missing_per_group = a.snap.missing_per_group;
+      next_progress_only.target_version = a.snap.target_version;
+      row = campaign_row(a.base, next_progress_only, now);
+    }
+    if (transition) DISPATCH_FAILPOINT("before_campaign_transition_commit");
+    auto st = db_.transaction([&]() -> Status {
+      if (row) {
+        if (auto s = store_.update(*row); !s) return s;
+      }
+      if (!rows.empty()) {
+        if (auto s = store_.update_executions(rows); !s) return s;
+      }
+      if (!attempts.empty()) return store_.record_attempts(attempts);
+      return {};
+    });
+    if (!st) return st;
+    if (transition) DISPATCH_FAILPOINT("after_campaign_transition_commit");
+    if (!r.sends.empty()) DISPATCH_FAILPOINT("after_execution_commit");
+    a.dirty.clear();
+    if (r.progress) a.snap.progress = *r.progress;
+    for (const auto& e : r.changes) {
+      auto it = a.snap.index_by_hardware_id.find(e.hardware_id);
+      if (it != a.snap.index_by_hardware_id.end()) a.snap.executions[it->second] = e;
+    }
+    for (const auto& s : r.sends) {
+      auto it = a.snap.index_by_hardware_id.find(s.hardware_id);
+      if (it != a.snap.index_by_hardware_id.end()) a.by_command_id[s.command_id] = it->second;
+      outbox_.push_back(PendingSend{a.snap.id, s.hardware_id, s.command_id, s.attempt});
+    }
+    if (!r.empty()) a.changed_since_event = true;
+    return {};
+  }
+
+  // Writes every campaign's reply changes and the acknowledged publishes in one transaction.
+  void write_batched() {
+    const TimeMs now = clock_.now_ms();
+    bool any_dirty = false;
+    for (auto& [id, a] : active_) any_dirty = any_dirty || !a->dirty.empty();
+    if (!any_dirty && acked_.empty()) return;
+    last_write_at_ = now;
+    auto st = db_.transaction([&]() -> Status {
+      for (auto& [id, a] : active_) {
+        if (a->dirty.empty()) continue;
+        std::vector<storage::ExecutionRow> rows;
+        rows.reserve(a->dirty.size());
+        for (std::size_t i : a->dirty) rows.push_back(to_row(id, a->snap.executions[i], a->side[i], now));
+        if (auto s = store_.update_executions(rows); !s) return s;
+      }
+      if (!acked_.empty()) {
+        auto n = store_.mark_published(acked_);
+        if (!n) return n.error();
+      }
+      return {};
+    });
+    if (!st) {
+      // Kept in memory and written by the next flush or commit; an unwritten ack only means the send
+      // is published again (same command id) after a crash.
+      spdlog::error("campaigns: cannot write replies and acknowledgements: {}", st.error().message);
+      return;
+    }
+    for (auto& [id, a] : active_) a->dirty.clear();
+    acked_.clear();
+  }
+
+  // ---- events ----
+
+  nlohmann::json document(const CampaignSnapshot& s) const {
+    return campaigns::to_json(s, campaigns::compute(s, clock_.now_ms()));
+  }
+
+  void publish_event(Active& a) {
+    OutMessage m;
+    m.topic = topics_.campaign_event(a.snap.id);
+    m.payload = protocol::dump_json(document(a.snap));
+    m.qos = 1;
+    m.retain = true;
+    publisher_.publish(std::move(m));
+    a.changed_since_event = false;
+    a.last_event_at = clock_.now_ms();
+  }
+
+  // A terminal campaign with nothing in flight can change no more: it leaves memory.
+  void maybe_unload(const std::string& id) {
+    Active* a = loaded(id);
+    if (a == nullptr || !campaigns::is_terminal(a->snap.progress.state) || !a->dirty.empty()) return;
+    for (const auto& e : a->snap.executions) {
+      if (e.state == ExecState::sent) return;
+    }
+    active_.erase(id);
+  }
+
+  // ---- scheduler ----
+
+  void tick_all() {
+    const TimeMs now = clock_.now_ms();
+    last_tick_at_ = now;
+    replies_since_tick_ = false;
+    std::vector<std::string> ids;
+    for (const auto& [id, a] : active_) ids.push_back(id);
+    for (const auto& id : ids) {
+      Active& a = *active_.at(id);
+      if (!a.snap.doc.conditions.empty() && now - a.properties_loaded_at >= k_properties_refresh_ms) {
+        if (auto st = load_properties(a); !st) spdlog::warn("campaign {}: {}", id, st.error().message);
+      }
+      const State before = a.snap.progress.state;
+      TickResult r = campaigns::tick(a.snap, now, ids_);
+      if (!r.empty() || !a.dirty.empty()) {
+        if (auto st = commit(a, r); !st) {
+          // Nothing of r was applied: the next tick computes it again (new ids, none recorded).
+          spdlog::error("campaign {}: cannot commit a tick: {}", id, st.error().message);
+          continue;
+        }
+      }
+      const State after = a.snap.progress.state;
+      if (after != before) {
+        spdlog::info("campaign {}: {} -> {} {}", id, campaigns::to_string(before),
+                     campaigns::to_string(after), a.snap.progress.reason);
+        publish_event(a);
+      } else if (a.changed_since_event && now - a.last_event_at >= k_event_period_ms) {
+        publish_event(a);
+      }
+      maybe_unload(id);
+    }
+  }
+
+  // ---- API ----
+
+  Result<nlohmann::json> api_create(const nlohmann::json& body) {
+    auto doc = campaigns::parse_campaign_document(body);
+    if (!doc) return doc.error();
+    auto request_id = protocol::optional_object_id(body, "request_id");
+    if (!request_id) return request_id.error();
+    if (doc->package_id) {
+      if (auto st = protocol::check_object_id(*doc->package_id, "package_id"); !st) return st.error();
+      auto pkg = packages_.get(*doc->package_id);
+      if (!pkg) {
+        if (pkg.error().code == ErrorCode::not_found) {
+          return make_error(ErrorCode::bad_request, "package_id '" + *doc->package_id + "' does not exist");
+        }
+        return pkg.error();
+      }
+    }
+    const std::string fingerprint = request_fingerprint(body);
+    if (*request_id) {
+      auto seen = idempotency_.find("campaigns/create", **request_id);
+      if (!seen) return seen.error();
+      if (*seen) {
+        if ((*seen)->fingerprint != fingerprint) {
+          return make_error(ErrorCode::conflict,
+                            "request_id '" + **request_id + "' was already used with a different request");
+        }
+        return nlohmann::json::parse((*seen)->answer);
+      }
+    }
+    const TimeMs now = clock_.now_ms();
+    storage::CampaignRow row;
+    row.id = core::new_id(now);
+    row.name = doc->name;
+    row.type = std::string(campaigns::to_string(doc->type));
+    row.document_json = campaigns::to_json(*doc).dump();
+    row.state = std::string(campaigns::to_string(State::created));
+    row.created_at = now;
+    row.updated_at = now;
+    nlohmann::json answer{{"id", row.id}};
+    auto st = db_.transaction([&]() -> Status {
+      if (auto s = store_.insert(row); !s) return s;
+      if (*request_id) {
+        return idempotency_.put("campaigns/create", **request_id, fingerprint, protocol::dump_json(answer),
+                                now);
+      }
+      return {};
+    });
+    if (!st) return st.error();
+    auto a = load(row);
+    if (a) publish_event(**a);
+    return answer;
+  }
+
+  // The loaded campaign, or one read from the database into holder.
+  Result<Active*> obtain(const nlohmann::json& body, std::unique_ptr<Active>& holder) {
+    auto id = protocol::required_object_id(body, "id");
+    if (!id) return id.error();
+    if (Active* a = loaded(*id)) return a;
+    auto row = store_.get(*id);
+    if (!row) return row.error();
+    auto a = load(*row);
+    if (!a) return a.error();
+    holder = std::move(*a);
+    return holder.get();
+  }
+
+  Result<nlohmann::json> api_start(Active& a, std::unique_ptr<Active>& holder) {
+    const TimeMs now = clock_.now_ms();
+    auto r = campaigns::on_action(a.snap, Action::start, now);
+    if (!r) return r.error();
+    StoreLookup lookup;
+    if (auto st = lookup.load(devices_, a.snap.doc); !st) return st.error();
+    campaigns::Expansion x = campaigns::expand(a.snap.doc, lookup);
+    CampaignSnapshot next;
+    next.progress = r->progress.value_or(a.snap.progress);
+    next.missing_per_group = x.missing_per_group;
+    if (needs_version(a.snap.doc) && a.snap.doc.package_id) {
+      auto pkg = packages_.get(*a.snap.doc.package_id);
+      if (!pkg) return pkg.error();
+      next.target_version = pkg->version;
+    }
+    std::vector<storage::ExecutionRow> rows;
+    rows.reserve(x.executions.size());
+    for (const auto& e : x.executions) rows.push_back(to_row(a.snap.id, e, Side{}, now));
+    const storage::CampaignRow row = campaign_row(a.base, next, now);
+    DISPATCH_FAILPOINT("before_campaign_transition_commit");
+    auto st = db_.transaction([&]() -> Status {
+      if (auto s = store_.update(row); !s) return s;
+      auto n = store_.insert_executions(rows);
+      if (!n) return n.error();
+      return {};
+    });
+    if (!st) return st.error();
+    DISPATCH_FAILPOINT("after_campaign_transition_commit");
+    spdlog::info("campaign {} started: {} members, {} missing", a.snap.id, rows.size(), x.missing_ids.size());
+    auto fresh = load(row);
+    if (!fresh) return fresh.error();
+    const std::string id = a.snap.id;
+    holder.reset();
+    Active& b = *(active_[id] = std::move(*fresh));
+    publish_event(b);
+    return document(b.snap);
+  }
+
+  Result<nlohmann::json> api_action(Action action, const nlohmann::json& body) {
+    std::unique_ptr<Active> holder;
+    auto got = obtain(body, holder);
+    if (!got) return got.error();
+    Active& a = **got;
+    if (action == Action::start) return api_start(a, holder);
+    const TimeMs now = clock_.now_ms();
+    auto r = campaigns::on_action(a.snap, action, now);
+    if (!r) return r.error();
+    if (action == Action::remove) {
+      const std::string id = a.snap.id;
+      nlohmann::json doc = document(a.snap);
+      if (auto st = store_.remove(id); !st) return st.error();
+      active_.erase(id);
+      OutMessage clear;  // an empty retained message removes the retained snapshot
+      clear.topic = topics_.campaign_event(id);
+      clear.qos = 1;
+      clear.retain = true;
+      publisher_.publish(std::move(clear));
+      return doc;
+    }
+    if (auto st = commit(a, *r); !st) return st.error();
+    publish_event(a);
+    nlohmann::json doc = document(a.snap);
+    const std::string id = a.snap.id;
+    if (holder && is_loaded_state(a.snap.progress.state)) active_[id] = std::move(holder);
+    maybe_unload(id);
+    return doc;
+  }
+
+  Result<nlohmann::json> api_get(const nlohmann::json& body) {
+    std::unique_ptr<Active> holder;
+    auto got = obtain(body, holder);
+    if (!got) return got.error();
+    return document((*got)->snap);
+  }
+
+  Result<nlohmann::json> api_list(const nlohmann::json& body) {
+    storage::CampaignQuery q;
+    auto state = protocol::optional_string(body, "state");
+    if (!state) return state.error();
+    if (*state) {
+      if (!campaigns::state_from_string(**state)) {
+        return make_error(ErrorCode::bad_request, "unknown state '" + protocol::printable(**state) + "'");
+      }
+      q.state = **state;
+    }
+    auto limit = protocol::optional_int(body, "limit", 1, k_list_max);
+    if (!limit) return limit.error();
+    q.limit = static_cast<int>(limit->value_or(k_list_default));
+    auto after = protocol::optional_object_id(body, "after");
+    if (!after) return after.error();
+    q.after = *after;
+    auto rows = store_.list(q);
+    if (!rows) return rows.error();
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& row : *rows) {
+      if (Active* a = loaded(row.id)) {
+        out.push_back(document(a->snap));
+        continue;
+      }
+      auto a = load(row);
+      if (!a) return a.error();
+      out.push_back(document((*a)->snap));
+    }
+    return nlohmann::json{{"campaigns", out}};
+  }
+};
+
+CampaignService::CampaignService(const Config& config, core::Clock& clock, storage::Database& db,
+                                 Publisher& publisher, const protocol::Topics& topics,
+                                 std::function<std::uint64_t()> next_tag)
+    : impl_(std::make_unique<Impl>(config, clock, db, publisher, topics, std::move(next_tag))) {}
+
+// A clean stop writes what flush() was still batching.
+CampaignService::~CampaignService() {
+  if (impl_) impl_->write_batched();
+}
+
+Status CampaignService::start() {
+  Impl& m = *impl_;
+  storage::CampaignQuery q;
+  q.limit = 1000;
+  size_t resent = 0;
+  for (;;) {
+    auto rows = m.store_.list(q);
+    if (!rows) return rows.error();
+    for (const auto& row : *rows) {
+      auto state = campaigns::state_from_string(row.state);
+      if (!state || !is_loaded_state(*state)) continue;
+      auto a = m.load(row);
+      if (!a) return a.error();
+      Impl::Active& act = *(m.active_[row.id] = std::move(*a));
+      // Committed but never acknowledged by the broker: publish again with the same command id.
+      for (std::size_t i = 0; i < act.snap.executions.size(); ++i) {
+        const Execution& e = act.snap.executions[i];
+        if (e.state != ExecState::sent || !e.command_id || act.side[i].published_attempt >= e.attempt)
+          continue;
+        m.outbox_.push_back(Impl::PendingSend{row.id, e.hardware_id, *e.command_id, e.attempt});
+        ++resent;
+      }
+      m.maybe_unload(row.id);
+    }
+    if (static_cast<int>(rows->size()) < q.limit) break;
+    q.after = rows->back().id;
+  }
+  if (!m.active_.empty()) {
+    spdlog::info("campaigns: {} active, {} unacknowledged sends to publish again", m.active_.size(), resent);
+  }
+  return {};
+}
+
+Result<nlohmann::json> CampaignService::api(const std::string& action, const nlohmann::json& body) {
+  if (action == "create") return impl_->api_create(body);
+  if (action == "get") return impl_->api_get(body);
+  if (action == "list") return impl_->api_list(body);
+  auto a = campaigns::action_from_string(action);
+  if (!a)
+    return make_error(ErrorCode::bad_request,
+                      "unknown campaigns action '" + protocol::printable(action) + "'");
+  return impl_->api_action(*a, body);
+}
+
+bool CampaignService::on_reply(const std::string& hw, const std::string& command_id, bool success,
+                               const std::string& output) {
+  Impl& m = *impl_;
+  for (auto& [id, a] : m.active_) {
+    auto it = a->by_command_id.find(command_id);
+    if (it == a->by_command_id.end()) continue;
+    const std::size_t i = it->second;
+    if (a->snap.executions[i].hardware_id != hw) return false;  // another device's id
+    const TimeMs now = m.clock_.now_ms();
+    auto rr = campaigns::on_reply(a->snap, hw, command_id, success, now);
+    if (rr.disposition != campaigns::Disposition::applied) return true;
+    for (const auto& e : rr.result.changes) a->snap.executions[i] = e;
+    a->side[i].output = output;
+    a->side[i].replied_at = now;
+    a->dirty.insert(i);
+    a->changed_since_event = true;
+    m.replies_since_tick_ = true;
+    return true;
+  }
+  // A superseded attempt or a finished campaign: ours, but it changes nothing.
+  auto ref = m.store_.execution_by_command_id(command_id);
+  if (!ref || !*ref) return false;
+  return (*ref)->hardware_id == hw;
+}
+
+void CampaignService::on_version(const std::string& hw, const std::string& version) {
+  Impl& m = *impl_;
+  const TimeMs now = m.clock_.now_ms();
+  for (auto& [id, a] : m.active_) {
+    if (!needs_version(a->snap.doc)) continue;
+    auto rr = campaigns::on_version_reported(a->snap, hw, version, now);
+    if (rr.disposition != campaigns::Disposition::applied) continue;
+    for (const auto& e : rr.result.changes) {
+      auto it = a->snap.index_by_hardware_id.find(e.hardware_id);
+      if (it == a->snap.index_by_hardware_id.end()) continue;
+      a->snap.executions[it->second] = e;
+      a->dirty.insert(it->second);
+    }
+    a->changed_since_event = true;
+    m.replies_since_tick_ = true;
+  }
+}
+
+void CampaignService::tick() { impl_->tick_all(); }
+
+size_t CampaignService::pump(size_t budget) {
+  Impl& m = *impl_;
+  size_t n = 0;
+  const TimeMs now = m.clock_.now_ms();
+  while (n < budget && !m.outbox_.empty()) {
+    Impl::PendingSend s = std::move(m.outbox_.front());
+    m.outbox_.pop_front();
+    Impl::Active* a = m.loaded(s.campaign_id);
+    if (a == nullptr) continue;
+    auto it = a->snap.index_by_hardware_id.find(s.hardware_id);
+    if (it == a->snap.index_by_hardware_id.end()) continue;
+    const Execution& e = a->snap.executions[it->second];
+    // Canceled, answered or superseded while waiting: nothing to deliver.
+    if (e.state != ExecState::sent || e.command_id != s.command_id || !e.sent_at) continue;
+    const TimeMs left = *e.sent_at + a->snap.doc.reply_timeout_s * 1000 - now;
+    if (left <= 0) continue;
+    protocol::CommandLine line = a->line;
+    line.id = s.command_id;
+    auto text = protocol::encode(line);
+    auto topic = m.topics_.command_request(s.hardware_id);
+    if (!text || !topic) {
+      spdlog::error("campaign {}: cannot build the command for {}", s.campaign_id, s.hardware_id);
+      continue;
+    }
+    OutMessage msg;
+    msg.topic = std::move(*topic);
+    msg.payload = std::move(*text);
+    msg.qos = m.config_.mqtt_qos;
+    msg.expiry_s = std::max<TimeMs>(1, (left + 999) / 1000);
+    msg.tag = m.next_tag_();
+    m.in_flight_.emplace(msg.tag, std::move(s));
+    m.publisher_.publish(std::move(msg));
+    ++n;
+  }
+  return n;
+}
+
+size_t CampaignService::outbox_size() const { return impl_->outbox_.size(); }
+
+bool CampaignService::on_publish_done(std::uint64_t tag, bool ok) {
+  Impl& m = *impl_;
+  auto it = m.in_flight_.find(tag);
+  if (it == m.in_flight_.end()) return false;
+  Impl::PendingSend s = std::move(it->second);
+  m.in_flight_.erase(it);
+  if (!ok) {
+    m.outbox_.push_front(std::move(s));  // same command id; pump drops it if it no longer applies
+    return true;
+  }
+  if (Impl::Active* a = m.loaded(s.campaign_id)) {
+    auto idx = a->snap.index_by_hardware_id.find(s.hardware_id);
+    if (idx != a->snap.index_by_hardware_id.end()) {
+      auto& side = a->side[idx->second];
+      side.published_attempt = std::max(side.published_attempt, s.attempt);
+    }
+  }
+  m.acked_.push_back(storage::AttemptRecord{s.campaign_id, s.hardware_id, s.attempt, {}});
+  return true;
+}
+
+void CampaignService::flush() {
+  Impl& m = *impl_;
+  const TimeMs now = m.clock_.now_ms();
+  if (m.replies_since_tick_ && now - m.last_tick_at_ >= k_reply_tick_spacing_ms) {
+    m.tick_all();  // its commits also write the replies of every campaign it commits
+  }
+  if (now - m.last_write_at_ >= k_write_spacing_ms) m.write_batched();
+}
+
+}  // namespace dispatch::service

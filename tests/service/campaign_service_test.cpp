@@ -1,0 +1,447 @@
+// CampaignService over a real SQLite database, a manual clock and a recording publisher (no broker).
+#include "service/campaign_service.h"
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <set>
+
+#include "storage/campaigns.h"
+#include "storage/database.h"
+#include "storage/devices.h"
+#include "tests/support/process.h"
+
+namespace {
+
+using dispatch::core::ErrorCode;
+using dispatch::service::CampaignService;
+using dispatch::service::OutMessage;
+using dispatch::service::Publisher;
+using nlohmann::json;
+namespace storage = dispatch::storage;
+
+// Records every message and, for each command request, what the database held at that moment.
+class CheckingPublisher final : public Publisher {
+ public:
+  explicit CheckingPublisher(storage::Database& db) : db_(db) {}
+  void publish(OutMessage m) override {
+    if (m.topic.rfind("esthesis/command/request/", 0) == 0) {
+      const std::string id = m.payload.substr(0, m.payload.find(' '));
+      storage::CampaignStore store(db_);
+      auto ref = store.execution_by_command_id(id);
+      bool committed = ref.ok() && ref->has_value();
+      if (committed) {
+        auto row = store.execution((*ref)->campaign_id, (*ref)->hardware_id);
+        committed = row.ok() && row->state == "sent" && row->command_id == id;
+      }
+      if (!committed) ++published_before_commit;
+    }
+    sent.push_back(std::move(m));
+  }
+  std::vector<OutMessage> sent;
+  int published_before_commit = 0;
+
+ private:
+  storage::Database& db_;
+};
+
+struct Send {
+  std::string hw, command_id, payload;
+  std::uint64_t tag;
+};
+
+class Fixture {
+ public:
+  explicit Fixture(std::string path = ":memory:") : path_(std::move(path)) { open(); }
+
+  void open() {
+    service_.reset();
+    publisher_.reset();
+    db_.reset();
+    seen_ = 0;
+    auto db = storage::Database::open(path_);
+    REQUIRE(db.ok());
+    db_ = std::move(*db);
+    publisher_ = std::make_unique<CheckingPublisher>(*db_);
+    service_ = std::make_unique<CampaignService>(config_, clock, *db_, *publisher_, topics_,
+                                                 [this] { return next_tag_++; });
+    REQUIRE(service_->start().ok());
+  }
+
+  void add_device(const std::string& hw, std::vector<std::string> tags = {}) {
+    storage::DeviceRow row;
+    row.hardware_id = hw;
+    row.public_key_pem = "-";
+    row.key_type = "ed25519";
+    row.tags = std::move(tags);
+    REQUIRE(storage::DeviceStore(*db_).upsert(row, clock.now_ms()).ok());
+  }
+
+  std::string create(const json& doc) {
+    auto r = service_->api("create", doc);
+    REQUIRE(r.ok());
+    return (*r)["id"].get<std::string>();
+  }
+  dispatch::core::Result<json> call(const std::string& action, const std::string& id) {
+    return service_->api(action, json{{"id", id}});
+  }
+  json get(const std::string& id) {
+    auto r = call("get", id);
+    REQUIRE(r.ok());
+    return *r;
+  }
+
+  // Publishes what the outbox holds; returns the command requests since the last call.
+  std::vector<Send> pump() {
+    service_->pump(1'000'000);
+    std::vector<Send> out;
+    for (; seen_ < publisher_->sent.size(); ++seen_) {
+      const OutMessage& m = publisher_->sent[seen_];
+      if (m.topic.rfind("esthesis/command/request/", 0) != 0) continue;
+      out.push_back(Send{m.topic.substr(m.topic.rfind('/') + 1), m.payload.substr(0, m.payload.find(' ')),
+                         m.payload, m.tag});
+    }
+    return out;
+  }
+  void ack(const std::vector<Send>& sends) {
+    for (const auto& s : sends) CHECK(service_->on_publish_done(s.tag, true));
+    flush();
+  }
+  // Ticks, publishes and acknowledges; returns the sends.
+  std::vector<Send> step() {
+    service_->tick();
+    auto sends = pump();
+    ack(sends);
+    return sends;
+  }
+  // flush() writes at most every 50 ms: let that much time pass first.
+  void flush() {
+    clock.advance_ms(100);
+    service_->flush();
+  }
+  void reply(const Send& s, bool ok) {
+    CHECK(service_->on_reply(s.hw, s.command_id, ok, ok ? "ok" : "boom"));
+  }
+
+  std::vector<std::string> attempt_ids(const std::string& campaign, const std::string& hw) {
+    auto ids = storage::CampaignStore(*db_).attempt_command_ids(campaign, hw);
+    REQUIRE(ids.ok());
+    return *ids;
+  }
+  // The last retained event of a campaign.
+  json last_event(const std::string& id) {
+    for (auto it = publisher_->sent.rbegin(); it != publisher_->sent.rend(); ++it) {
+      if (it->topic == "esthesis/events/v1/campaigns/" + id && it->retain) {
+        return it->payload.empty() ? json::object() : json::parse(it->payload);  // empty: cleared
+      }
+    }
+    return json::object();
+  }
+
+  dispatch::core::ManualClock clock;
+  CampaignService& service() { return *service_; }
+  CheckingPublisher& publisher() { return *publisher_; }
+  storage::Database& db() { return *db_; }
+
+ private:
+  std::string path_;
+  dispatch::service::Config config_;
+  dispatch::protocol::Topics topics_;
+  std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<CheckingPublisher> publisher_;
+  std::unique_ptr<CampaignService> service_;
+  std::uint64_t next_tag_ = 1;
+  size_t seen_ = 0;
+};
+
+json exec_doc(json groups) {
+  return json{{"name", "t"}, {"type", "exec"}, {"command", "ls"}, {"groups", std::move(groups)}};
+}
+
+json counters(const json& stats) {
+  return json{{"members", stats["members"]},
+              {"queued", stats["queued"]},
+              {"sent", stats["sent"]},
+              {"succeeded", stats["succeeded"]},
+              {"failed", stats["failed"]},
+              {"timed_out", stats["timed_out"]},
+              {"canceled", stats["canceled"]},
+              {"missing", stats["missing"]},
+              {"success_percent", stats["success_percent"]},
+              {"progress_percent", stats["progress_percent"]}};
+}
+
+}  // namespace
+
+TEST_CASE("campaigns/create refuses invalid documents with bad_request", "[service][campaigns]") {
+  const json base = exec_doc(json::array({{{"hardware_ids", {"dev-001"}}}}));
+  auto with = [&](const char* field, json value) {
+    json d = base;
+    d[field] = std::move(value);
+    return d;
+  };
+  struct {
+    const char* rule;
+    json body;
+    const char* message;
+  } cases[] = {
+      {"no groups", with("groups", json::array()), "groups must hold at least one group"},
+      {"unknown type", with("type", "firmware"), "unknown type 'firmware'"},
+      {"threshold over 100", with("success", {{"threshold_percent", 101}}),
+       "success.threshold_percent must be between 0 and 100"},
+      {"bad member id", with("groups", json::array({{{"hardware_ids", {"a/b"}}}})),
+       "group 1 has an invalid hardware id 'a/b'"},
+      {"negative rate", with("rate", {{"per_minute", -5}}), "rate.per_minute must be positive"},
+      {"negative retries", with("retries", {{"max", -1}}), "retries.max must not be negative"},
+      {"unknown package",
+       json{{"name", "t"}, {"type", "provisioning"}, {"package_id", "nope"}, {"groups", base["groups"]}},
+       "package_id 'nope' does not exist"},
+      {"bad request_id", with("request_id", "a b"),
+       "invalid request_id 'a b': must match ^[A-Za-z0-9_.:-]{1,128}$"},
+  };
+  Fixture f;
+  for (const auto& c : cases) {
+    SECTION(c.rule) {
+      auto r = f.service().api("create", c.body);
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.error().code == ErrorCode::bad_request);
+      CHECK(r.error().message == c.message);
+    }
+  }
+}
+
+TEST_CASE("campaigns/create with a request_id answers the first id again", "[service][campaigns]") {
+  Fixture f;
+  json doc = exec_doc(json::array({{{"hardware_ids", {"dev-001"}}}}));
+  doc["request_id"] = "r-1";
+  const std::string first = f.create(doc);
+  CHECK(f.create(doc) == first);
+  doc["name"] = "other";
+  auto again = f.service().api("create", doc);
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().code == ErrorCode::conflict);
+}
+
+TEST_CASE("a campaign runs its groups to completed with exact statistics", "[service][campaigns]") {
+  Fixture f;
+  for (int i = 0; i < 10; ++i)
+    f.add_device("dev-00" + std::to_string(i),
+                 i >= 4 ? std::vector<std::string>{"eu"} : std::vector<std::string>{});
+  f.add_device("dev-000-eu", {"eu"});
+  const std::string id = f.create(
+      exec_doc(json::array({{{"hardware_ids", {"dev-000", "dev-001", "dev-002", "dev-003", "ghost-1"}}},
+                            {{"hardware_ids", {"dev-000"}}, {"tags", {"eu"}}}})));
+  auto started = f.call("start", id);
+  REQUIRE(started.ok());
+  CHECK((*started)["state"] == "scheduled");
+  CHECK((*started)["stats"]["members"] == 11);
+  CHECK((*started)["stats"]["missing"] == 1);
+
+  // Group 1: four sends, each committed before it was published.
+  auto g1 = f.step();
+  REQUIRE(g1.size() == 4);
+  CHECK(f.publisher().published_before_commit == 0);
+  CHECK(f.get(id)["state"] == "running");
+  for (const auto& s : g1) f.reply(s, s.hw != "dev-001");
+  f.flush();
+  // Group 1 ends at 75 %, under the default 95 %: the gate pauses; the operator's resume approves it.
+  f.service().tick();
+  CHECK(f.get(id)["state"] == "paused_by_workflow");
+  CHECK(f.get(id)["reason"] == "group 1 success 75.00% below threshold 95%");
+  REQUIRE(f.call("resume", id).ok());
+  auto g2 = f.step();
+  REQUIRE(g2.size() == 7);
+  std::set<std::string> g2_devices;
+  for (const auto& s : g2) g2_devices.insert(s.hw);
+  CHECK(g2_devices.count("dev-000") == 0);  // contacted once, in its first group
+  for (const auto& s : g2) f.reply(s, true);
+  f.flush();
+  f.service().tick();
+
+  const json got = f.get(id);
+  CHECK(got["state"] == "completed");
+  CHECK(counters(got["stats"]) == json{{"members", 11},
+                                       {"queued", 0},
+                                       {"sent", 0},
+                                       {"succeeded", 10},
+                                       {"failed", 1},
+                                       {"timed_out", 0},
+                                       {"canceled", 0},
+                                       {"missing", 1},
+                                       {"success_percent", 90.91},
+                                       {"progress_percent", 100.0}});
+  CHECK(counters(got["groups"][0]["stats"]) == json{{"members", 4},
+                                                    {"queued", 0},
+                                                    {"sent", 0},
+                                                    {"succeeded", 3},
+                                                    {"failed", 1},
+                                                    {"timed_out", 0},
+                                                    {"canceled", 0},
+                                                    {"missing", 1},
+                                                    {"success_percent", 75.0},
+                                                    {"progress_percent", 100.0}});
+  CHECK(got["groups"][1]["stats"]["succeeded"] == 7);
+  // The retained event carries the same document.
+  CHECK(f.last_event(id)["state"] == "completed");
+  CHECK(f.last_event(id)["stats"] == got["stats"]);
+  // The database holds the outcome and one command id per device.
+  auto row = storage::CampaignStore(f.db()).execution(id, "dev-001");
+  REQUIRE(row.ok());
+  CHECK(row->state == "failed");
+  CHECK(row->output == "boom");
+  CHECK(f.attempt_ids(id, "dev-001").size() == 1);
+}
+
+TEST_CASE("operator actions are allowed only where the state allows them", "[service][campaigns]") {
+  struct {
+    const char* rule;
+    std::vector<const char*> before;  // actions that must succeed first
+    const char* action;
+    std::optional<ErrorCode> error;
+    const char* state_or_message;
+  } cases[] = {
+      {"start a created campaign", {}, "start", {}, "scheduled"},
+      {"start twice", {"start"}, "start", ErrorCode::conflict, "cannot start a campaign that is scheduled"},
+      {"pause a created campaign",
+       {},
+       "pause",
+       ErrorCode::conflict,
+       "cannot pause a campaign that is created"},
+      {"pause a scheduled campaign", {"start"}, "pause", {}, "paused_by_user"},
+      {"resume a paused campaign", {"start", "pause"}, "resume", {}, "running"},
+      {"resume a scheduled campaign",
+       {"start"},
+       "resume",
+       ErrorCode::conflict,
+       "cannot resume a campaign that is scheduled"},
+      {"terminate a running campaign", {"start", "pause", "resume"}, "terminate", {}, "terminated_by_user"},
+      {"terminate twice",
+       {"start", "terminate"},
+       "terminate",
+       ErrorCode::conflict,
+       "cannot terminate a campaign that is terminated_by_user"},
+      {"delete a scheduled campaign",
+       {"start"},
+       "delete",
+       ErrorCode::conflict,
+       "cannot delete a campaign that is scheduled"},
+      {"delete a created campaign", {}, "delete", {}, "created"},
+      {"delete a terminated campaign", {"start", "terminate"}, "delete", {}, "terminated_by_user"},
+  };
+  for (const auto& c : cases) {
+    SECTION(c.rule) {
+      Fixture f;
+      f.add_device("dev-001");
+      const std::string id = f.create(exec_doc(json::array({{{"hardware_ids", {"dev-001"}}}})));
+      for (const char* a : c.before) REQUIRE(f.call(a, id).ok());
+      auto r = f.call(c.action, id);
+      if (c.error) {
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().code == *c.error);
+        CHECK(r.error().message == c.state_or_message);
+      } else {
+        REQUIRE(r.ok());
+        CHECK((*r)["state"] == c.state_or_message);
+        CHECK(f.last_event(id).value("state", "") ==
+              (std::string(c.action) == "delete" ? "" : c.state_or_message));
+      }
+    }
+  }
+}
+
+TEST_CASE("unknown campaigns are not_found, deleted ones too", "[service][campaigns]") {
+  Fixture f;
+  CHECK(f.call("get", "nope").error().code == ErrorCode::not_found);
+  CHECK(f.call("start", "nope").error().code == ErrorCode::not_found);
+  const std::string id = f.create(exec_doc(json::array({{{"hardware_ids", {"dev-001"}}}})));
+  REQUIRE(f.call("delete", id).ok());
+  CHECK(f.call("get", id).error().code == ErrorCode::not_found);
+  CHECK(f.service().api("get", json::object()).error().code == ErrorCode::bad_request);
+}
+
+TEST_CASE("terminate cancels sent executions and their queued publishes", "[service][campaigns]") {
+  Fixture f;
+  f.add_device("dev-001");
+  f.add_device("dev-002");
+  const std::string id = f.create(exec_doc(json::array({{{"hardware_ids", {"dev-001", "dev-002"}}}})));
+  REQUIRE(f.call("start", id).ok());
+  f.service().tick();
+  CHECK(f.service().outbox_size() == 2);
+  auto r = f.call("terminate", id);
+  REQUIRE(r.ok());
+  CHECK((*r)["stats"]["canceled"] == 2);
+  CHECK(f.pump().empty());  // nothing is delivered for a canceled execution
+}
+
+TEST_CASE("a timed-out attempt is retried with a new command id; a late reply changes nothing",
+          "[service][campaigns]") {
+  Fixture f;
+  f.add_device("dev-001");
+  json doc = exec_doc(json::array({{{"hardware_ids", {"dev-001"}}}}));
+  doc["reply_timeout_s"] = 10;
+  doc["retries"] = {{"max", 1}, {"backoff_s", 0}};
+  const std::string id = f.create(doc);
+  REQUIRE(f.call("start", id).ok());
+  auto first = f.step();
+  REQUIRE(first.size() == 1);
+  f.clock.advance_s(10);
+  f.service().tick();  // timed out, queued again
+  auto second = f.step();
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].command_id != first[0].command_id);
+  CHECK(f.attempt_ids(id, "dev-001") == std::vector<std::string>{first[0].command_id, second[0].command_id});
+  f.reply(first[0], true);  // superseded: ours, but no effect
+  f.flush();
+  CHECK(f.get(id)["stats"]["sent"] == 1);
+  f.reply(second[0], true);
+  f.flush();
+  CHECK(f.get(id)["stats"]["succeeded"] == 1);
+  CHECK_FALSE(f.service().on_reply("dev-002", second[0].command_id, true, ""));  // another device's id
+  CHECK_FALSE(f.service().on_reply("dev-001", "never-sent", true, ""));
+}
+
+TEST_CASE("a restart resumes with identical statistics and republishes unacknowledged sends",
+          "[service][campaigns]") {
+  dispatch::testing::TempDir dir;
+  Fixture f(dir.path() + "/db");
+  for (int i = 0; i < 6; ++i) f.add_device("dev-00" + std::to_string(i));
+  json doc = exec_doc(
+      json::array({{{"hardware_ids", {"dev-000", "dev-001", "dev-002", "dev-003", "dev-004", "dev-005"}}}}));
+  doc["batch_size"] = 4;
+  const std::string id = f.create(doc);
+  REQUIRE(f.call("start", id).ok());
+  f.service().tick();
+  auto sends = f.pump();
+  REQUIRE(sends.size() == 4);
+  // The broker acknowledged two; two replies were written.
+  f.ack({sends[0], sends[1]});
+  f.reply(sends[0], true);
+  f.reply(sends[2], false);
+  f.flush();               // writes the replies; the tick they wake sends to the two freed slots
+  auto refill = f.pump();  // published, never acknowledged
+  REQUIRE(refill.size() == 2);
+  const json before = f.get(id);
+  std::map<std::string, std::string> ids;
+  for (const auto& s : sends) ids[s.hw] = s.command_id;
+  for (const auto& s : refill) ids[s.hw] = s.command_id;
+
+  f.open();  // a new service over the same file
+  const json after = f.get(id);
+  CHECK(after["stats"] == before["stats"]);
+  CHECK(after["groups"] == before["groups"]);
+  CHECK(after["state"] == "running");
+  // Exactly the unacknowledged, unanswered sends are published again, each with its command id.
+  CHECK(f.service().outbox_size() == 3);
+  auto again = f.pump();
+  REQUIRE(again.size() == 3);
+  for (const auto& s : again) {
+    CHECK(s.hw != sends[0].hw);  // answered
+    CHECK(s.hw != sends[1].hw);  // acknowledged
+    CHECK(s.hw != sends[2].hw);  // answered
+    CHECK(s.command_id == ids[s.hw]);
+  }
+  // Ticking on mints no second id for any device already sent (the batch of 4 is full).
+  f.ack(again);
+  auto more = f.step();
+  CHECK(more.empty());
+  for (const auto& [hw, cid] : ids) CHECK(f.attempt_ids(id, hw) == std::vector<std::string>{cid});
+}
