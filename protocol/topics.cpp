@@ -289,6 +289,17 @@ bool Topics::response_topic_allowed(std::string_view response_topic, TopicKind r
   return true;
 }
 
+bool Topics::in_reserved_namespace(std::string_view topic) const {
+  for (const std::string* r :
+       {&roots_.command_request, &roots_.command_reply, &roots_.command_pending, &roots_.command_pending_reply,
+        &roots_.provisioning_request, &roots_.provisioning_reply, &roots_.provisioning_download,
+        &roots_.provisioning_data, &roots_.metadata, &roots_.ping, &roots_.api, &roots_.events}) {
+    if (topic == *r) return true;
+    if (topic.size() > r->size() && topic.compare(0, r->size(), *r) == 0 && topic[r->size()] == '/') return true;
+  }
+  return false;
+}
+
 std::string Topics::device_filter(TopicKind kind) const { return root(kind) + "/+"; }
 
 std::string Topics::command_event_filter() const { return command_event("+"); }

@@ -105,6 +105,11 @@ class Topics {
   std::string command_event(std::string_view command_id) const;
   std::string campaign_event(std::string_view campaign_id) const;
 
+  // True when topic is one of the roots or lies below one (device, api or events topics). An API answer
+  // must never go there: it would reach a device as a command, feed the service its own answer as a
+  // request, or forge an event.
+  bool in_reserved_namespace(std::string_view topic) const;
+
   // Subscription filters for clients: <root(kind)>/+ (every device of a device kind) and
   // <events>/commands/+ (every command event).
   std::string device_filter(TopicKind kind) const;

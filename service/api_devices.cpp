@@ -37,6 +37,11 @@ nlohmann::json device_json(const storage::DeviceRow& d) {
 Result<nlohmann::json> App::api_devices_register(const Json& body, const InboundMessage&) {
   auto hw = protocol::required_hardware_id(body);
   if (!hw) return hw.error();
+  // The broker ACL's per-device patterns apply to every user name: a device must not share a name with
+  // the service's or the platform's certificate identity (scripts/broker/acl).
+  if (*hw == "dispatchd" || *hw == "platform") {
+    return make_error(ErrorCode::bad_request, fmt::format("hardware_id '{}' is reserved for a broker role", *hw));
+  }
   auto pem = protocol::required_string(body, "public_key");
   if (!pem) return pem.error();
   auto key = core::PublicKey::from_pem(*pem);

@@ -169,6 +169,12 @@ void App::handle_api(const protocol::ParsedTopic& t, const InboundMessage& m) {
       }
     }
   }
+  if (!ctx.reply_topic.empty() && topics_.in_reserved_namespace(ctx.reply_topic)) {
+    ++counters_.unanswerable_requests;
+    spdlog::warn("API request on {}/{} asks for its answer on a device, API or event topic: refused", t.resource,
+                 t.action);
+    return;
+  }
   if (ctx.reply_topic.empty()) {
     ++counters_.unanswerable_requests;
     spdlog::warn("API request on {}/{} has no Response Topic and no usable reply_to: nobody to answer", t.resource,
@@ -219,9 +225,9 @@ void App::handle_upload(ApiContext& ctx, const InboundMessage& m) {
       }
     }
   }
-  if (ctx.reply_topic.empty()) {
+  if (ctx.reply_topic.empty() || topics_.in_reserved_namespace(ctx.reply_topic)) {
     ++counters_.unanswerable_requests;
-    spdlog::warn("packages/upload without a Response Topic or reply_to: nobody to answer");
+    spdlog::warn("packages/upload without a usable Response Topic or reply_to: nobody to answer");
     return;
   }
   if (!frame) {

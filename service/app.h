@@ -159,6 +159,8 @@ class App {
   std::set<std::pair<std::string, std::string>> queued_keys_;  // (command_id, hw) in outbox or in flight
   std::vector<std::pair<std::string, std::string>> acked_;     // to mark sent at the next flush
   std::map<std::string, core::TimeMs> seen_;                   // last_seen to write at the next flush
+  std::unordered_map<std::string, core::TimeMs> presence_checked_;  // last redelivery check per device
+  static constexpr size_t k_presence_memory = 1'000'000;            // bound: forget all past this
   std::set<std::string> canceled_commands_;                   // canceled while deliveries wait in the outbox
   std::uint64_t next_tag_ = 1;
   bool batch_committed_deliveries_ = false;  // for the failpoints of handle_batch

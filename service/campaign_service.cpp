@@ -56,8 +56,7 @@ bool is_loaded_state(State s) {
   return s == State::scheduled || s == State::running || s == State::paused_by_user ||
          s == State::paused_by_workflow || s == State::aborted;
 }
-// Replies also wake the scheduler, but not more often than this (a tick scans every execution and
-// commits: one fsync).
+// Replies also wake the scheduler, but not more often than this (a tick commits: one fsync).
 constexpr TimeMs k_reply_tick_spacing_ms = 50;
 // Replies and broker acknowledgements are written at most this often (each write is an fsync; writing
 // per loop iteration made the disk the bottleneck). A crash loses at most this much: an unwritten
@@ -349,7 +348,7 @@ struct CampaignService::Impl {
         if (r.command_id) a->by_command_id.emplace(*r.command_id, s.executions.size() - 1);
       }
     }
-    s.reindex();
+    s.build_index();
     a->line = line_template(s.doc);
     if (auto st = load_properties(*a); !st) return st.error();
     return a;
@@ -405,11 +404,7 @@ struct CampaignService::Impl {
     if (transition) DISPATCH_FAILPOINT("after_campaign_transition_commit");
     if (!r.sends.empty()) DISPATCH_FAILPOINT("after_execution_commit");
     a.dirty.clear();
-    if (r.progress) a.snap.progress = *r.progress;
-    for (const auto& e : r.changes) {
-      auto it = a.snap.index_by_hardware_id.find(e.hardware_id);
-      if (it != a.snap.index_by_hardware_id.end()) a.snap.executions[it->second] = e;
-    }
+    campaigns::apply(a.snap, r);
     for (const auto& s : r.sends) {
       auto it = a.snap.index_by_hardware_id.find(s.hardware_id);
       if (it != a.snap.index_by_hardware_id.end()) a.by_command_id[s.command_id] = it->second;
@@ -471,8 +466,11 @@ struct CampaignService::Impl {
   void maybe_unload(const std::string& id) {
     Active* a = loaded(id);
     if (a == nullptr || !campaigns::is_terminal(a->snap.progress.state) || !a->dirty.empty()) return;
-    for (const auto& e : a->snap.executions) {
-      if (e.state == ExecState::sent) return;
+    if (a->snap.index_current()) {
+      if (a->snap.index.count(ExecState::sent) > 0) return;
+    } else if (std::any_of(a->snap.executions.begin(), a->snap.executions.end(),
+                           [](const Execution& e) { return e.state == ExecState::sent; })) {
+      return;
     }
     active_.erase(id);
   }
@@ -749,7 +747,7 @@ bool CampaignService::on_reply(const std::string& hw, const std::string& command
     const TimeMs now = m.clock_.now_ms();
     auto rr = campaigns::on_reply(a->snap, hw, command_id, success, now);
     if (rr.disposition != campaigns::Disposition::applied) return true;
-    for (const auto& e : rr.result.changes) a->snap.executions[i] = e;
+    campaigns::apply(a->snap, rr.result);
     a->side[i].output = output;
     a->side[i].replied_at = now;
     a->dirty.insert(i);
@@ -772,10 +770,9 @@ void CampaignService::on_version(const std::string& hw, const std::string& versi
     if (rr.disposition != campaigns::Disposition::applied) continue;
     for (const auto& e : rr.result.changes) {
       auto it = a->snap.index_by_hardware_id.find(e.hardware_id);
-      if (it == a->snap.index_by_hardware_id.end()) continue;
-      a->snap.executions[it->second] = e;
-      a->dirty.insert(it->second);
+      if (it != a->snap.index_by_hardware_id.end()) a->dirty.insert(it->second);
     }
+    campaigns::apply(a->snap, rr.result);
     a->changed_since_event = true;
     m.replies_since_tick_ = true;
   }

@@ -33,6 +33,8 @@ void App::device_reply(const std::string& hw, const InboundMessage& m) {
   }
   const core::TimeMs now = clock_.now_ms();
   DISPATCH_FAILPOINT("before_reply_commit");
+  // Campaign attempts are known in memory: check them first and spare the database a lookup.
+  if (campaigns_->on_reply(hw, reply->id, reply->success, output)) return;
   auto outcome = commands_->record_reply(reply->id, hw, reply->success, output, trimmed, now);
   if (!outcome) {
     spdlog::error("cannot record the reply of {} for {}: {}", hw, reply->id, outcome.error().message);
@@ -62,7 +64,6 @@ void App::device_reply(const std::string& hw, const InboundMessage& m) {
       spdlog::info("late reply from {} for {} (delivery already closed)", hw, reply->id);
       return;
     case storage::ReplyOutcome::unknown:
-      if (campaigns_->on_reply(hw, reply->id, reply->success, output)) return;
       ++counters_.replies_unknown;
       spdlog::warn("dropping a reply from {} for command id {} that was never sent to it", hw, reply->id);
       return;
@@ -141,6 +142,15 @@ void App::device_presence(const std::string& hw) {
   const core::TimeMs now = clock_.now_ms();
   seen_[hw] = now;
   if (config_.commands_redeliver_interval_s <= 0) return;
+  // A chatty device (a reply per command, a ping a second) is checked for redelivery at most once per
+  // half interval; nothing becomes redeliverable faster than that.
+  const core::TimeMs half = config_.commands_redeliver_interval_s * 500;
+  auto [it, fresh] = presence_checked_.try_emplace(hw, now);
+  if (!fresh) {
+    if (now - it->second < half) return;
+    it->second = now;
+  }
+  if (presence_checked_.size() > k_presence_memory) presence_checked_.clear();
   auto again = commands_->redeliverable(hw, now, now - config_.commands_redeliver_interval_s * 1000,
                                         config_.commands_redeliver_max_attempts);
   if (!again) return;

@@ -273,3 +273,25 @@ TEST_CASE("client subscription filters come from the same roots", "[protocol][to
   CHECK(t.device_filter(dispatch::protocol::TopicKind::command_request) == "esthesis/command/request/+");
   CHECK(t.command_event_filter() == "esthesis/events/v1/commands/+");
 }
+
+TEST_CASE("API answers never go to the service's own namespaces", "[protocol][topics]") {
+  dispatch::protocol::Topics t;
+  struct {
+    const char* rule;
+    const char* topic;
+    bool reserved;
+  } cases[] = {
+      {"a device's command topic", "esthesis/command/request/dev-1", true},
+      {"the api root itself", "esthesis/api/v1", true},
+      {"an api action", "esthesis/api/v1/devices/list", true},
+      {"an event", "esthesis/events/v1/campaigns/x", true},
+      {"a provisioning reply", "esthesis/provisioning/reply/dev-1", true},
+      {"a private reply topic", "dispatch/reply/ctl-1", false},
+      {"a lookalike prefix", "esthesis/command/requests/x", false},
+      {"the parent of roots", "esthesis", false},
+  };
+  for (const auto& c : cases) {
+    INFO(c.rule);
+    CHECK(t.in_reserved_namespace(c.topic) == c.reserved);
+  }
+}

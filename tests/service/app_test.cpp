@@ -133,4 +133,13 @@ TEST_CASE("an API request without any answer topic is counted, not answered; one
   app.handle(m);
   CHECK(pub.sent.size() == 1);
   CHECK(app.counters().unanswerable_requests == 2);
+  // Nor a device's command topic (the answer would reach the device as a command), nor the API itself
+  // (the service would answer its own answer forever).
+  for (const char* target : {"esthesis/command/request/dev-1", "esthesis/api/v1/devices/list"}) {
+    m.payload = "{}";
+    m.response_topic = target;
+    app.handle(m);
+  }
+  CHECK(pub.sent.size() == 1);
+  CHECK(app.counters().unanswerable_requests == 4);
 }
