@@ -1,8 +1,10 @@
 #include "campaigns/engine.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <set>
 #include <unordered_set>
@@ -14,12 +16,70 @@ namespace {
 
 constexpr TimeMs k_minute_ms = 60'000;
 
+std::size_t state_slot(ExecState s) { return static_cast<std::size_t>(s); }
+
+// Counts of one group (or all) from the index: members, succeeded, failed (failed + timed_out), sent and
+// done (terminal).
+struct Counts {
+  std::int64_t members = 0, succeeded = 0, failed = 0, sent = 0, done = 0;
+};
+
+Counts counts_of(const std::array<std::int64_t, ExecutionIndex::k_states>& by_state) {
+  Counts c;
+  for (auto n : by_state) c.members += n;
+  c.succeeded = by_state[state_slot(ExecState::succeeded)];
+  c.failed = by_state[state_slot(ExecState::failed)] + by_state[state_slot(ExecState::timed_out)];
+  c.sent = by_state[state_slot(ExecState::sent)];
+  c.done = c.succeeded + c.failed + by_state[state_slot(ExecState::canceled)];
+  return c;
+}
+
 // The snapshot plus the rows changed so far. Unchanged rows are read from the snapshot, so that a reply
 // costs O(changed rows) and not a copy of the campaign; the result holds each changed row once, in
-// storage order.
+// storage order. Counts come from the snapshot's index corrected by the changed rows, so they cost
+// O(changed rows) too; a snapshot without a current index gets one built here, on first use.
 class Work {
  public:
   explicit Work(const CampaignSnapshot& s) : progress(s.progress), snap_(s) {}
+
+  const ExecutionIndex& index() {
+    if (snap_.index_current()) return snap_.index;
+    if (!local_) {
+      local_.emplace();
+      local_->build(snap_.executions);
+    }
+    return *local_;
+  }
+
+  // Members of `group` (0: all) by state, as changed so far.
+  Counts count(int group) {
+    std::array<std::int64_t, ExecutionIndex::k_states> by_state{};
+    for (std::size_t k = 0; k < by_state.size(); ++k)
+      by_state[k] = index().count(static_cast<ExecState>(k), group);
+    for (const auto& [i, e] : touched_) {
+      const Execution& old = snap_.executions[i];
+      if (group == 0 || old.group == group) --by_state[state_slot(old.state)];
+      if (group == 0 || e.group == group) ++by_state[state_slot(e.state)];
+    }
+    return counts_of(by_state);
+  }
+
+  // Executions with first_sent_at in (after, until], as changed so far.
+  std::int64_t first_sends_between(TimeMs after, TimeMs until) {
+    std::int64_t n = index().first_sends_between(after, until);
+    auto in = [&](const Execution& e) {
+      return e.first_sent_at && *e.first_sent_at > after && *e.first_sent_at <= until;
+    };
+    for (const auto& [i, e] : touched_) n += (in(e) ? 1 : 0) - (in(snap_.executions[i]) ? 1 : 0);
+    return n;
+  }
+
+  std::vector<std::size_t> touched_positions() const {
+    std::vector<std::size_t> out;
+    out.reserve(touched_.size());
+    for (const auto& [i, e] : touched_) out.push_back(i);
+    return out;
+  }
 
   std::size_t size() const { return snap_.executions.size(); }
   const Execution& at(std::size_t i) const {
@@ -47,6 +107,7 @@ class Work {
  private:
   const CampaignSnapshot& snap_;
   std::map<std::size_t, Execution> touched_;
+  std::optional<ExecutionIndex> local_;
 };
 
 std::string percent_text(double v) {
@@ -92,45 +153,28 @@ void cancel_open(Work& w, TimeMs now, bool include_sent) {
   }
 }
 
+// Runs first in a tick (nothing touched yet): the index's in-flight rows, oldest first, are exactly the
+// sent rows, so the scan stops at the first one still within its timeout.
 void process_timeouts(Work& w, TimeMs now, bool allow_retry) {
   const TimeMs timeout_ms = w.doc().reply_timeout_s * 1000;
-  for (std::size_t i = 0; i < w.size(); ++i) {
+  std::vector<std::size_t> due;
+  for (const auto& [sent_at, i] : w.index().in_flight()) {
+    if (now - sent_at < timeout_ms) break;
+    due.push_back(i);
+  }
+  for (std::size_t i : due) {
     const Execution& e = w.at(i);
     if (e.state != ExecState::sent || !e.sent_at || now - *e.sent_at < timeout_ms) continue;
     finish_or_retry(w, i, ExecState::timed_out, now, allow_retry);
   }
 }
 
-struct Counts {
-  std::int64_t members = 0, succeeded = 0, failed = 0, sent = 0, done = 0;
-};
-
-Counts count(const Work& w, int group /* 0 = all */) {
-  Counts c;
-  for (std::size_t i = 0; i < w.size(); ++i) {
-    const Execution& e = w.at(i);
-    if (group != 0 && e.group != group) continue;
-    ++c.members;
-    if (e.state == ExecState::succeeded) ++c.succeeded;
-    if (e.state == ExecState::failed || e.state == ExecState::timed_out) ++c.failed;
-    if (e.state == ExecState::sent) ++c.sent;
-    if (is_terminal(e.state)) ++c.done;
-  }
-  return c;
-}
+Counts count(Work& w, int group /* 0 = all */) { return w.count(group); }
 
 // Finished for the abort policy: an outcome that is final and not a cancellation.
-std::pair<std::int64_t, std::int64_t> finished_and_failed(const Work& w) {
-  std::int64_t finished = 0, failed = 0;
-  for (std::size_t i = 0; i < w.size(); ++i) {
-    const Execution& e = w.at(i);
-    if (e.state == ExecState::succeeded) ++finished;
-    if (e.state == ExecState::failed || e.state == ExecState::timed_out) {
-      ++finished;
-      ++failed;
-    }
-  }
-  return {finished, failed};
+std::pair<std::int64_t, std::int64_t> finished_and_failed(Work& w) {
+  const Counts c = w.count(0);
+  return {c.succeeded + c.failed, c.failed};
 }
 
 bool check_abort(Work& w, TimeMs now) {
@@ -160,7 +204,7 @@ bool check_abort(Work& w, TimeMs now) {
 }
 
 // The reason the entry conditions of `group` fail, or nullopt when they hold for every member.
-std::optional<std::string> failing_conditions(const Work& w, int group) {
+std::optional<std::string> failing_conditions(Work& w, int group) {
   for (const auto& c : w.doc().conditions) {
     if (c.group != group) continue;
     std::int64_t failing = 0, members = 0;
@@ -235,12 +279,38 @@ void send_new_attempts(Work& w, TimeMs now, IdGenerator& ids) {
   if (p.state != State::running || p.current_group < 1) return;
   const Counts all = count(w, 0);
   std::int64_t capacity = w.doc().batch_size - all.sent;
-  std::int64_t allowance = rate_limit(w.doc().rate, all.succeeded);
-  for (std::size_t i = 0; i < w.size(); ++i) {
-    const Execution& e = w.at(i);
-    if (e.first_sent_at && *e.first_sent_at > now - k_minute_ms && *e.first_sent_at <= now) --allowance;
+  if (capacity <= 0) return;
+  std::int64_t allowance =
+      rate_limit(w.doc().rate, all.succeeded) - w.first_sends_between(now - k_minute_ms, now);
+  // The candidates, in storage order, are the union of two ascending streams: never-sent rows (taken
+  // only while the rate allows first sends: once it does not, none of them can go this tick) and the
+  // rest (retries due now and rows this tick changed). Every row outside both fails the test below.
+  const ExecutionIndex::Group* g = w.index().group(p.current_group);
+  std::vector<std::size_t> others = w.touched_positions();
+  if (g != nullptr) {
+    others.insert(others.end(), g->ready_retries.begin(), g->ready_retries.end());
+    for (const auto& [at, i] : g->waiting) {
+      if (at > now) break;
+      others.push_back(i);
+    }
   }
-  for (std::size_t i = 0; i < w.size() && capacity > 0; ++i) {
+  std::sort(others.begin(), others.end());
+  others.erase(std::unique(others.begin(), others.end()), others.end());
+  static const std::set<std::size_t> none;
+  const std::set<std::size_t>& fresh = g != nullptr ? g->fresh : none;
+  auto next_fresh = fresh.begin();
+  std::size_t next_other = 0;
+  while (capacity > 0) {
+    const bool have_fresh = next_fresh != fresh.end() && allowance > 0;
+    const bool have_other = next_other < others.size();
+    if (!have_fresh && !have_other) break;
+    std::size_t i = 0;
+    if (have_fresh && (!have_other || *next_fresh <= others[next_other])) {
+      i = *next_fresh++;
+      if (have_other && others[next_other] == i) ++next_other;
+    } else {
+      i = others[next_other++];
+    }
     const Execution& e = w.at(i);
     if (e.group != p.current_group || e.state != ExecState::queued) continue;
     if (e.next_attempt_at && *e.next_attempt_at > now) continue;
@@ -418,6 +488,117 @@ bool condition_holds(const std::string& actual, ConditionOp op, const std::strin
       return cmp >= 0;
   }
   return false;
+}
+
+std::int64_t TimeRank::count_between(TimeMs after, TimeMs until) const {
+  if (until <= after) return 0;
+  // order_of_key counts the keys below its argument; (t, 0) is the first key at time t.
+  auto below = [&](TimeMs t) { return static_cast<std::int64_t>(tree_.order_of_key({t, 0})); };
+  const TimeMs max = std::numeric_limits<TimeMs>::max();
+  const std::int64_t up_to_until = until == max ? static_cast<std::int64_t>(tree_.size()) : below(until + 1);
+  const std::int64_t up_to_after = after == max ? static_cast<std::int64_t>(tree_.size()) : below(after + 1);
+  return up_to_until - up_to_after;
+}
+
+bool TimeRank::operator==(const TimeRank& o) const {
+  return tree_.size() == o.tree_.size() && std::equal(tree_.begin(), tree_.end(), o.tree_.begin());
+}
+
+std::int64_t ExecutionIndex::Group::members() const {
+  std::int64_t n = 0;
+  for (auto c : by_state) n += c;
+  return n;
+}
+
+void ExecutionIndex::build(const std::vector<Execution>& executions) {
+  by_state_ = {};
+  groups_.clear();
+  in_flight_.clear();
+  first_sent_.clear();
+  finished_.clear();
+  for (std::size_t i = 0; i < executions.size(); ++i) add(i, executions[i]);
+  size_ = executions.size();
+  built_ = true;
+}
+
+void ExecutionIndex::add(std::size_t i, const Execution& e) {
+  ++by_state_[state_slot(e.state)];
+  Group& g = groups_[e.group];
+  ++g.by_state[state_slot(e.state)];
+  if (e.state == ExecState::queued) {
+    if (e.next_attempt_at) {
+      g.waiting.emplace(*e.next_attempt_at, i);
+    } else if (e.attempt == 0) {
+      g.fresh.insert(i);
+    } else {
+      g.ready_retries.insert(i);
+    }
+  }
+  if (e.state == ExecState::sent && e.sent_at) in_flight_.emplace(*e.sent_at, i);
+  if (e.first_sent_at) first_sent_.insert(*e.first_sent_at, i);
+  if (is_terminal(e.state) && e.state != ExecState::canceled && e.finished_at)
+    finished_.insert(*e.finished_at, i);
+}
+
+void ExecutionIndex::remove(std::size_t i, const Execution& e) {
+  --by_state_[state_slot(e.state)];
+  auto it = groups_.find(e.group);
+  if (it != groups_.end()) {
+    Group& g = it->second;
+    --g.by_state[state_slot(e.state)];
+    if (e.state == ExecState::queued) {
+      if (e.next_attempt_at) {
+        g.waiting.erase({*e.next_attempt_at, i});
+      } else if (e.attempt == 0) {
+        g.fresh.erase(i);
+      } else {
+        g.ready_retries.erase(i);
+      }
+    }
+    // A group exists while it has members, as in build().
+    if (g.members() == 0) groups_.erase(it);
+  }
+  if (e.state == ExecState::sent && e.sent_at) in_flight_.erase({*e.sent_at, i});
+  if (e.first_sent_at) first_sent_.erase(*e.first_sent_at, i);
+  if (is_terminal(e.state) && e.state != ExecState::canceled && e.finished_at)
+    finished_.erase(*e.finished_at, i);
+}
+
+std::int64_t ExecutionIndex::count(ExecState s, int group) const {
+  if (group == 0) return by_state_[state_slot(s)];
+  const Group* g = this->group(group);
+  return g == nullptr ? 0 : g->by_state[state_slot(s)];
+}
+
+const ExecutionIndex::Group* ExecutionIndex::group(int g) const {
+  auto it = groups_.find(g);
+  return it == groups_.end() ? nullptr : &it->second;
+}
+
+std::int64_t ExecutionIndex::first_sends_between(TimeMs after, TimeMs until) const {
+  return first_sent_.count_between(after, until);
+}
+
+std::int64_t ExecutionIndex::finished_between(TimeMs after, TimeMs until) const {
+  return finished_.count_between(after, until);
+}
+
+bool ExecutionIndex::operator==(const ExecutionIndex& o) const {
+  return built_ == o.built_ && size_ == o.size_ && by_state_ == o.by_state_ && groups_ == o.groups_ &&
+         in_flight_ == o.in_flight_ && first_sent_ == o.first_sent_ && finished_ == o.finished_;
+}
+
+void apply(CampaignSnapshot& snapshot, const TickResult& r) {
+  if (r.progress) snapshot.progress = *r.progress;
+  const bool indexed = snapshot.index_current();
+  for (const auto& c : r.changes) {
+    auto i = find_execution(snapshot, c.hardware_id);
+    if (!i) continue;
+    Execution& e = snapshot.executions[*i];
+    if (indexed) snapshot.index.remove(*i, e);
+    e = c;
+    if (indexed) snapshot.index.add(*i, e);
+  }
 }
 
 TickResult tick(const CampaignSnapshot& snapshot, TimeMs now, IdGenerator& ids) {

@@ -34,12 +34,17 @@
 //   SemVer (both sides parse), else strings byte-wise; lte/gte include equality.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <ext/pb_ds/assoc_container.hpp>
+#include <ext/pb_ds/tree_policy.hpp>
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "campaigns/document.h"
@@ -91,6 +96,72 @@ struct CampaignProgress {
   bool operator==(const CampaignProgress&) const = default;
 };
 
+// A set of (time, position) pairs that counts its members within a time range in O(log n).
+class TimeRank {
+ public:
+  void insert(TimeMs t, std::size_t i) { tree_.insert({t, i}); }
+  void erase(TimeMs t, std::size_t i) { tree_.erase({t, i}); }
+  void clear() { tree_.clear(); }
+  std::size_t size() const { return tree_.size(); }
+  // Members with after < time <= until.
+  std::int64_t count_between(TimeMs after, TimeMs until) const;
+  bool operator==(const TimeRank& o) const;
+
+ private:
+  // GNU's order-statistics tree (libstdc++): ranks by key in O(log n), which std::set cannot.
+  using Tree = __gnu_pbds::tree<std::pair<TimeMs, std::size_t>, __gnu_pbds::null_type,
+                                std::less<std::pair<TimeMs, std::size_t>>, __gnu_pbds::rb_tree_tag,
+                                __gnu_pbds::tree_order_statistics_node_update>;
+  Tree tree_;
+};
+
+// Counts and positions derived from a campaign's executions (positions are indexes into
+// CampaignSnapshot::executions), so that a tick visits only the executions that can change at its time
+// and statistics cost O(groups). It holds exactly what build() derives from the executions; apply()
+// keeps it so with remove(old row) + add(new row) for each changed row.
+class ExecutionIndex {
+ public:
+  static constexpr std::size_t k_states = 6;  // ExecState values
+  struct Group {
+    std::array<std::int64_t, k_states> by_state{};     // members by ExecState
+    std::set<std::size_t> fresh;                       // queued, attempt 0, no next_attempt_at
+    std::set<std::size_t> ready_retries;               // queued, attempt >= 1, no next_attempt_at
+    std::set<std::pair<TimeMs, std::size_t>> waiting;  // queued with next_attempt_at, by that time
+    std::int64_t members() const;
+    bool operator==(const Group&) const = default;
+  };
+
+  // Replaces the contents with those of `executions`.
+  void build(const std::vector<Execution>& executions);
+  // Adds or removes the row at position i (remove takes the row as it was added).
+  void add(std::size_t i, const Execution& e);
+  void remove(std::size_t i, const Execution& e);
+
+  bool built() const { return built_; }
+  std::size_t size() const { return size_; }  // executions indexed by build()
+  // Executions in state s, in `group` (1-based) or in all groups (0).
+  std::int64_t count(ExecState s, int group = 0) const;
+  // nullptr when no execution has this group.
+  const Group* group(int g) const;
+  // Executions with first_sent_at in (after, until].
+  std::int64_t first_sends_between(TimeMs after, TimeMs until) const;
+  // Succeeded, failed or timed_out executions with finished_at in (after, until].
+  std::int64_t finished_between(TimeMs after, TimeMs until) const;
+  // Sent executions with a sent_at, by sent_at (timeouts).
+  const std::set<std::pair<TimeMs, std::size_t>>& in_flight() const { return in_flight_; }
+
+  bool operator==(const ExecutionIndex& o) const;
+
+ private:
+  bool built_ = false;
+  std::size_t size_ = 0;
+  std::array<std::int64_t, k_states> by_state_{};
+  std::map<int, Group> groups_;
+  std::set<std::pair<TimeMs, std::size_t>> in_flight_;
+  TimeRank first_sent_;
+  TimeRank finished_;
+};
+
 struct CampaignSnapshot {
   std::string id;
   CampaignDocument doc;
@@ -107,10 +178,21 @@ struct CampaignSnapshot {
   // on_version_reported when its size matches executions; otherwise they scan.
   std::unordered_map<std::string, std::size_t> index_by_hardware_id;
 
+  // Optional: counts and positions of the executions (build_index(); apply() keeps it current). tick(),
+  // on_action() and compute() use it when index_current(); otherwise they count from the executions.
+  // Whoever changes executions other than through apply() must call build_index() again.
+  ExecutionIndex index;
+
   void reindex() {
     index_by_hardware_id.clear();
     for (std::size_t i = 0; i < executions.size(); ++i) index_by_hardware_id[executions[i].hardware_id] = i;
   }
+  // reindex() plus `index`.
+  void build_index() {
+    reindex();
+    index.build(executions);
+  }
+  bool index_current() const { return index.built() && index.size() == executions.size(); }
 };
 
 // The first time a new attempt is published: publish after the changes are committed.
@@ -158,6 +240,10 @@ std::int64_t rate_limit(const RatePolicy& rate, std::int64_t successes);
 
 // Evaluates `actual op expected` with the comparison rules above.
 bool condition_holds(const std::string& actual, ConditionOp op, const std::string& expected);
+
+// Commits `r` into `snapshot` as the store does: the progress row, and each changed execution matched by
+// hardware id (changes of unknown hardware ids are ignored). Keeps `index` current when it was.
+void apply(CampaignSnapshot& snapshot, const TickResult& r);
 
 // One scheduler step at `now`: window, timeouts and retries, abort policy, group gate and completion,
 // then new sends. Returns an empty result for created, paused_by_user and terminal campaigns (apart from

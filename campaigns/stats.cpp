@@ -10,26 +10,27 @@ double percent(std::int64_t part, std::int64_t whole) {
   return std::round(10000.0 * static_cast<double>(part) / static_cast<double>(whole)) / 100.0;
 }
 
-void add(Counters& c, ExecState s) {
-  ++c.members;
+// Adds n executions in state s.
+void add(Counters& c, ExecState s, std::int64_t n) {
+  c.members += n;
   switch (s) {
     case ExecState::queued:
-      ++c.queued;
+      c.queued += n;
       break;
     case ExecState::sent:
-      ++c.sent;
+      c.sent += n;
       break;
     case ExecState::succeeded:
-      ++c.succeeded;
+      c.succeeded += n;
       break;
     case ExecState::failed:
-      ++c.failed;
+      c.failed += n;
       break;
     case ExecState::timed_out:
-      ++c.timed_out;
+      c.timed_out += n;
       break;
     case ExecState::canceled:
-      ++c.canceled;
+      c.canceled += n;
       break;
   }
 }
@@ -66,12 +67,24 @@ Stats compute(const CampaignSnapshot& snapshot, TimeMs now) {
     st.groups[g].missing = snapshot.missing_per_group[g];
     st.overall.missing += snapshot.missing_per_group[g];
   }
-  for (const auto& e : snapshot.executions) {
-    add(st.overall, e.state);
-    if (e.group >= 1 && static_cast<std::size_t>(e.group) <= groups) add(st.groups[e.group - 1], e.state);
-    if (e.state != ExecState::canceled && is_terminal(e.state) && e.finished_at &&
-        *e.finished_at > now - 60'000 && *e.finished_at <= now) {
-      ++st.rate_per_minute;
+  if (snapshot.index_current()) {
+    // O(groups): the index holds the same counts the scan below would find.
+    const ExecutionIndex& index = snapshot.index;
+    for (std::size_t k = 0; k < ExecutionIndex::k_states; ++k) {
+      const auto s = static_cast<ExecState>(k);
+      add(st.overall, s, index.count(s));
+      for (std::size_t g = 0; g < groups; ++g) add(st.groups[g], s, index.count(s, static_cast<int>(g + 1)));
+    }
+    st.rate_per_minute = index.finished_between(now - 60'000, now);
+  } else {
+    for (const auto& e : snapshot.executions) {
+      add(st.overall, e.state, 1);
+      if (e.group >= 1 && static_cast<std::size_t>(e.group) <= groups)
+        add(st.groups[e.group - 1], e.state, 1);
+      if (e.state != ExecState::canceled && is_terminal(e.state) && e.finished_at &&
+          *e.finished_at > now - 60'000 && *e.finished_at <= now) {
+        ++st.rate_per_minute;
+      }
     }
   }
   finish(st.overall);

@@ -84,7 +84,7 @@ class App {
   size_t pump_outbox(size_t budget);
   size_t outbox_size() const;
   // Commits batched bookkeeping (deliveries acknowledged by the broker, last_seen). Cheap when idle.
-  void flush();
+  void flush(bool force = false);
   // Periodic work: expiry, campaign ticks, campaign events.
   void on_timer();
 
@@ -166,6 +166,11 @@ class App {
   bool batch_committed_deliveries_ = false;  // for the failpoints of handle_batch
   bool batch_committed_replies_ = false;
   core::TimeMs last_expiry_run_ = 0;
+  core::TimeMs last_ack_flush_ = 0;
+  core::TimeMs last_seen_flush_ = 0;
+  static constexpr size_t k_ack_batch = 2000;
+  static constexpr core::TimeMs k_ack_flush_ms = 100;
+  static constexpr core::TimeMs k_seen_flush_ms = 1000;
   AppCounters counters_;
 };
 

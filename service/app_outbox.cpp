@@ -83,9 +83,12 @@ void App::on_publish_done(std::uint64_t tag, bool ok) {
   acked_.emplace_back(item.command_id, item.hardware_id);
 }
 
-void App::flush() {
+void App::flush(bool force) {
   const core::TimeMs now = clock_.now_ms();
-  if (!acked_.empty()) {
+  // Acknowledgements only move deliveries from queued to sent, which nobody outside sees: write them in
+  // batches (one fsync per batch, not per loop turn). Losing a batch in a crash only means the same
+  // command id is published once more.
+  if (!acked_.empty() && (force || acked_.size() >= k_ack_batch || now - last_ack_flush_ >= k_ack_flush_ms)) {
     DISPATCH_FAILPOINT("before_mark_sent");
     auto n = commands_->mark_sent(acked_, now);
     if (!n) {
@@ -93,14 +96,16 @@ void App::flush() {
                     n.error().message);
     }
     acked_.clear();
+    last_ack_flush_ = now;
   }
   campaigns_->flush();
-  if (!seen_.empty()) {
+  if (!seen_.empty() && (force || now - last_seen_flush_ >= k_seen_flush_ms)) {
     std::vector<std::string> ids;
     ids.reserve(seen_.size());
     for (const auto& [hw, t] : seen_) ids.push_back(hw);
     if (auto n = devices_->touch_last_seen(ids, now); !n) spdlog::warn("last_seen not updated: {}", n.error().message);
     seen_.clear();
+    last_seen_flush_ = now;
   }
 }
 

@@ -106,7 +106,7 @@ int run_daemon(const Config& config) {
     if (link.connected() && app.outbox_size() > 0 && link.backlog() < k_link_backlog_target) {
       wait = std::chrono::milliseconds(0);
     }
-    if (auto ev = events.pop_for(std::max(wait, std::chrono::milliseconds(1)))) {
+    if (auto ev = events.pop_for(wait)) {
       // Drain a batch of events: the messages are handled in one transaction (group commit).
       std::vector<InboundMessage> batch;
       int n = 0;
@@ -147,7 +147,7 @@ int run_daemon(const Config& config) {
       if (auto* d = std::get_if<PublishDone>(&*ev)) app.on_publish_done(d->tag, d->ok);
     }
   }
-  app.flush();
+  app.flush(true);
   link.disconnect(2000);
   spdlog::info("stopped cleanly");
   return 0;

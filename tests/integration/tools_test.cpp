@@ -453,3 +453,62 @@ TEST_CASE("package upload resumes after an interruption and sends the file's exa
   std::lock_guard lk(api.mutex());
   CHECK(stored == content);
 }
+
+TEST_CASE("against the real service: upload a package, roll it out with a campaign, watch it to completion",
+          "[tools][campaigns]") {
+  Stack s;
+  // A small firmware rollout: the simulated agents query with fresh tokens, download in chunks, check
+  // the sha256 and report the new version (verify_version).
+  std::string sim_log = s.dir.path() + "/sim.log";
+  auto sim = s.sim({"--count", "12", "--prefix", "fw-", "--tag", "fleet", "--version", "1.0.0", "--register"},
+                   sim_log);
+  std::string file = s.dir.path() + "/fw.bin";
+  std::string bytes;
+  for (size_t i = 0; i < 700 * 1024; ++i) bytes.push_back(static_cast<char>((i * 7919) % 251));
+  write_file(file, bytes);
+  auto created = s.ctl({"package", "create", "--name", "fw", "--version", "2.0.0", "--sha256",
+                        dispatch::core::sha256_hex(bytes), "--size", std::to_string(bytes.size()), "--tag", "fleet",
+                        "--available"});
+  INFO(created.output);
+  REQUIRE(created.code == 0);
+  std::string id = created.output.substr(0, created.output.find('\n'));
+  auto uploaded = s.ctl({"package", "upload", id, file, "--chunk-kib", "128"}, 60000);
+  INFO(uploaded.output);
+  REQUIRE(uploaded.code == 0);
+  auto again = s.ctl({"package", "upload", id, file});  // already ready: nothing to resend
+  CHECK(again.code == 0);
+  auto got = s.ctl({"--json", "package", "get", id});
+  REQUIRE(got.code == 0);
+  CHECK(nlohmann::json::parse(got.output)["state"] == "ready");
+
+  std::string doc = s.dir.path() + "/campaign.json";
+  write_file(doc, nlohmann::json{{"name", "fw 2.0.0"},
+                                 {"type", "provisioning"},
+                                 {"package_id", id},
+                                 {"groups", {{{"hardware_ids", {"fw-000001", "fw-000002"}}}, {{"tags", {"fleet"}}}}},
+                                 {"success", {{"threshold_percent", 100}, {"verify_version", true}}},
+                                 {"reply_timeout_s", 60}}
+                      .dump());
+  auto c = s.ctl({"campaign", "create", doc});
+  INFO(c.output);
+  REQUIRE(c.code == 0);
+  std::string campaign = c.output.substr(0, c.output.find('\n'));
+  REQUIRE(s.ctl({"campaign", "start", campaign}).code == 0);
+  auto watched = s.ctl({"campaign", "watch", campaign, "--deadline", "90"}, 120000);
+  INFO(watched.output);
+  CHECK(watched.code == 0);
+  auto final_state = s.ctl({"--json", "campaign", "get", campaign});
+  auto j = nlohmann::json::parse(final_state.output);
+  CHECK(j["state"] == "completed");
+  CHECK(j["stats"]["succeeded"] == 12);
+  CHECK(j["groups"][0]["stats"]["members"] == 2);
+  CHECK(j["groups"][1]["stats"]["members"] == 10);
+  // Every device now reports the new version.
+  auto devices = s.ctl({"--json", "device", "list", "--tag", "fleet"});
+  for (const auto& d : nlohmann::json::parse(devices.output)["devices"]) CHECK(d["reported_version"] == "2.0.0");
+  REQUIRE(sim->terminate(10000) == 0);
+  auto summary = dispatch::testing::read_file(sim_log);
+  INFO(summary);
+  CHECK(summary.find("downloads 12") != std::string::npos);
+  CHECK(summary.find("firmware failures 0") != std::string::npos);
+}
