@@ -131,6 +131,28 @@ void App::handle(const InboundMessage& m) {
                  t->hardware_id);
     return;
   }
+  // Size limits apply before any parsing: a reply may carry the output limit plus its id, every other
+  // device message the request limit.
+  const auto limit = static_cast<size_t>(t->kind == TopicKind::command_reply ? config_.commands_max_output_bytes + 256
+                                                                              : config_.api_max_request_bytes);
+  if (m.payload.size() > limit) {
+    ++counters_.oversize_device_messages;
+    spdlog::warn("dropping a {}-byte message on {} from {}: over the limit of {} bytes", m.payload.size(),
+                 protocol::to_string(t->kind), t->hardware_id, limit);
+    if (t->kind == TopicKind::provisioning_request || t->kind == TopicKind::provisioning_download ||
+        t->kind == TopicKind::command_pending) {
+      // These expect an answer: say why there is none.
+      const TopicKind reply_kind = t->kind == TopicKind::provisioning_request    ? TopicKind::provisioning_reply
+                                   : t->kind == TopicKind::provisioning_download ? TopicKind::provisioning_data
+                                                                                 : TopicKind::command_pending_reply;
+      publish_device(reply_kind, t->hardware_id,
+                     protocol::error_payload(make_error(ErrorCode::too_large,
+                                                        fmt::format("message of {} bytes exceeds the limit of {} bytes",
+                                                                    m.payload.size(), limit))),
+                     &m);
+    }
+    return;
+  }
   auto route = device_routes_.find(t->kind);
   if (route == device_routes_.end()) {
     ++counters_.invalid_topics;

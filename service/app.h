@@ -53,6 +53,7 @@ struct AppCounters {
   std::uint64_t replies_duplicate = 0;
   std::uint64_t replies_malformed = 0;
   std::uint64_t metadata_malformed = 0;
+  std::uint64_t oversize_device_messages = 0;
 };
 
 // Where and how an API answer goes.

@@ -143,3 +143,26 @@ TEST_CASE("an API request without any answer topic is counted, not answered; one
   CHECK(pub.sent.size() == 1);
   CHECK(app.counters().unanswerable_requests == 4);
 }
+
+TEST_CASE("oversize device messages are refused before parsing; those expecting an answer get too_large",
+          "[service][app]") {
+  service::Config config;
+  core::ManualClock clock;
+  auto db = storage::Database::open(":memory:");
+  REQUIRE(db);
+  service::RecordingPublisher pub;
+  service::App app(config, clock, **db, pub);
+  REQUIRE(app.start());
+  service::InboundMessage m;
+  m.topic = "esthesis/metadata/dev-1";
+  m.payload = "health firmware='1.0.0'," + std::string(300 * 1024, 'x');
+  app.handle(m);
+  CHECK(pub.sent.empty());
+  m.topic = "esthesis/provisioning/request/dev-1";
+  m.payload = std::string(300 * 1024, ' ');
+  app.handle(m);
+  REQUIRE(pub.sent.size() == 1);
+  CHECK(pub.sent[0].topic == "esthesis/provisioning/reply/dev-1");
+  CHECK(json::parse(pub.sent[0].payload)["error"]["code"] == "too_large");
+  CHECK(app.counters().oversize_device_messages == 2);
+}
