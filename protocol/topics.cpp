@@ -291,11 +291,13 @@ bool Topics::response_topic_allowed(std::string_view response_topic, TopicKind r
 
 bool Topics::in_reserved_namespace(std::string_view topic) const {
   for (const std::string* r :
-       {&roots_.command_request, &roots_.command_reply, &roots_.command_pending, &roots_.command_pending_reply,
-        &roots_.provisioning_request, &roots_.provisioning_reply, &roots_.provisioning_download,
-        &roots_.provisioning_data, &roots_.metadata, &roots_.ping, &roots_.api, &roots_.events}) {
+       {&roots_.command_request, &roots_.command_reply, &roots_.command_pending,
+        &roots_.command_pending_reply, &roots_.provisioning_request, &roots_.provisioning_reply,
+        &roots_.provisioning_download, &roots_.provisioning_data, &roots_.metadata, &roots_.ping, &roots_.api,
+        &roots_.events}) {
     if (topic == *r) return true;
-    if (topic.size() > r->size() && topic.compare(0, r->size(), *r) == 0 && topic[r->size()] == '/') return true;
+    if (topic.size() > r->size() && topic.compare(0, r->size(), *r) == 0 && topic[r->size()] == '/')
+      return true;
   }
   return false;
 }

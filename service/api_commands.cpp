@@ -6,9 +6,9 @@
 #include <set>
 
 #include "protocol/command_line.h"
-#include "protocol/errors.h"
 #include "protocol/core/secrets.h"
 #include "protocol/core/time.h"
+#include "protocol/errors.h"
 #include "protocol/ids.h"
 #include "protocol/json_request.h"
 #include "service/api_util.h"
@@ -45,20 +45,26 @@ nlohmann::json command_json(const storage::CommandRow& c, const storage::Deliver
   j["expires_at"] = opt_time(c.expires_at);
   j["created_at"] = core::format_rfc3339(c.created_at);
   j["canceled"] = c.canceled;
-  j["counts"] = {{"queued", counts.queued},       {"sent", counts.sent},         {"succeeded", counts.succeeded},
-                 {"failed", counts.failed},       {"expired", counts.expired},   {"canceled", counts.canceled},
+  j["counts"] = {{"queued", counts.queued}, {"sent", counts.sent},       {"succeeded", counts.succeeded},
+                 {"failed", counts.failed}, {"expired", counts.expired}, {"canceled", counts.canceled},
                  {"total", counts.total()}};
   return j;
 }
 
 std::string default_description(protocol::CommandType t) {
   switch (t) {
-    case protocol::CommandType::exec: return "Execute";
-    case protocol::CommandType::firmware: return "Firmware update";
-    case protocol::CommandType::reboot: return "Reboot";
-    case protocol::CommandType::shutdown: return "Shutdown";
-    case protocol::CommandType::ping: return "Ping";
-    case protocol::CommandType::health: return "Health report";
+    case protocol::CommandType::exec:
+      return "Execute";
+    case protocol::CommandType::firmware:
+      return "Firmware update";
+    case protocol::CommandType::reboot:
+      return "Reboot";
+    case protocol::CommandType::shutdown:
+      return "Shutdown";
+    case protocol::CommandType::ping:
+      return "Ping";
+    case protocol::CommandType::health:
+      return "Health report";
   }
   return "";
 }
@@ -104,7 +110,8 @@ Result<nlohmann::json> App::api_commands_send(const Json& body, const InboundMes
     case protocol::CommandType::firmware:
       if (!cmd.empty() || has_args) {
         return make_error(ErrorCode::bad_request,
-                          "type 'firmware' takes 'package_id' (or none for the latest package), not 'command' or 'arguments'");
+                          "type 'firmware' takes 'package_id' (or none for the latest package), not "
+                          "'command' or 'arguments'");
       }
       break;
     default:
@@ -126,8 +133,9 @@ Result<nlohmann::json> App::api_commands_send(const Json& body, const InboundMes
     if (!seen) return seen.error();
     if (*seen) {
       if ((*seen)->fingerprint != fingerprint) {
-        return make_error(ErrorCode::conflict,
-                          fmt::format("request_id '{}' was already used with a different request", **request_id));
+        return make_error(
+            ErrorCode::conflict,
+            fmt::format("request_id '{}' was already used with a different request", **request_id));
       }
       return Json::parse((*seen)->answer);
     }
@@ -181,10 +189,11 @@ Result<nlohmann::json> App::api_commands_send(const Json& body, const InboundMes
     }
   }
   if (targets.empty()) {
-    return make_error(ErrorCode::not_found, unknown.empty() ? "no registered device matches the targets"
-                                                            : fmt::format("no registered device matches the targets "
-                                                                          "({} unknown hardware ids)",
-                                                                          unknown.size()));
+    return make_error(ErrorCode::not_found, unknown.empty()
+                                                ? "no registered device matches the targets"
+                                                : fmt::format("no registered device matches the targets "
+                                                              "({} unknown hardware ids)",
+                                                              unknown.size()));
   }
 
   std::vector<storage::DeliveryRow> deliveries;
@@ -206,7 +215,8 @@ Result<nlohmann::json> App::api_commands_send(const Json& body, const InboundMes
   // got a delivery. They differ exactly by the unknown hardware ids listed.
   auto st = db_.transaction([&]() -> core::Status {
     if (auto s = commands_->create_with_deliveries(row, deliveries); !s) return s;
-    if (*request_id) return idempotency_->put("commands/send", **request_id, fingerprint, protocol::dump_json(answer), now);
+    if (*request_id)
+      return idempotency_->put("commands/send", **request_id, fingerprint, protocol::dump_json(answer), now);
     return {};
   });
   if (!st) return st.error();

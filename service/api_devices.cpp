@@ -40,12 +40,14 @@ Result<nlohmann::json> App::api_devices_register(const Json& body, const Inbound
   // The broker ACL's per-device patterns apply to every user name: a device must not share a name with
   // the service's or the platform's certificate identity (scripts/broker/acl).
   if (*hw == "dispatchd" || *hw == "platform") {
-    return make_error(ErrorCode::bad_request, fmt::format("hardware_id '{}' is reserved for a broker role", *hw));
+    return make_error(ErrorCode::bad_request,
+                      fmt::format("hardware_id '{}' is reserved for a broker role", *hw));
   }
   auto pem = protocol::required_string(body, "public_key");
   if (!pem) return pem.error();
   auto key = core::PublicKey::from_pem(*pem);
-  if (!key) return make_error(ErrorCode::bad_request, fmt::format("field 'public_key': {}", key.error().message));
+  if (!key)
+    return make_error(ErrorCode::bad_request, fmt::format("field 'public_key': {}", key.error().message));
   auto tags = parse_tags(body, "tags");
   if (!tags) return tags.error();
   auto attributes = protocol::optional_string_map(body, "attributes");
@@ -88,7 +90,8 @@ Result<nlohmann::json> App::api_devices_list(const Json& body, const InboundMess
   nlohmann::json list = nlohmann::json::array();
   for (const auto& d : *rows) list.push_back(device_json(d));
   nlohmann::json out{{"devices", list}};
-  if (static_cast<int>(rows->size()) == q.limit && !rows->empty()) out["next_after"] = rows->back().hardware_id;
+  if (static_cast<int>(rows->size()) == q.limit && !rows->empty())
+    out["next_after"] = rows->back().hardware_id;
   return out;
 }
 

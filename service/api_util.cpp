@@ -1,7 +1,8 @@
 #include "service/api_util.h"
 
-#include <algorithm>
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "protocol/core/secrets.h"
 #include "protocol/errors.h"
@@ -16,8 +17,9 @@ core::Result<std::vector<std::string>> parse_tags(const nlohmann::json& body, st
   std::vector<std::string> out = tags->value_or(std::vector<std::string>{});
   for (const auto& t : out) {
     if (!protocol::valid_object_id(t)) {
-      return core::make_error(core::ErrorCode::bad_request,
-                              fmt::format("invalid tag in '{}': tags must match {}", field, protocol::k_object_id_pattern));
+      return core::make_error(
+          core::ErrorCode::bad_request,
+          fmt::format("invalid tag in '{}': tags must match {}", field, protocol::k_object_id_pattern));
     }
   }
   std::sort(out.begin(), out.end());

@@ -73,7 +73,8 @@ App::App(const Config& config, core::Clock& clock, storage::Database& db, Publis
       {{"commands", "list"}, &App::api_commands_list},
       {{"commands", "cancel"}, &App::api_commands_cancel},
   };
-  for (const char* a : {"create", "get", "list", "update", "delete"}) api_routes_[{"packages", a}] = &App::api_packages;
+  for (const char* a : {"create", "get", "list", "update", "delete"})
+    api_routes_[{"packages", a}] = &App::api_packages;
   for (const char* a : {"create", "start", "pause", "resume", "terminate", "get", "list", "delete"}) {
     api_routes_[{"campaigns", a}] = &App::api_campaigns;
   }
@@ -101,8 +102,9 @@ void App::handle_batch(const std::vector<InboundMessage>& batch) {
     return {};
   });
   if (!st) {
-    spdlog::critical("cannot commit a batch of {} messages: {}; stopping so that a restart resumes from the database",
-                     batch.size(), st.error().message);
+    spdlog::critical(
+        "cannot commit a batch of {} messages: {}; stopping so that a restart resumes from the database",
+        batch.size(), st.error().message);
     std::abort();
   }
   // Failpoints of the handlers' durability boundaries sit here, where their work is really committed.
@@ -133,8 +135,9 @@ void App::handle(const InboundMessage& m) {
   }
   // Size limits apply before any parsing: a reply may carry the output limit plus its id, every other
   // device message the request limit.
-  const auto limit = static_cast<size_t>(t->kind == TopicKind::command_reply ? config_.commands_max_output_bytes + 256
-                                                                              : config_.api_max_request_bytes);
+  const auto limit =
+      static_cast<size_t>(t->kind == TopicKind::command_reply ? config_.commands_max_output_bytes + 256
+                                                              : config_.api_max_request_bytes);
   if (m.payload.size() > limit) {
     ++counters_.oversize_device_messages;
     spdlog::warn("dropping a {}-byte message on {} from {}: over the limit of {} bytes", m.payload.size(),
@@ -142,14 +145,16 @@ void App::handle(const InboundMessage& m) {
     if (t->kind == TopicKind::provisioning_request || t->kind == TopicKind::provisioning_download ||
         t->kind == TopicKind::command_pending) {
       // These expect an answer: say why there is none.
-      const TopicKind reply_kind = t->kind == TopicKind::provisioning_request    ? TopicKind::provisioning_reply
-                                   : t->kind == TopicKind::provisioning_download ? TopicKind::provisioning_data
-                                                                                 : TopicKind::command_pending_reply;
-      publish_device(reply_kind, t->hardware_id,
-                     protocol::error_payload(make_error(ErrorCode::too_large,
-                                                        fmt::format("message of {} bytes exceeds the limit of {} bytes",
-                                                                    m.payload.size(), limit))),
-                     &m);
+      const TopicKind reply_kind = t->kind == TopicKind::provisioning_request ? TopicKind::provisioning_reply
+                                   : t->kind == TopicKind::provisioning_download
+                                       ? TopicKind::provisioning_data
+                                       : TopicKind::command_pending_reply;
+      publish_device(
+          reply_kind, t->hardware_id,
+          protocol::error_payload(make_error(
+              ErrorCode::too_large,
+              fmt::format("message of {} bytes exceeds the limit of {} bytes", m.payload.size(), limit))),
+          &m);
     }
     return;
   }
@@ -177,7 +182,6 @@ void App::handle_api(const protocol::ParsedTopic& t, const InboundMessage& m) {
   limits.max_bytes = static_cast<size_t>(config_.api_max_request_bytes);
   limits.max_depth = config_.api_max_depth;
 
-
   auto body = protocol::parse_json_object(m.payload, limits);
   if (body) {
     // MQTT 3.1.1 clients name the answer topic and correlation in the payload.
@@ -185,22 +189,22 @@ void App::handle_api(const protocol::ParsedTopic& t, const InboundMessage& m) {
       if (it->is_string()) ctx.correlation_id = it->get<std::string>();
     }
     if (ctx.reply_topic.empty()) {
-      if (auto it = body->find("reply_to"); it != body->end() && it->is_string() &&
-                                            usable_reply_topic(it->get_ref<const std::string&>())) {
+      if (auto it = body->find("reply_to");
+          it != body->end() && it->is_string() && usable_reply_topic(it->get_ref<const std::string&>())) {
         ctx.reply_topic = it->get<std::string>();
       }
     }
   }
   if (!ctx.reply_topic.empty() && topics_.in_reserved_namespace(ctx.reply_topic)) {
     ++counters_.unanswerable_requests;
-    spdlog::warn("API request on {}/{} asks for its answer on a device, API or event topic: refused", t.resource,
-                 t.action);
+    spdlog::warn("API request on {}/{} asks for its answer on a device, API or event topic: refused",
+                 t.resource, t.action);
     return;
   }
   if (ctx.reply_topic.empty()) {
     ++counters_.unanswerable_requests;
-    spdlog::warn("API request on {}/{} has no Response Topic and no usable reply_to: nobody to answer", t.resource,
-                 t.action);
+    spdlog::warn("API request on {}/{} has no Response Topic and no usable reply_to: nobody to answer",
+                 t.resource, t.action);
     return;
   }
   if (!body) {
@@ -209,7 +213,8 @@ void App::handle_api(const protocol::ParsedTopic& t, const InboundMessage& m) {
   }
   auto route = api_routes_.find({t.resource, t.action});
   if (route == api_routes_.end()) {
-    answer_error(ctx, make_error(ErrorCode::not_found, fmt::format("unknown API action {}/{}", t.resource, t.action)));
+    answer_error(
+        ctx, make_error(ErrorCode::not_found, fmt::format("unknown API action {}/{}", t.resource, t.action)));
     return;
   }
   core::Result<Json> result = make_error(ErrorCode::internal, "handler did not run");
@@ -232,17 +237,19 @@ void App::handle_upload(ApiContext& ctx, const InboundMessage& m) {
   // A frame: one JSON header line, then the bytes. The header carries reply_to / correlation_id for
   // MQTT 3.1.1 clients. The size limit is the chunk limit plus room for the header.
   const auto limit = static_cast<size_t>(config_.provisioning_max_chunk_bytes) + 4096;
-  auto frame = m.payload.size() > limit ? core::Result<protocol::Frame>(make_error(
-                                              ErrorCode::too_large, fmt::format("upload frame of {} bytes exceeds the limit of {} bytes",
-                                                                                m.payload.size(), limit)))
-                                        : protocol::parse_frame(m.payload);
+  auto frame =
+      m.payload.size() > limit
+          ? core::Result<protocol::Frame>(make_error(
+                ErrorCode::too_large, fmt::format("upload frame of {} bytes exceeds the limit of {} bytes",
+                                                  m.payload.size(), limit)))
+          : protocol::parse_frame(m.payload);
   if (frame) {
     if (auto it = frame->header.find("correlation_id"); it != frame->header.end() && it->is_string()) {
       ctx.correlation_id = it->get<std::string>();
     }
     if (ctx.reply_topic.empty()) {
-      if (auto it = frame->header.find("reply_to");
-          it != frame->header.end() && it->is_string() && usable_reply_topic(it->get_ref<const std::string&>())) {
+      if (auto it = frame->header.find("reply_to"); it != frame->header.end() && it->is_string() &&
+                                                    usable_reply_topic(it->get_ref<const std::string&>())) {
         ctx.reply_topic = it->get<std::string>();
       }
     }
@@ -308,8 +315,8 @@ void App::answer_error(const ApiContext& ctx, const core::Error& e) {
   publisher_.publish(std::move(msg));
 }
 
-void App::publish_device(TopicKind kind, const std::string& hw, std::string payload, const InboundMessage* request,
-                         std::optional<std::string> correlation_id) {
+void App::publish_device(TopicKind kind, const std::string& hw, std::string payload,
+                         const InboundMessage* request, std::optional<std::string> correlation_id) {
   (void)correlation_id;
   auto own = topics_.device(kind, hw);
   if (!own) return;  // hw was validated by the router; unreachable in practice

@@ -25,8 +25,8 @@
 #include "protocol/core/rate_limiter.h"
 #include "protocol/core/result.h"
 #include "protocol/topics.h"
-#include "service/config.h"
 #include "service/campaign_service.h"
+#include "service/config.h"
 #include "service/event_queue.h"
 #include "service/provisioning.h"
 #include "service/publisher.h"
@@ -47,9 +47,9 @@ namespace dispatch::service {
 
 // Counters for things that are dropped rather than answered (there is nobody to answer).
 struct AppCounters {
-  std::uint64_t invalid_topics = 0;       // device topic with an invalid hardware id
+  std::uint64_t invalid_topics = 0;         // device topic with an invalid hardware id
   std::uint64_t unanswerable_requests = 0;  // API request with no Response Topic and no reply_to
-  std::uint64_t replies_unknown = 0;      // reply for an id never sent to that device
+  std::uint64_t replies_unknown = 0;        // reply for an id never sent to that device
   std::uint64_t replies_duplicate = 0;
   std::uint64_t replies_malformed = 0;
   std::uint64_t metadata_malformed = 0;
@@ -113,7 +113,8 @@ class App {
   void answer(const ApiContext& ctx, const Json& body);
   void answer_error(const ApiContext& ctx, const core::Error& e);
   void publish_device(protocol::TopicKind kind, const std::string& hw, std::string payload,
-                      const InboundMessage* request = nullptr, std::optional<std::string> correlation_id = {});
+                      const InboundMessage* request = nullptr,
+                      std::optional<std::string> correlation_id = {});
 
   // api_devices.cpp
   core::Result<Json> api_devices_register(const Json& body, const InboundMessage& m);
@@ -157,12 +158,12 @@ class App {
 
   std::deque<OutboxItem> outbox_;
   std::unordered_map<std::uint64_t, OutboxItem> in_flight_;
-  std::set<std::pair<std::string, std::string>> queued_keys_;  // (command_id, hw) in outbox or in flight
-  std::vector<std::pair<std::string, std::string>> acked_;     // to mark sent at the next flush
-  std::map<std::string, core::TimeMs> seen_;                   // last_seen to write at the next flush
+  std::set<std::pair<std::string, std::string>> queued_keys_;       // (command_id, hw) in outbox or in flight
+  std::vector<std::pair<std::string, std::string>> acked_;          // to mark sent at the next flush
+  std::map<std::string, core::TimeMs> seen_;                        // last_seen to write at the next flush
   std::unordered_map<std::string, core::TimeMs> presence_checked_;  // last redelivery check per device
   static constexpr size_t k_presence_memory = 1'000'000;            // bound: forget all past this
-  std::set<std::string> canceled_commands_;                   // canceled while deliveries wait in the outbox
+  std::set<std::string> canceled_commands_;  // canceled while deliveries wait in the outbox
   std::uint64_t next_tag_ = 1;
   bool batch_committed_deliveries_ = false;  // for the failpoints of handle_batch
   bool batch_committed_replies_ = false;

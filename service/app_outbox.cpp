@@ -92,8 +92,8 @@ void App::flush(bool force) {
     DISPATCH_FAILPOINT("before_mark_sent");
     auto n = commands_->mark_sent(acked_, now);
     if (!n) {
-      spdlog::error("cannot mark {} deliveries sent: {} (they stay queued and are published again)", acked_.size(),
-                    n.error().message);
+      spdlog::error("cannot mark {} deliveries sent: {} (they stay queued and are published again)",
+                    acked_.size(), n.error().message);
     }
     acked_.clear();
     last_ack_flush_ = now;
@@ -103,7 +103,8 @@ void App::flush(bool force) {
     std::vector<std::string> ids;
     ids.reserve(seen_.size());
     for (const auto& [hw, t] : seen_) ids.push_back(hw);
-    if (auto n = devices_->touch_last_seen(ids, now); !n) spdlog::warn("last_seen not updated: {}", n.error().message);
+    if (auto n = devices_->touch_last_seen(ids, now); !n)
+      spdlog::warn("last_seen not updated: {}", n.error().message);
     seen_.clear();
     last_seen_flush_ = now;
   }

@@ -37,7 +37,8 @@ class CampaignService {
   core::Result<nlohmann::json> api(const std::string& action, const nlohmann::json& body);
 
   // A device reply that is not a command delivery; true when command_id is a campaign attempt of hw.
-  bool on_reply(const std::string& hw, const std::string& command_id, bool success, const std::string& output);
+  bool on_reply(const std::string& hw, const std::string& command_id, bool success,
+                const std::string& output);
   // A device reported its firmware version (metadata).
   void on_version(const std::string& hw, const std::string& version);
 

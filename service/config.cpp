@@ -1,12 +1,13 @@
 #include "service/config.h"
 
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <fmt/format.h>
 #include <functional>
 #include <map>
-#include <toml++/toml.h>
 #include <variant>
 
 namespace dispatch::service {
@@ -110,20 +111,23 @@ core::Status set_from_text(Config& c, const KeyDef& d, std::string_view text, st
               std::none_of(d.choices.begin(), d.choices.end(), [&](const char* ch) { return text == ch; })) {
             std::string allowed;
             for (auto* ch : d.choices) allowed += std::string(allowed.empty() ? "" : ", ") + ch;
-            return make_error(ErrorCode::bad_request, fmt::format("invalid value '{}' for {} (from {}): expected one of {}",
-                                                                  text, d.key, source, allowed));
+            return make_error(ErrorCode::bad_request,
+                              fmt::format("invalid value '{}' for {} (from {}): expected one of {}", text,
+                                          d.key, source, allowed));
           }
           c.*m = std::string(text);
         } else {
           std::int64_t v = 0;
           auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
           if (ec != std::errc() || p != text.data() + text.size() || text.empty()) {
-            return make_error(ErrorCode::bad_request,
-                              fmt::format("invalid value '{}' for {} (from {}): expected an integer", text, d.key, source));
+            return make_error(
+                ErrorCode::bad_request,
+                fmt::format("invalid value '{}' for {} (from {}): expected an integer", text, d.key, source));
           }
           if (v < d.min || v > d.max) {
-            return make_error(ErrorCode::bad_request, fmt::format("invalid value {} for {} (from {}): must be in [{}, {}]", v,
-                                                                  d.key, source, d.min, d.max));
+            return make_error(ErrorCode::bad_request,
+                              fmt::format("invalid value {} for {} (from {}): must be in [{}, {}]", v, d.key,
+                                          source, d.min, d.max));
           }
           c.*m = static_cast<std::remove_reference_t<decltype(c.*m)>>(v);
         }
@@ -137,15 +141,19 @@ core::Status apply_toml(Config& c, const std::string& path) {
   try {
     tbl = toml::parse_file(path);
   } catch (const toml::parse_error& e) {
-    return make_error(ErrorCode::bad_request, fmt::format("cannot read config file {}: {}", path, e.description()));
+    return make_error(ErrorCode::bad_request,
+                      fmt::format("cannot read config file {}: {}", path, e.description()));
   }
   for (auto& [section, node] : tbl) {
     auto* sub = node.as_table();
-    if (!sub) return make_error(ErrorCode::bad_request, fmt::format("config key {}: expected a [section]", section.str()));
+    if (!sub)
+      return make_error(ErrorCode::bad_request,
+                        fmt::format("config key {}: expected a [section]", section.str()));
     for (auto& [name, value] : *sub) {
       std::string key = fmt::format("{}.{}", section.str(), name.str());
       const KeyDef* d = find_key(key);
-      if (!d) return make_error(ErrorCode::bad_request, fmt::format("unknown config key {} in {}", key, path));
+      if (!d)
+        return make_error(ErrorCode::bad_request, fmt::format("unknown config key {} in {}", key, path));
       std::string text;
       if (auto s = value.as_string()) {
         if (!std::holds_alternative<std::string Config::*>(d->member)) {
@@ -158,7 +166,8 @@ core::Status apply_toml(Config& c, const std::string& path) {
         }
         text = std::to_string(i->get());
       } else {
-        return make_error(ErrorCode::bad_request, fmt::format("config key {}: expected a string or an integer", key));
+        return make_error(ErrorCode::bad_request,
+                          fmt::format("config key {}: expected a string or an integer", key));
       }
       if (auto st = set_from_text(c, *d, text, path); !st) return st;
     }
@@ -223,7 +232,8 @@ Result<Config> load_config(const std::vector<std::string>& args, const std::vect
       request.config_file = value;
       continue;
     }
-    if (a.rfind("--", 0) != 0) return make_error(ErrorCode::bad_request, fmt::format("unexpected argument '{}'", a));
+    if (a.rfind("--", 0) != 0)
+      return make_error(ErrorCode::bad_request, fmt::format("unexpected argument '{}'", a));
     const KeyDef* d = find_key(a.substr(2));
     if (!d) return make_error(ErrorCode::bad_request, fmt::format("unknown option {} (see --help)", a));
     if (!has_value) {

@@ -74,9 +74,9 @@ struct Config {
 };
 
 struct ConfigKeyInfo {
-  std::string key;      // "mqtt.uri"
-  std::string env;      // "DISPATCH_MQTT_URI"
-  std::string flag;     // "--mqtt.uri"
+  std::string key;   // "mqtt.uri"
+  std::string env;   // "DISPATCH_MQTT_URI"
+  std::string flag;  // "--mqtt.uri"
   std::string default_value;
 };
 

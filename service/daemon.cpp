@@ -89,7 +89,8 @@ int run_daemon(const Config& config) {
     auto st = link.connect(5000);
     if (st) break;
     if (attempt == 1 || attempt % 10 == 0) spdlog::warn("{} (retrying every second)", st.error().message);
-    if (auto ev = events.pop_for(std::chrono::milliseconds(1000)); ev && std::holds_alternative<StopRequested>(*ev)) {
+    if (auto ev = events.pop_for(std::chrono::milliseconds(1000));
+        ev && std::holds_alternative<StopRequested>(*ev)) {
       return 0;
     }
   }

@@ -43,12 +43,9 @@ void App::device_reply(const std::string& hw, const InboundMessage& m) {
   if (*outcome == storage::ReplyOutcome::accepted) batch_committed_replies_ = true;
   switch (*outcome) {
     case storage::ReplyOutcome::accepted: {
-      nlohmann::json ev{{"command_id", reply->id},
-                        {"hardware_id", hw},
-                        {"state", reply->success ? "succeeded" : "failed"},
-                        {"output", output},
-                        {"trimmed", trimmed},
-                        {"replied_at", core::format_rfc3339(now)}};
+      nlohmann::json ev{
+          {"command_id", reply->id}, {"hardware_id", hw},  {"state", reply->success ? "succeeded" : "failed"},
+          {"output", output},        {"trimmed", trimmed}, {"replied_at", core::format_rfc3339(now)}};
       OutMessage msg;
       msg.topic = topics_.command_event(reply->id);
       msg.payload = protocol::dump_json(ev);
@@ -74,17 +71,20 @@ void App::device_pending(const std::string& hw, const InboundMessage& m) {
   device_presence(hw);
   protocol::JsonLimits limits;
   limits.max_bytes = static_cast<size_t>(config_.api_max_request_bytes);
-  auto body = protocol::parse_json_object(m.payload.empty() ? std::string_view("{}") : std::string_view(m.payload), limits);
+  auto body = protocol::parse_json_object(
+      m.payload.empty() ? std::string_view("{}") : std::string_view(m.payload), limits);
   if (!body) {
     publish_device(TopicKind::command_pending_reply, hw, protocol::error_payload(body.error()), &m);
     return;
   }
   std::optional<std::string> correlation_id;
-  if (auto it = body->find("correlation_id"); it != body->end() && it->is_string()) correlation_id = it->get<std::string>();
+  if (auto it = body->find("correlation_id"); it != body->end() && it->is_string())
+    correlation_id = it->get<std::string>();
   const core::TimeMs now = clock_.now_ms();
   auto pending = commands_->pending_for_device(hw, now, 50);
   if (!pending) {
-    publish_device(TopicKind::command_pending_reply, hw, protocol::error_payload(pending.error(), correlation_id), &m);
+    publish_device(TopicKind::command_pending_reply, hw,
+                   protocol::error_payload(pending.error(), correlation_id), &m);
     return;
   }
   nlohmann::json lines = nlohmann::json::array();
@@ -96,7 +96,8 @@ void App::device_pending(const std::string& hw, const InboundMessage& m) {
   // Handing a command over in the pending list is a delivery: count it before it becomes visible.
   if (!keys.empty()) {
     if (auto n = commands_->mark_sent(keys, now); !n) {
-      publish_device(TopicKind::command_pending_reply, hw, protocol::error_payload(n.error(), correlation_id), &m);
+      publish_device(TopicKind::command_pending_reply, hw, protocol::error_payload(n.error(), correlation_id),
+                     &m);
       return;
     }
   }
@@ -124,7 +125,8 @@ void App::device_metadata(const std::string& hw, const InboundMessage& m) {
   const core::TimeMs now = clock_.now_ms();
   auto st = devices_->set_properties(hw, props, now);
   if (!st) {
-    if (st.error().code != core::ErrorCode::not_found) spdlog::error("metadata of {}: {}", hw, st.error().message);
+    if (st.error().code != core::ErrorCode::not_found)
+      spdlog::error("metadata of {}: {}", hw, st.error().message);
     return;  // metadata of unregistered devices is not kept
   }
   if (version) {

@@ -1,12 +1,13 @@
 #include "service/failpoint.h"
 
 #ifdef DISPATCH_FAILPOINTS
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
-#include <unistd.h>
 
 namespace dispatch::service {
 

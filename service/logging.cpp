@@ -22,7 +22,8 @@ class JsonStdoutSink final : public spdlog::sinks::base_sink<std::mutex> {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count();
     nlohmann::json j;
     j["time"] = core::format_rfc3339(ms);
-    j["level"] = std::string(spdlog::level::to_string_view(msg.level).data(), spdlog::level::to_string_view(msg.level).size());
+    j["level"] = std::string(spdlog::level::to_string_view(msg.level).data(),
+                             spdlog::level::to_string_view(msg.level).size());
     j["msg"] = std::string(msg.payload.data(), msg.payload.size());
     std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     line += '\n';

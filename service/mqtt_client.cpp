@@ -2,9 +2,9 @@
 
 #include <fmt/format.h>
 #include <mqtt/async_client.h>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "service/mqtt_link.h"
@@ -75,10 +75,12 @@ MqttClient::~MqttClient() {
 core::Status MqttClient::connect(int timeout_ms) {
   try {
     auto b = mqtt::connect_options_builder();
-    b.keep_alive_interval(std::chrono::seconds(opts_.keepalive_s)).automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(5));
+    b.keep_alive_interval(std::chrono::seconds(opts_.keepalive_s))
+        .automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(5));
     if (opts_.mqtt_version == 5) {
       b.mqtt_version(MQTTVERSION_5).clean_start(opts_.clean_start);
-      if (opts_.session_expiry_s > 0) b.properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, opts_.session_expiry_s}});
+      if (opts_.session_expiry_s > 0)
+        b.properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, opts_.session_expiry_s}});
     } else {
       b.mqtt_version(MQTTVERSION_3_1_1).clean_session(opts_.clean_start);
     }
@@ -94,13 +96,15 @@ core::Status MqttClient::connect(int timeout_ms) {
     }
     auto tok = client_->connect(b.finalize());
     if (!tok->wait_for(std::chrono::milliseconds(timeout_ms)) || !client_->is_connected()) {
-      return make_error(ErrorCode::unavailable, fmt::format("cannot connect to the broker at {} (no answer within {} ms)",
-                                                            opts_.uri, timeout_ms));
+      return make_error(
+          ErrorCode::unavailable,
+          fmt::format("cannot connect to the broker at {} (no answer within {} ms)", opts_.uri, timeout_ms));
     }
     force_tcp_nodelay_all();
     return {};
   } catch (const mqtt::exception& e) {
-    return make_error(ErrorCode::unavailable, fmt::format("cannot connect to the broker at {}: {}", opts_.uri, e.what()));
+    return make_error(ErrorCode::unavailable,
+                      fmt::format("cannot connect to the broker at {}: {}", opts_.uri, e.what()));
   }
 }
 
@@ -128,8 +132,8 @@ core::Status MqttClient::subscribe(const std::string& filter, int qos, int timeo
 }
 
 core::Status MqttClient::publish(const std::string& topic, const std::string& payload, int qos, bool retain,
-                                 const std::string& response_topic, const std::optional<std::string>& correlation,
-                                 bool wait) {
+                                 const std::string& response_topic,
+                                 const std::optional<std::string>& correlation, bool wait) {
   try {
     auto msg = mqtt::message_ptr_builder().topic(topic).payload(payload).qos(qos).retained(retain).finalize();
     if (opts_.mqtt_version == 5) {
@@ -192,7 +196,8 @@ void MqttClient::on_message(InboundMessage&& m) {
 
 std::optional<InboundMessage> MqttClient::next(int timeout_ms) {
   std::unique_lock lk(mu_);
-  if (!cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return !inbox_.empty(); })) return std::nullopt;
+  if (!cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return !inbox_.empty(); }))
+    return std::nullopt;
   auto m = std::move(inbox_.front());
   inbox_.pop_front();
   return m;
@@ -223,19 +228,22 @@ core::Result<std::string> MqttClient::request(const std::string& topic, const st
     std::lock_guard lk(mu_);
     waiting_[corr] = std::nullopt;
   }
-  auto st = opts_.mqtt_version == 5 ? publish(topic, body, 1, false, reply_topic_, corr) : publish(topic, body, 1);
+  auto st =
+      opts_.mqtt_version == 5 ? publish(topic, body, 1, false, reply_topic_, corr) : publish(topic, body, 1);
   if (!st) {
     std::lock_guard lk(mu_);
     waiting_.erase(corr);
     return st.error();
   }
   std::unique_lock lk(mu_);
-  bool got = cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return waiting_[corr].has_value(); });
+  bool got =
+      cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return waiting_[corr].has_value(); });
   auto answer = std::move(waiting_[corr]);
   waiting_.erase(corr);
   if (!got || !answer) {
     return make_error(ErrorCode::unavailable,
-                      fmt::format("no answer from dispatchd within {} ms on {} (is the service running?)", timeout_ms, topic));
+                      fmt::format("no answer from dispatchd within {} ms on {} (is the service running?)",
+                                  timeout_ms, topic));
   }
   return std::move(*answer);
 }

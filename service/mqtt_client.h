@@ -52,18 +52,20 @@ class MqttClient {
 
   // Publishes; blocks while max_inflight QoS>0 publishes are un-acked. With wait, returns after the ack.
   core::Status publish(const std::string& topic, const std::string& payload, int qos = 1, bool retain = false,
-                       const std::string& response_topic = {}, const std::optional<std::string>& correlation = {},
-                       bool wait = false);
+                       const std::string& response_topic = {},
+                       const std::optional<std::string>& correlation = {}, bool wait = false);
   // Waits until every publish so far is acknowledged.
   bool flush(int timeout_ms);
 
   // Messages of subscriptions (other than request replies), oldest first.
   std::optional<InboundMessage> next(int timeout_ms);
-  // Replaces the queue: every message is handed to `handler` on Paho's thread (fast paths, e.g. the simulator).
+  // Replaces the queue: every message is handed to `handler` on Paho's thread (fast paths, e.g. the
+  // simulator).
   void set_handler(std::function<void(InboundMessage&&)> handler);
 
   // One platform API call: publishes `payload_json` (an object) to `topic` and waits for the answer.
-  core::Result<std::string> request(const std::string& topic, const std::string& payload_json, int timeout_ms = 10000);
+  core::Result<std::string> request(const std::string& topic, const std::string& payload_json,
+                                    int timeout_ms = 10000);
 
  private:
   void on_message(InboundMessage&& m);

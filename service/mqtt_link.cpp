@@ -121,12 +121,14 @@ core::Status MqttLink::connect(int timeout_ms) {
     // Built in place and passed straight to connect(): copies lose properties (paho.mqtt.cpp #445).
     auto tok = client_->connect(b.finalize());
     if (!tok->wait_for(std::chrono::milliseconds(timeout_ms))) {
-      return core::make_error(core::ErrorCode::unavailable, fmt::format("no CONNACK from {} within {} ms", opts_.uri, timeout_ms));
+      return core::make_error(core::ErrorCode::unavailable,
+                              fmt::format("no CONNACK from {} within {} ms", opts_.uri, timeout_ms));
     }
     connected_.store(client_->is_connected());
     return {};
   } catch (const mqtt::exception& e) {
-    return core::make_error(core::ErrorCode::unavailable, fmt::format("cannot connect to {}: {}", opts_.uri, e.what()));
+    return core::make_error(core::ErrorCode::unavailable,
+                            fmt::format("cannot connect to {}: {}", opts_.uri, e.what()));
   }
 }
 
@@ -164,11 +166,17 @@ void MqttLink::pump() {
   while (!queue_.empty() && connected_.load() && inflight_.load() < opts_.max_inflight) {
     OutMessage& m = queue_.front();
     try {
-      auto msg = mqtt::message_ptr_builder().topic(m.topic).payload(m.payload).qos(m.qos).retained(m.retain).finalize();
+      auto msg = mqtt::message_ptr_builder()
+                     .topic(m.topic)
+                     .payload(m.payload)
+                     .qos(m.qos)
+                     .retained(m.retain)
+                     .finalize();
       if (opts_.mqtt_version == 5) {
         mqtt::properties props;
         if (m.expiry_s > 0) {
-          props.add({mqtt::property::MESSAGE_EXPIRY_INTERVAL, static_cast<int32_t>(std::min<std::int64_t>(m.expiry_s, 0x7fffffff))});
+          props.add({mqtt::property::MESSAGE_EXPIRY_INTERVAL,
+                     static_cast<int32_t>(std::min<std::int64_t>(m.expiry_s, 0x7fffffff))});
         }
         if (m.has_correlation_data) props.add({mqtt::property::CORRELATION_DATA, m.correlation_data});
         if (!m.response_topic.empty()) props.add({mqtt::property::RESPONSE_TOPIC, m.response_topic});

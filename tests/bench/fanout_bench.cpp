@@ -26,7 +26,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 std::unique_ptr<service::MqttClient> client(const std::string& uri, int inflight = 16) {
   service::ClientOptions o;
@@ -54,7 +56,8 @@ double percentile(std::vector<double> v, double p) {
 
 bool wait_count(Counter& c, size_t target, int timeout_s) {
   auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
-  while (c.n.load() < target && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  while (c.n.load() < target && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   return c.n.load() >= target;
 }
 
@@ -69,10 +72,10 @@ int main(int argc, char** argv) {
   }
   testing::Broker broker;
   testing::TempDir dir;
-  testing::Process daemon({std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.uri", broker.uri(),
-                           "--storage.path", dir.path() + "/bench.db", "--storage.data_dir", dir.path() + "/pkgs",
-                           "--log.level", "warn"},
-                          {}, dir.path() + "/dispatchd.log");
+  testing::Process daemon(
+      {std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.uri", broker.uri(), "--storage.path",
+       dir.path() + "/bench.db", "--storage.data_dir", dir.path() + "/pkgs", "--log.level", "warn"},
+      {}, dir.path() + "/dispatchd.log");
   auto platform = client(broker.uri());
   for (int i = 0; i < 100 && !platform->request("esthesis/api/v1/devices/list", "{}", 300); ++i) {
   }
@@ -98,13 +101,15 @@ int main(int argc, char** argv) {
 
   // A. dispatch fan-out.
   auto t0 = Clock::now();
-  auto answer = platform->request("esthesis/api/v1/commands/send", R"({"type":"reboot","tags":["fleet"]})", 60000);
+  auto answer =
+      platform->request("esthesis/api/v1/commands/send", R"({"type":"reboot","tags":["fleet"]})", 60000);
   if (!answer) {
     std::fprintf(stderr, "commands/send failed: %s\n", answer.error().message.c_str());
     return 1;
   }
   double api_s = seconds_since(t0);
-  if (!wait_count(counter, devices, 300)) std::fprintf(stderr, "dispatch: only %zu received\n", counter.n.load());
+  if (!wait_count(counter, devices, 300))
+    std::fprintf(stderr, "dispatch: only %zu received\n", counter.n.load());
   double dispatch_s = seconds_since(t0);
   double dispatch_rate = static_cast<double>(counter.n.load()) / dispatch_s;
 
@@ -126,7 +131,8 @@ int main(int argc, char** argv) {
   std::vector<double> api_ms, echo_ms;
   for (int i = 0; i < roundtrips; ++i) {
     auto t = Clock::now();
-    (void)platform->request("esthesis/api/v1/commands/send", R"({"type":"ping","hardware_ids":["fleet-000001"]})", 10000);
+    (void)platform->request("esthesis/api/v1/commands/send",
+                            R"({"type":"ping","hardware_ids":["fleet-000001"]})", 10000);
     api_ms.push_back(seconds_since(t) * 1000);
   }
   auto echo = client(broker.uri());
@@ -142,14 +148,22 @@ int main(int argc, char** argv) {
   }
   daemon.terminate();
 
-  std::printf("\n%-58s %12s %12s\n", ("fan-out of " + std::to_string(devices) + " QoS 1 command lines").c_str(), "msg/s", "seconds");
-  std::printf("%-58s %12.0f %12.2f\n", "dispatch: commands/send -> all received by subscriber", dispatch_rate, dispatch_s);
-  std::printf("%-58s %12.0f %12.2f\n", "baseline: plain Paho publisher, window 16, distinct topics", raw_rate, raw_s);
+  std::printf("\n%-58s %12s %12s\n",
+              ("fan-out of " + std::to_string(devices) + " QoS 1 command lines").c_str(), "msg/s", "seconds");
+  std::printf("%-58s %12.0f %12.2f\n", "dispatch: commands/send -> all received by subscriber", dispatch_rate,
+              dispatch_s);
+  std::printf("%-58s %12.0f %12.2f\n", "baseline: plain Paho publisher, window 16, distinct topics", raw_rate,
+              raw_s);
   std::printf("%-58s %12.2f\n", "ratio dispatch / baseline (goal >= 0.8)", dispatch_rate / raw_rate);
   std::printf("(commands/send answered after %.3f s: %zu delivery rows committed first)\n\n", api_s, devices);
-  std::printf("%-58s %12s %12s\n", ("round trip, " + std::to_string(roundtrips) + " sequential requests").c_str(), "p50 ms", "p99 ms");
-  std::printf("%-58s %12.3f %12.3f\n", "dispatch: commands/send to one device", percentile(api_ms, 0.5), percentile(api_ms, 0.99));
-  std::printf("%-58s %12.3f %12.3f\n", "baseline: raw request/response echo", percentile(echo_ms, 0.5), percentile(echo_ms, 0.99));
-  std::printf("%-58s %12.2f\n", "ratio echo p50 / dispatch p50", percentile(echo_ms, 0.5) / percentile(api_ms, 0.5));
+  std::printf("%-58s %12s %12s\n",
+              ("round trip, " + std::to_string(roundtrips) + " sequential requests").c_str(), "p50 ms",
+              "p99 ms");
+  std::printf("%-58s %12.3f %12.3f\n", "dispatch: commands/send to one device", percentile(api_ms, 0.5),
+              percentile(api_ms, 0.99));
+  std::printf("%-58s %12.3f %12.3f\n", "baseline: raw request/response echo", percentile(echo_ms, 0.5),
+              percentile(echo_ms, 0.99));
+  std::printf("%-58s %12.2f\n", "ratio echo p50 / dispatch p50",
+              percentile(echo_ms, 0.5) / percentile(api_ms, 0.5));
   return 0;
 }

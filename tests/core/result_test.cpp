@@ -5,9 +5,9 @@
 using namespace dispatch::core;
 
 TEST_CASE("error codes round-trip through their wire spelling", "[core][result]") {
-  const ErrorCode all[] = {ErrorCode::bad_request,  ErrorCode::not_found,     ErrorCode::conflict,
-                           ErrorCode::unauthorized, ErrorCode::rate_limited,  ErrorCode::token_invalid,
-                           ErrorCode::too_large,    ErrorCode::unavailable,   ErrorCode::internal};
+  const ErrorCode all[] = {ErrorCode::bad_request,  ErrorCode::not_found,    ErrorCode::conflict,
+                           ErrorCode::unauthorized, ErrorCode::rate_limited, ErrorCode::token_invalid,
+                           ErrorCode::too_large,    ErrorCode::unavailable,  ErrorCode::internal};
   for (auto c : all) {
     auto back = error_code_from_string(to_string(c));
     REQUIRE(back.has_value());

@@ -1,6 +1,5 @@
 // Commands end to end through a real mosquitto and a real dispatchd process (PROTOCOL §1, §3).
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -20,7 +19,8 @@ using json = nlohmann::json;
 namespace {
 
 std::string public_pem() {
-  static const std::string pem = dispatch::core::PrivateKey::generate(dispatch::core::KeyType::ed25519).public_pem();
+  static const std::string pem =
+      dispatch::core::PrivateKey::generate(dispatch::core::KeyType::ed25519).public_pem();
   return pem;
 }
 
@@ -39,12 +39,14 @@ void register_device(MqttClient& c, const std::string& hw, const std::vector<std
 }
 
 // Waits for the next command line on a device's request topic.
-std::optional<InboundMessage> next_command(MqttClient& dev, int timeout_ms = 5000) { return dev.next(timeout_ms); }
+std::optional<InboundMessage> next_command(MqttClient& dev, int timeout_ms = 5000) {
+  return dev.next(timeout_ms);
+}
 
 std::string first_word(const std::string& s) { return s.substr(0, s.find(' ')); }
 
-json wait_for_state(MqttClient& c, const std::string& command_id, const std::string& hw, const std::string& state,
-                    int timeout_ms = 5000) {
+json wait_for_state(MqttClient& c, const std::string& command_id, const std::string& hw,
+                    const std::string& state, int timeout_ms = 5000) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   json last;
   while (std::chrono::steady_clock::now() < deadline) {
@@ -72,7 +74,10 @@ TEST_CASE("exec to one device: the device gets the esthesis line and its reply c
   REQUIRE(events->subscribe("esthesis/events/v1/commands/+", 1));
 
   auto sent = api(*platform, "commands/send",
-                  {{"type", "exec"}, {"execution", "sync"}, {"command", "ls"}, {"arguments", {"-la", "/var"}},
+                  {{"type", "exec"},
+                   {"execution", "sync"},
+                   {"command", "ls"},
+                   {"arguments", {"-la", "/var"}},
                    {"hardware_ids", {"dev-1"}}});
   REQUIRE(sent.contains("command_id"));
   CHECK(sent["devices_matched"] == 1);
@@ -129,7 +134,7 @@ TEST_CASE("ping to several devices by tag; failure replies and replies without a
   CHECK(got == std::set<std::string>{"esthesis/command/request/dev-a", "esthesis/command/request/dev-b"});
   CHECK_FALSE(fleet->next(300));  // dev-c (tag us) is not contacted
 
-  REQUIRE(fleet->publish("esthesis/command/reply/dev-a", id + " s", 1));              // no trailing space
+  REQUIRE(fleet->publish("esthesis/command/reply/dev-a", id + " s", 1));  // no trailing space
   REQUIRE(fleet->publish("esthesis/command/reply/dev-b", id + " f no route to host", 1));  // failure
   auto a = wait_for_state(*platform, id, "dev-a", "succeeded");
   CHECK(a["output"] == "");
@@ -184,8 +189,9 @@ TEST_CASE("unknown hardware ids are reported, never silently scheduled; pending 
   auto platform = connect_client(broker);
   REQUIRE(daemon.wait_ready(*platform));
   register_device(*platform, "dev-1");
-  auto sent = api(*platform, "commands/send",
-                  {{"type", "exec"}, {"command", "uptime"}, {"hardware_ids", {"dev-1", "ghost-1"}}, {"ttl_s", 5}});
+  auto sent =
+      api(*platform, "commands/send",
+          {{"type", "exec"}, {"command", "uptime"}, {"hardware_ids", {"dev-1", "ghost-1"}}, {"ttl_s", 5}});
   CHECK(sent["devices_scheduled"] == 1);
   CHECK(sent["unknown_hardware_ids"] == json::array({"ghost-1"}));
   auto none = api(*platform, "commands/send", {{"type", "ping"}, {"hardware_ids", {"ghost-1"}}});
@@ -239,33 +245,56 @@ TEST_CASE("hostile inputs on the API and device topics get the right error and c
       {"oversize payload", "devices/register", oversize, "too_large"},
       {"garbage bytes", "commands/send", std::string("\xff\xfe\x00\x01", 4), "bad_request"},
       {"NUL after a valid object", "devices/list", std::string("{}\0{}", 5), "bad_request"},
-      {"id with slash", "devices/register", "{\"hardware_id\":\"a/b\",\"public_key\":" + pem_json + "}", "bad_request"},
-      {"id with plus", "devices/register", "{\"hardware_id\":\"a+b\",\"public_key\":" + pem_json + "}", "bad_request"},
-      {"id with hash", "devices/register", "{\"hardware_id\":\"a#b\",\"public_key\":" + pem_json + "}", "bad_request"},
-      {"id with NUL", "devices/register", "{\"hardware_id\":\"ab\\u0000c\",\"public_key\":" + pem_json + "}", "bad_request"},
-      {"id with space", "devices/register", "{\"hardware_id\":\"a b\",\"public_key\":" + pem_json + "}", "bad_request"},
-      {"id too short", "devices/register", "{\"hardware_id\":\"ab\",\"public_key\":" + pem_json + "}", "bad_request"},
-      {"id too long", "devices/register", "{\"hardware_id\":\"" + long_id + "\",\"public_key\":" + pem_json + "}", "bad_request"},
-      {"id of wrong type", "devices/register", "{\"hardware_id\":42,\"public_key\":" + pem_json + "}", "bad_request"},
+      {"id with slash", "devices/register", "{\"hardware_id\":\"a/b\",\"public_key\":" + pem_json + "}",
+       "bad_request"},
+      {"id with plus", "devices/register", "{\"hardware_id\":\"a+b\",\"public_key\":" + pem_json + "}",
+       "bad_request"},
+      {"id with hash", "devices/register", "{\"hardware_id\":\"a#b\",\"public_key\":" + pem_json + "}",
+       "bad_request"},
+      {"id with NUL", "devices/register", "{\"hardware_id\":\"ab\\u0000c\",\"public_key\":" + pem_json + "}",
+       "bad_request"},
+      {"id with space", "devices/register", "{\"hardware_id\":\"a b\",\"public_key\":" + pem_json + "}",
+       "bad_request"},
+      {"id too short", "devices/register", "{\"hardware_id\":\"ab\",\"public_key\":" + pem_json + "}",
+       "bad_request"},
+      {"id too long", "devices/register",
+       "{\"hardware_id\":\"" + long_id + "\",\"public_key\":" + pem_json + "}", "bad_request"},
+      {"id of wrong type", "devices/register", "{\"hardware_id\":42,\"public_key\":" + pem_json + "}",
+       "bad_request"},
       {"missing public key", "devices/register", "{\"hardware_id\":\"dev-9\"}", "bad_request"},
-      {"garbage public key", "devices/register", "{\"hardware_id\":\"dev-9\",\"public_key\":\"xyz\"}", "bad_request"},
-      {"RSA 1024 refused", "devices/register", "{\"hardware_id\":\"dev-9\",\"public_key\":" + rsa1024 + "}", "bad_request"},
-      {"tags not an array", "devices/register", "{\"hardware_id\":\"dev-9\",\"public_key\":" + pem_json + ",\"tags\":\"x\"}", "bad_request"},
-      {"unknown command type", "commands/send", R"({"type":"explode","hardware_ids":["dev-1"]})", "bad_request"},
-      {"unknown execution mode", "commands/send", R"({"type":"ping","execution":"later","hardware_ids":["dev-1"]})", "bad_request"},
+      {"garbage public key", "devices/register", "{\"hardware_id\":\"dev-9\",\"public_key\":\"xyz\"}",
+       "bad_request"},
+      {"RSA 1024 refused", "devices/register", "{\"hardware_id\":\"dev-9\",\"public_key\":" + rsa1024 + "}",
+       "bad_request"},
+      {"tags not an array", "devices/register",
+       "{\"hardware_id\":\"dev-9\",\"public_key\":" + pem_json + ",\"tags\":\"x\"}", "bad_request"},
+      {"unknown command type", "commands/send", R"({"type":"explode","hardware_ids":["dev-1"]})",
+       "bad_request"},
+      {"unknown execution mode", "commands/send",
+       R"({"type":"ping","execution":"later","hardware_ids":["dev-1"]})", "bad_request"},
       {"exec without command", "commands/send", R"({"type":"exec","hardware_ids":["dev-1"]})", "bad_request"},
-      {"argument with a space", "commands/send", R"({"type":"exec","command":"echo","arguments":["a b"],"hardware_ids":["dev-1"]})", "bad_request"},
-      {"empty argument", "commands/send", R"({"type":"exec","command":"echo","arguments":[""],"hardware_ids":["dev-1"]})", "bad_request"},
-      {"argument not a string", "commands/send", R"({"type":"exec","command":"echo","arguments":[1],"hardware_ids":["dev-1"]})", "bad_request"},
-      {"control character in command", "commands/send", R"({"type":"exec","command":"ls\n","hardware_ids":["dev-1"]})", "bad_request"},
-      {"command with a space", "commands/send", R"({"type":"exec","command":"rm -rf","hardware_ids":["dev-1"]})", "bad_request"},
-      {"negative ttl", "commands/send", R"({"type":"ping","ttl_s":-5,"hardware_ids":["dev-1"]})", "bad_request"},
-      {"ttl of wrong type", "commands/send", R"({"type":"ping","ttl_s":"10","hardware_ids":["dev-1"]})", "bad_request"},
+      {"argument with a space", "commands/send",
+       R"({"type":"exec","command":"echo","arguments":["a b"],"hardware_ids":["dev-1"]})", "bad_request"},
+      {"empty argument", "commands/send",
+       R"({"type":"exec","command":"echo","arguments":[""],"hardware_ids":["dev-1"]})", "bad_request"},
+      {"argument not a string", "commands/send",
+       R"({"type":"exec","command":"echo","arguments":[1],"hardware_ids":["dev-1"]})", "bad_request"},
+      {"control character in command", "commands/send",
+       R"({"type":"exec","command":"ls\n","hardware_ids":["dev-1"]})", "bad_request"},
+      {"command with a space", "commands/send",
+       R"({"type":"exec","command":"rm -rf","hardware_ids":["dev-1"]})", "bad_request"},
+      {"negative ttl", "commands/send", R"({"type":"ping","ttl_s":-5,"hardware_ids":["dev-1"]})",
+       "bad_request"},
+      {"ttl of wrong type", "commands/send", R"({"type":"ping","ttl_s":"10","hardware_ids":["dev-1"]})",
+       "bad_request"},
       {"no targets", "commands/send", R"({"type":"ping"})", "bad_request"},
-      {"target id with dots and slash", "commands/send", R"({"type":"ping","hardware_ids":["../x"]})", "bad_request"},
+      {"target id with dots and slash", "commands/send", R"({"type":"ping","hardware_ids":["../x"]})",
+       "bad_request"},
       {"target tag with wildcard", "commands/send", R"({"type":"ping","tags":["#"]})", "bad_request"},
-      {"reboot with a command", "commands/send", R"({"type":"reboot","command":"now","hardware_ids":["dev-1"]})", "bad_request"},
-      {"firmware with an unknown package", "commands/send", R"({"type":"firmware","package_id":"nope","hardware_ids":["dev-1"]})", "not_found"},
+      {"reboot with a command", "commands/send",
+       R"({"type":"reboot","command":"now","hardware_ids":["dev-1"]})", "bad_request"},
+      {"firmware with an unknown package", "commands/send",
+       R"({"type":"firmware","package_id":"nope","hardware_ids":["dev-1"]})", "not_found"},
       {"unknown command id", "commands/get", R"({"command_id":"01ZZZZZZZZZZZZZZZZZZZZZZZZ"})", "not_found"},
       {"command id with slash", "commands/get", R"({"command_id":"a/b"})", "bad_request"},
       {"cancel unknown command", "commands/cancel", R"({"command_id":"nope"})", "not_found"},
@@ -376,8 +405,9 @@ TEST_CASE("kill -9 mid fan-out of 5,000 deliveries: after restart every device h
 TEST_CASE("killed right after committing the deliveries, before any publish: restart publishes them all",
           "[integration][commands][durability]") {
   Broker broker;
-  auto daemon = std::make_unique<Daemon>(broker, std::vector<std::string>{},
-                                         std::vector<std::string>{"DISPATCH_FAILPOINTS=after_delivery_commit:1"});
+  auto daemon =
+      std::make_unique<Daemon>(broker, std::vector<std::string>{},
+                               std::vector<std::string>{"DISPATCH_FAILPOINTS=after_delivery_commit:1"});
   auto platform = connect_client(broker);
   REQUIRE(daemon->wait_ready(*platform));
   for (int i = 0; i < 50; ++i) register_device(*platform, "node-" + std::to_string(100 + i), {"all"});
@@ -405,7 +435,8 @@ TEST_CASE("killed right after committing the deliveries, before any publish: res
   CHECK(list["commands"][0]["command_id"] == *distinct.begin());
 }
 
-TEST_CASE("the service reconnects and re-subscribes when the broker restarts", "[integration][commands][reconnect]") {
+TEST_CASE("the service reconnects and re-subscribes when the broker restarts",
+          "[integration][commands][reconnect]") {
   Broker broker;
   Daemon daemon(broker);
   {
@@ -437,13 +468,15 @@ TEST_CASE("SIGTERM stops the service cleanly with exit code 0", "[integration][d
   CHECK(daemon.log().find("stopped cleanly") != std::string::npos);
 }
 
-TEST_CASE("dispatchd refuses a bad configuration with exit code 2 and names the key", "[integration][daemon]") {
+TEST_CASE("dispatchd refuses a bad configuration with exit code 2 and names the key",
+          "[integration][daemon]") {
   TempDir dir;
   Process p({std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.max_inflight", "0"}, {},
             dir.path() + "/out.log");
   CHECK(p.wait(10000) == 2);
   CHECK_THAT(read_file(dir.path() + "/out.log"), Catch::Contains("mqtt.max_inflight"));
-  Process v({std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--version"}, {}, dir.path() + "/v.log");
+  Process v({std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--version"}, {},
+            dir.path() + "/v.log");
   CHECK(v.wait(10000) == 0);
   CHECK_THAT(read_file(dir.path() + "/v.log"), Catch::Contains("dispatchd"));
 }

@@ -30,11 +30,16 @@ class Daemon {
 
   void start() {
     std::vector<std::string> argv = {std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd",
-                                     "--mqtt.uri", broker_uri_,
-                                     "--mqtt.client_id", client_id_,
-                                     "--storage.path", db_path(),
-                                     "--storage.data_dir", dir_.path() + "/packages",
-                                     "--campaigns.tick_ms", "50"};
+                                     "--mqtt.uri",
+                                     broker_uri_,
+                                     "--mqtt.client_id",
+                                     client_id_,
+                                     "--storage.path",
+                                     db_path(),
+                                     "--storage.data_dir",
+                                     dir_.path() + "/packages",
+                                     "--campaigns.tick_ms",
+                                     "50"};
     argv.insert(argv.end(), extra_.begin(), extra_.end());
     proc_ = std::make_unique<Process>(argv, env_, dir_.path() + "/dispatchd.log");
   }
@@ -67,8 +72,8 @@ class Daemon {
 };
 
 // API call helper: the parsed answer (object), failing the test on transport errors.
-inline nlohmann::json api(service::MqttClient& c, const std::string& resource_action, const nlohmann::json& body,
-                          int timeout_ms = 10000) {
+inline nlohmann::json api(service::MqttClient& c, const std::string& resource_action,
+                          const nlohmann::json& body, int timeout_ms = 10000) {
   auto r = c.request("esthesis/api/v1/" + resource_action, body.dump(), timeout_ms);
   if (!r) return nlohmann::json{{"transport_error", r.error().message}};
   return nlohmann::json::parse(*r, nullptr, false);

@@ -2,7 +2,6 @@
 // at several hit counts, restarted, and the invariants are checked: every device gets exactly one command
 // id per command, the counters equal a recount from the rows, and the database passes integrity_check.
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -63,7 +62,8 @@ void run_walk(const std::string& failpoint, int hit) {
     return json();
   };
   for (int i = 0; i < k_devices; ++i) {
-    call("devices/register", {{"hardware_id", "fp-" + std::to_string(1000 + i)}, {"public_key", pem}, {"tags", {"fp"}}});
+    call("devices/register",
+         {{"hardware_id", "fp-" + std::to_string(1000 + i)}, {"public_key", pem}, {"tags", {"fp"}}});
   }
   Fleet fleet;
   MqttClient devices(o);
@@ -79,7 +79,8 @@ void run_walk(const std::string& failpoint, int hit) {
 
   std::set<std::string> command_ids;
   for (int c = 0; c < k_commands; ++c) {
-    auto r = call("commands/send", {{"type", "reboot"}, {"tags", {"fp"}}, {"request_id", "walk-" + std::to_string(c)}});
+    auto r = call("commands/send",
+                  {{"type", "reboot"}, {"tags", {"fp"}}, {"request_id", "walk-" + std::to_string(c)}});
     REQUIRE(r.contains("command_id"));
     command_ids.insert(r["command_id"]);
   }

@@ -467,8 +467,8 @@ TEST_CASE("against the real service: upload a package, roll it out with a campai
   for (size_t i = 0; i < 700 * 1024; ++i) bytes.push_back(static_cast<char>((i * 7919) % 251));
   write_file(file, bytes);
   auto created = s.ctl({"package", "create", "--name", "fw", "--version", "2.0.0", "--sha256",
-                        dispatch::core::sha256_hex(bytes), "--size", std::to_string(bytes.size()), "--tag", "fleet",
-                        "--available"});
+                        dispatch::core::sha256_hex(bytes), "--size", std::to_string(bytes.size()), "--tag",
+                        "fleet", "--available"});
   INFO(created.output);
   REQUIRE(created.code == 0);
   std::string id = created.output.substr(0, created.output.find('\n'));
@@ -482,13 +482,14 @@ TEST_CASE("against the real service: upload a package, roll it out with a campai
   CHECK(nlohmann::json::parse(got.output)["state"] == "ready");
 
   std::string doc = s.dir.path() + "/campaign.json";
-  write_file(doc, nlohmann::json{{"name", "fw 2.0.0"},
-                                 {"type", "provisioning"},
-                                 {"package_id", id},
-                                 {"groups", {{{"hardware_ids", {"fw-000001", "fw-000002"}}}, {{"tags", {"fleet"}}}}},
-                                 {"success", {{"threshold_percent", 100}, {"verify_version", true}}},
-                                 {"reply_timeout_s", 60}}
-                      .dump());
+  write_file(
+      doc, nlohmann::json{{"name", "fw 2.0.0"},
+                          {"type", "provisioning"},
+                          {"package_id", id},
+                          {"groups", {{{"hardware_ids", {"fw-000001", "fw-000002"}}}, {{"tags", {"fleet"}}}}},
+                          {"success", {{"threshold_percent", 100}, {"verify_version", true}}},
+                          {"reply_timeout_s", 60}}
+               .dump());
   auto c = s.ctl({"campaign", "create", doc});
   INFO(c.output);
   REQUIRE(c.code == 0);
@@ -505,7 +506,8 @@ TEST_CASE("against the real service: upload a package, roll it out with a campai
   CHECK(j["groups"][1]["stats"]["members"] == 10);
   // Every device now reports the new version.
   auto devices = s.ctl({"--json", "device", "list", "--tag", "fleet"});
-  for (const auto& d : nlohmann::json::parse(devices.output)["devices"]) CHECK(d["reported_version"] == "2.0.0");
+  for (const auto& d : nlohmann::json::parse(devices.output)["devices"])
+    CHECK(d["reported_version"] == "2.0.0");
   REQUIRE(sim->terminate(10000) == 0);
   auto summary = dispatch::testing::read_file(sim_log);
   INFO(summary);

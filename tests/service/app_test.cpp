@@ -54,9 +54,10 @@ json last_answer(const CheckingPublisher& p) {
 
 }  // namespace
 
-TEST_CASE("deliveries are committed before they are published, marked sent on the broker's ack, and "
-          "re-published with the same id after a restart",
-          "[service][app]") {
+TEST_CASE(
+    "deliveries are committed before they are published, marked sent on the broker's ack, and "
+    "re-published with the same id after a restart",
+    "[service][app]") {
   testing::TempDir dir;
   service::Config config;
   config.storage_data_dir = dir.path() + "/pkgs";
@@ -70,7 +71,8 @@ TEST_CASE("deliveries are committed before they are published, marked sent on th
     service::App app(config, clock, **db, pub);
     REQUIRE(app.start());
     for (const char* hw : {"dev-1", "dev-2", "dev-3"}) {
-      app.handle(api_request("devices/register", {{"hardware_id", hw}, {"public_key", pem}, {"tags", {"t"}}}));
+      app.handle(
+          api_request("devices/register", {{"hardware_id", hw}, {"public_key", pem}, {"tags", {"t"}}}));
     }
     app.handle(api_request("commands/send", {{"type", "reboot"}, {"tags", {"t"}}}));
     auto answer = last_answer(pub);

@@ -18,7 +18,8 @@ std::string write_file(const dispatch::testing::TempDir& dir, const std::string&
 
 TEST_CASE("every key has a default; file < environment < flag", "[service][config]") {
   dispatch::testing::TempDir dir;
-  auto path = write_file(dir, "[mqtt]\nuri = \"tcp://file:1883\"\nclient_id = \"from-file\"\n[storage]\npath = \"file.db\"\n");
+  auto path = write_file(
+      dir, "[mqtt]\nuri = \"tcp://file:1883\"\nclient_id = \"from-file\"\n[storage]\npath = \"file.db\"\n");
   CommandLineRequest req;
   auto defaults = load_config({}, {}, req);
   REQUIRE(defaults);
@@ -31,14 +32,16 @@ TEST_CASE("every key has a default; file < environment < flag", "[service][confi
   CHECK(from_file->mqtt_uri == "tcp://file:1883");
   CHECK(from_file->storage_path == "file.db");
 
-  auto from_env = load_config({"--config", path}, {"DISPATCH_MQTT_URI=tcp://env:1883", "DISPATCH_PROVISIONING_RATE_LIMIT=9"}, req);
+  auto from_env = load_config(
+      {"--config", path}, {"DISPATCH_MQTT_URI=tcp://env:1883", "DISPATCH_PROVISIONING_RATE_LIMIT=9"}, req);
   REQUIRE(from_env);
   CHECK(from_env->mqtt_uri == "tcp://env:1883");
   CHECK(from_env->mqtt_client_id == "from-file");
   CHECK(from_env->provisioning_rate_limit == 9);
 
-  auto from_flag = load_config({"--config=" + path, "--mqtt.uri", "tcp://flag:1883", "--provisioning.rate_limit=7"},
-                               {"DISPATCH_MQTT_URI=tcp://env:1883"}, req);
+  auto from_flag =
+      load_config({"--config=" + path, "--mqtt.uri", "tcp://flag:1883", "--provisioning.rate_limit=7"},
+                  {"DISPATCH_MQTT_URI=tcp://env:1883"}, req);
   REQUIRE(from_flag);
   CHECK(from_flag->mqtt_uri == "tcp://flag:1883");
   CHECK(from_flag->provisioning_rate_limit == 7);
@@ -83,7 +86,8 @@ TEST_CASE("a bad config is a clear error naming the key", "[service][config]") {
   CHECK_THAT(missing.error().message, Catch::Contains("absent.toml"));
 }
 
-TEST_CASE("--help lists every key with its environment variable and never a password default", "[service][config]") {
+TEST_CASE("--help lists every key with its environment variable and never a password default",
+          "[service][config]") {
   auto help = config_help();
   for (const auto& k : config_keys()) {
     CHECK_THAT(help, Catch::Contains(k.flag));

@@ -1,8 +1,9 @@
 // Child processes for tests: start a program, signal it, wait for it. POSIX only.
 #pragma once
 
-#include <string>
 #include <sys/types.h>
+
+#include <string>
 #include <vector>
 
 namespace dispatch::testing {
