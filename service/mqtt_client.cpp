@@ -8,6 +8,7 @@
 #include <random>
 
 #include "service/mqtt_link.h"
+#include "service/paho_message.h"
 
 namespace dispatch::service {
 
@@ -47,18 +48,7 @@ MqttClient::MqttClient(ClientOptions opts) : opts_(std::move(opts)) {
   listener_ = std::make_unique<Listener>(*this);
   client_->set_message_callback([this](mqtt::const_message_ptr m) {
     try {
-      InboundMessage in;
-      in.topic = m->get_topic();
-      in.payload = m->get_payload_str();
-      const auto& p = m->get_properties();
-      if (p.contains(mqtt::property::RESPONSE_TOPIC)) {
-        in.response_topic = mqtt::get<std::string>(p, mqtt::property::RESPONSE_TOPIC);
-      }
-      if (p.contains(mqtt::property::CORRELATION_DATA)) {
-        in.correlation_data = mqtt::get<std::string>(p, mqtt::property::CORRELATION_DATA);
-        in.has_correlation_data = true;
-      }
-      on_message(std::move(in));
+      on_message(to_inbound(*m));
     } catch (...) {
     }
   });

@@ -11,6 +11,8 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "service/paho_message.h"
+
 namespace dispatch::service {
 
 int force_tcp_nodelay_all() {
@@ -60,18 +62,7 @@ MqttLink::MqttLink(LinkOptions options, EventQueue& events) : opts_(std::move(op
   // All callbacks are set before connect() (paho.mqtt.cpp #519).
   client_->set_message_callback([this](mqtt::const_message_ptr m) {
     try {
-      InboundMessage in;
-      in.topic = m->get_topic();
-      in.payload = m->get_payload_str();
-      const auto& p = m->get_properties();
-      if (p.contains(mqtt::property::RESPONSE_TOPIC)) {
-        in.response_topic = mqtt::get<std::string>(p, mqtt::property::RESPONSE_TOPIC);
-      }
-      if (p.contains(mqtt::property::CORRELATION_DATA)) {
-        in.correlation_data = mqtt::get<std::string>(p, mqtt::property::CORRELATION_DATA);
-        in.has_correlation_data = true;
-      }
-      events_.push(std::move(in));
+      events_.push(to_inbound(*m));
     } catch (const std::exception& e) {
       spdlog::error("dropping an inbound message that could not be read: {}", e.what());
     }
