@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <optional>
 #include <set>
+#include <unordered_map>
 
 #include "protocol/core/package_selection.h"
 #include "protocol/core/rate_limiter.h"
@@ -144,7 +145,8 @@ struct Provisioning::Impl {
         rate(d, std::max(c.provisioning_rate_limit, 0) + 1),
         nonces(d),
         devices(d),
-        idempotency(d) {
+        idempotency(d),
+        limiter(clk, c.provisioning_rate_limit, c.provisioning_rate_window_s * 1000, k_limiter_keys) {
     limits.max_bytes = static_cast<std::size_t>(c.api_max_request_bytes);
     limits.max_depth = c.api_max_depth;
   }
@@ -160,8 +162,30 @@ struct Provisioning::Impl {
   storage::NonceStore nonces;
   storage::DeviceStore devices;
   storage::IdempotencyStore idempotency;
+  // The rate limit decides from memory; every event is also written to rate_events (in the query's
+  // transaction), and a device the limiter does not hold is restored from there first, so a restart
+  // or an eviction loses nothing. Memory is bounded by k_limiter_keys devices (least recently seen go).
+  static constexpr std::size_t k_limiter_keys = 100000;
+  core::SlidingWindowLimiter limiter;
   protocol::JsonLimits limits;
   core::TimeMs last_prune = 0;
+
+  // Parsed device keys by hardware id, each with the PEM it came from (a re-registered key misses and
+  // replaces its entry). OpenSSL's PEM decoding costs several times the RSA verification itself.
+  struct ParsedKey {
+    std::string pem;
+    core::PublicKey key;
+  };
+  static constexpr std::size_t k_key_cache_size = 16384;
+  std::unordered_map<std::string, ParsedKey> keys;
+
+  // The available packages and their selection candidates, read once and kept until a package changes
+  // (every change goes through api() or upload(), which drop it). Null when not loaded.
+  struct Offered {
+    std::vector<storage::PackageRow> rows;
+    std::vector<core::PackageCandidate> candidates;
+  };
+  std::optional<Offered> offered;
 
   std::string part_path(const std::string& id) const { return config.storage_data_dir + "/" + id + ".part"; }
   std::string bin_path(const std::string& id) const { return config.storage_data_dir + "/" + id + ".bin"; }
@@ -555,18 +579,18 @@ struct Provisioning::Impl {
 
   // Counts this query and says whether it may proceed (PROTOCOL §2.1: every query counts).
   Status count_query(const std::string& hw, core::TimeMs now) {
-    const std::int64_t window_ms = config.provisioning_rate_window_s * 1000;
     const std::string key = "prov:" + hw;
-    auto events = rate.events(key, now - window_ms + 1);
-    if (!events) return events.error();
-    auto decision = core::decide(*events, now, config.provisioning_rate_limit, window_ms);
+    if (!limiter.contains(key)) {
+      auto events = rate.events(key, now - config.provisioning_rate_window_s * 1000 + 1);
+      if (!events) return events.error();
+      limiter.restore(key, std::move(*events));
+    }
+    const core::RateDecision decision = limiter.hit(key);
     if (auto st = rate.record_event(key, now); !st) return st;
     if (decision.allowed) return {};
-    // The refused query counts too, so the wait is measured with it included.
-    events->push_back(now);
-    auto with_this = core::decide(*events, now, config.provisioning_rate_limit, window_ms);
+    // hit() measured the wait with this refused query counted.
     Error e = make_error(ErrorCode::rate_limited, "too many package queries; retry later");
-    e.retry_after_s = std::max<std::int64_t>(with_this.retry_after_s, 1);
+    e.retry_after_s = std::max<std::int64_t>(decision.retry_after_s, 1);
     return e;
   }
 
@@ -581,9 +605,8 @@ struct Provisioning::Impl {
     if (config.provisioning_token != "off") {
       const std::string message = q->ts ? core::fresh_token_message(hw, *q->ts, *q->nonce) : hw;
       bool verified = false;
-      if (!device) {
-        (void)decoy_key().verify(message, *q->token);
-      } else if (auto key = core::PublicKey::from_pem(device->public_key_pem); key) {
+      const core::PublicKey* key = device ? device_key(hw, device->public_key_pem) : nullptr;
+      if (key) {
         verified = key->verify(message, *q->token);
       } else {
         (void)decoy_key().verify(message, *q->token);
@@ -621,6 +644,19 @@ struct Provisioning::Impl {
     return Json{{"status", "update"}, {"package", std::move(pkg)}};
   }
 
+  // The parsed key of a registered device, or null when its PEM does not parse (refused like a bad
+  // signature).
+  const core::PublicKey* device_key(const std::string& hw, const std::string& pem) {
+    if (auto it = keys.find(hw); it != keys.end()) {
+      if (it->second.pem == pem) return &it->second.key;
+      keys.erase(it);
+    }
+    auto key = core::PublicKey::from_pem(pem);
+    if (!key) return nullptr;
+    if (keys.size() >= k_key_cache_size) keys.erase(keys.begin());  // any entry: a miss only costs a parse
+    return &keys.emplace(hw, ParsedKey{pem, std::move(*key)}).first->second.key;
+  }
+
   static core::PackageCandidate candidate(const storage::PackageRow& p) {
     core::PackageCandidate c;
     c.id = p.id;
@@ -646,7 +682,18 @@ struct Provisioning::Impl {
     }
     std::optional<std::string> version = q.version ? q.version : device.reported_version;
     if (!version) return make_error(ErrorCode::bad_request, "missing required field 'version'");
-    std::vector<storage::PackageRow> rows;
+    auto loaded = offered_packages();
+    if (!loaded) return loaded.error();
+    const Offered& o = **loaded;
+    auto best = core::select_latest(o.candidates, *version, device.tags);
+    if (!best) return best.error();
+    if (!*best) return std::optional<storage::PackageRow>();
+    return std::optional<storage::PackageRow>(o.rows[**best]);
+  }
+
+  Result<const Offered*> offered_packages() {
+    if (offered) return &*offered;
+    Offered o;
     storage::PackageQuery pq;
     pq.available = true;
     pq.limit = k_list_page;
@@ -655,16 +702,13 @@ struct Provisioning::Impl {
       if (!page) return page.error();
       const bool more = static_cast<int>(page->size()) == pq.limit;
       if (!page->empty()) pq.after = page->back().id;
-      for (auto& r : *page) rows.push_back(std::move(r));
+      for (auto& r : *page) o.rows.push_back(std::move(r));
       if (!more) break;
     }
-    std::vector<core::PackageCandidate> candidates;
-    candidates.reserve(rows.size());
-    for (const auto& r : rows) candidates.push_back(candidate(r));
-    auto best = core::select_latest(candidates, *version, device.tags);
-    if (!best) return best.error();
-    if (!*best) return std::optional<storage::PackageRow>();
-    return std::optional<storage::PackageRow>(std::move(rows[**best]));
+    o.candidates.reserve(o.rows.size());
+    for (const auto& r : o.rows) o.candidates.push_back(candidate(r));
+    offered = std::move(o);
+    return &*offered;
   }
 
   void on_request(const std::string& hw, const InboundMessage& m) {
@@ -861,6 +905,7 @@ Provisioning::~Provisioning() = default;
 core::Status Provisioning::start() { return impl_->start(); }
 
 core::Result<nlohmann::json> Provisioning::api(const std::string& action, const nlohmann::json& body) {
+  impl_->offered.reset();  // whatever the action, the next selection reads the packages again
   if (action == "create") return impl_->create(body);
   if (action == "get") return impl_->get(body);
   if (action == "list") return impl_->list(body);
@@ -871,6 +916,7 @@ core::Result<nlohmann::json> Provisioning::api(const std::string& action, const 
 }
 
 core::Result<nlohmann::json> Provisioning::upload(const nlohmann::json& header, std::string_view body) {
+  impl_->offered.reset();
   return impl_->upload(header, body);
 }
 

@@ -73,34 +73,33 @@ core::Error no_campaign(const std::string& id) {
 
 Status CampaignStore::insert(const CampaignRow& c) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(), std::string("INSERT INTO campaigns(") + k_campaign_columns +
-                                      ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    q.bind(1, c.id);
-    q.bind(2, c.name);
-    q.bind(3, c.type);
-    q.bind(4, c.document_json);
-    q.bind(5, c.state);
-    q.bind(6, c.reason);
-    q.bind(7, c.created_at);
-    bind_opt(q, 8, c.started_at);
-    bind_opt(q, 9, c.ended_at);
-    q.bind(10, c.current_group);
-    bind_opt(q, 11, c.group_done_at);
-    q.bind(12, c.ramp_successes);
-    q.bind(13, c.engine_state);
-    q.bind(14, c.updated_at);
-    q.exec();
+    auto q = db_.prepare(std::string("INSERT INTO campaigns(") + k_campaign_columns +
+                         ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    q->bind(1, c.id);
+    q->bind(2, c.name);
+    q->bind(3, c.type);
+    q->bind(4, c.document_json);
+    q->bind(5, c.state);
+    q->bind(6, c.reason);
+    q->bind(7, c.created_at);
+    bind_opt(*q, 8, c.started_at);
+    bind_opt(*q, 9, c.ended_at);
+    q->bind(10, c.current_group);
+    bind_opt(*q, 11, c.group_done_at);
+    q->bind(12, c.ramp_successes);
+    q->bind(13, c.engine_state);
+    q->bind(14, c.updated_at);
+    q->exec();
     return {};
   });
 }
 
 Result<CampaignRow> CampaignStore::get(const std::string& id) {
   return db_.read([&]() -> Result<CampaignRow> {
-    SQLite::Statement q(db_.db(),
-                        std::string("SELECT ") + k_campaign_columns + " FROM campaigns WHERE id = ?");
-    q.bind(1, id);
-    if (!q.executeStep()) return no_campaign(id);
-    return read_campaign(q);
+    auto q = db_.prepare(std::string("SELECT ") + k_campaign_columns + " FROM campaigns WHERE id = ?");
+    q->bind(1, id);
+    if (!q->executeStep()) return no_campaign(id);
+    return read_campaign(*q);
   });
 }
 
@@ -109,13 +108,13 @@ Result<std::vector<CampaignRow>> CampaignStore::list(const CampaignQuery& query)
     std::string sql = std::string("SELECT ") + k_campaign_columns + " FROM campaigns WHERE id > ?";
     if (query.state) sql += " AND state = ?";
     sql += " ORDER BY id LIMIT ?";
-    SQLite::Statement q(db_.db(), sql);
+    auto q = db_.prepare(sql);
     int i = 1;
-    q.bind(i++, query.after.value_or(""));
-    if (query.state) q.bind(i++, *query.state);
-    q.bind(i++, std::max(query.limit, 0));
+    q->bind(i++, query.after.value_or(""));
+    if (query.state) q->bind(i++, *query.state);
+    q->bind(i++, std::max(query.limit, 0));
     std::vector<CampaignRow> rows;
-    while (q.executeStep()) rows.push_back(read_campaign(q));
+    while (q->executeStep()) rows.push_back(read_campaign(*q));
     return rows;
   });
 }
@@ -123,70 +122,69 @@ Result<std::vector<CampaignRow>> CampaignStore::list(const CampaignQuery& query)
 Status CampaignStore::update_state(const std::string& id, const std::string& state, const std::string& reason,
                                    TimeMs t) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(), "UPDATE campaigns SET state = ?, reason = ?, updated_at = ? WHERE id = ?");
-    q.bind(1, state);
-    q.bind(2, reason);
-    q.bind(3, t);
-    q.bind(4, id);
-    if (q.exec() == 0) return no_campaign(id);
+    auto q = db_.prepare("UPDATE campaigns SET state = ?, reason = ?, updated_at = ? WHERE id = ?");
+    q->bind(1, state);
+    q->bind(2, reason);
+    q->bind(3, t);
+    q->bind(4, id);
+    if (q->exec() == 0) return no_campaign(id);
     return {};
   });
 }
 
 Status CampaignStore::update(const CampaignRow& c) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(),
-                        "UPDATE campaigns SET state = ?, reason = ?, started_at = ?, ended_at = ?, "
-                        "current_group = ?, group_done_at = ?, ramp_successes = ?, engine_state = ?, "
-                        "updated_at = ? WHERE id = ?");
-    q.bind(1, c.state);
-    q.bind(2, c.reason);
-    bind_opt(q, 3, c.started_at);
-    bind_opt(q, 4, c.ended_at);
-    q.bind(5, c.current_group);
-    bind_opt(q, 6, c.group_done_at);
-    q.bind(7, c.ramp_successes);
-    q.bind(8, c.engine_state);
-    q.bind(9, c.updated_at);
-    q.bind(10, c.id);
-    if (q.exec() == 0) return no_campaign(c.id);
+    auto q = db_.prepare(
+        "UPDATE campaigns SET state = ?, reason = ?, started_at = ?, ended_at = ?, "
+        "current_group = ?, group_done_at = ?, ramp_successes = ?, engine_state = ?, "
+        "updated_at = ? WHERE id = ?");
+    q->bind(1, c.state);
+    q->bind(2, c.reason);
+    bind_opt(*q, 3, c.started_at);
+    bind_opt(*q, 4, c.ended_at);
+    q->bind(5, c.current_group);
+    bind_opt(*q, 6, c.group_done_at);
+    q->bind(7, c.ramp_successes);
+    q->bind(8, c.engine_state);
+    q->bind(9, c.updated_at);
+    q->bind(10, c.id);
+    if (q->exec() == 0) return no_campaign(c.id);
     return {};
   });
 }
 
 Status CampaignStore::remove(const std::string& id) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(), "DELETE FROM campaigns WHERE id = ?");
-    q.bind(1, id);
-    if (q.exec() == 0) return no_campaign(id);
+    auto q = db_.prepare("DELETE FROM campaigns WHERE id = ?");
+    q->bind(1, id);
+    if (q->exec() == 0) return no_campaign(id);
     return {};
   });
 }
 
 Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& rows) {
   return db_.transaction([&]() -> Result<int> {
-    SQLite::Statement q(db_.db(), std::string("INSERT OR IGNORE INTO campaign_executions(") +
-                                      k_execution_columns +
-                                      ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)");
+    auto q = db_.prepare(std::string("INSERT OR IGNORE INTO campaign_executions(") + k_execution_columns +
+                         ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)");
     int inserted = 0;
     for (const ExecutionRow& r : rows) {
-      q.reset();
-      q.bindNoCopy(1, r.campaign_id);
-      q.bindNoCopy(2, r.hardware_id);
-      q.bind(3, r.group_index);
-      q.bindNoCopy(4, r.state);
-      q.bind(5, r.attempt);
-      bind_opt(q, 6, r.command_id);
-      bind_opt(q, 7, r.sent_at);
-      bind_opt(q, 8, r.replied_at);
-      bind_opt(q, 9, r.next_attempt_at);
-      q.bindNoCopy(10, r.output);
-      q.bind(11, r.version_verified ? 1 : 0);
-      q.bind(12, r.updated_at);
-      bind_opt(q, 13, r.first_sent_at);
-      bind_opt(q, 14, r.finished_at);
-      q.bind(15, r.reply_ok ? 1 : 0);
-      inserted += q.exec();
+      q->reset();
+      q->bindNoCopy(1, r.campaign_id);
+      q->bindNoCopy(2, r.hardware_id);
+      q->bind(3, r.group_index);
+      q->bindNoCopy(4, r.state);
+      q->bind(5, r.attempt);
+      bind_opt(*q, 6, r.command_id);
+      bind_opt(*q, 7, r.sent_at);
+      bind_opt(*q, 8, r.replied_at);
+      bind_opt(*q, 9, r.next_attempt_at);
+      q->bindNoCopy(10, r.output);
+      q->bind(11, r.version_verified ? 1 : 0);
+      q->bind(12, r.updated_at);
+      bind_opt(*q, 13, r.first_sent_at);
+      bind_opt(*q, 14, r.finished_at);
+      q->bind(15, r.reply_ok ? 1 : 0);
+      inserted += q->exec();
     }
     return inserted;
   });
@@ -194,12 +192,12 @@ Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& ro
 
 Result<std::vector<ExecutionRow>> CampaignStore::executions(const std::string& campaign_id) {
   return db_.read([&]() -> Result<std::vector<ExecutionRow>> {
-    SQLite::Statement q(db_.db(), std::string("SELECT ") + k_execution_columns +
-                                      " FROM campaign_executions WHERE campaign_id = ? "
-                                      "ORDER BY group_index, hardware_id");
-    q.bind(1, campaign_id);
+    auto q = db_.prepare(std::string("SELECT ") + k_execution_columns +
+                         " FROM campaign_executions WHERE campaign_id = ? "
+                         "ORDER BY group_index, hardware_id");
+    q->bind(1, campaign_id);
     std::vector<ExecutionRow> rows;
-    while (q.executeStep()) rows.push_back(read_execution(q));
+    while (q->executeStep()) rows.push_back(read_execution(*q));
     return rows;
   });
 }
@@ -207,44 +205,43 @@ Result<std::vector<ExecutionRow>> CampaignStore::executions(const std::string& c
 Result<ExecutionRow> CampaignStore::execution(const std::string& campaign_id,
                                               const std::string& hardware_id) {
   return db_.read([&]() -> Result<ExecutionRow> {
-    SQLite::Statement q(db_.db(), std::string("SELECT ") + k_execution_columns +
-                                      " FROM campaign_executions WHERE campaign_id = ? AND hardware_id = ?");
-    q.bind(1, campaign_id);
-    q.bind(2, hardware_id);
-    if (!q.executeStep()) {
+    auto q = db_.prepare(std::string("SELECT ") + k_execution_columns +
+                         " FROM campaign_executions WHERE campaign_id = ? AND hardware_id = ?");
+    q->bind(1, campaign_id);
+    q->bind(2, hardware_id);
+    if (!q->executeStep()) {
       return make_error(ErrorCode::not_found,
                         "no execution of campaign " + campaign_id + " for " + hardware_id);
     }
-    return read_execution(q);
+    return read_execution(*q);
   });
 }
 
 Status CampaignStore::update_executions(const std::vector<ExecutionRow>& rows) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(
-        db_.db(),
+    auto q = db_.prepare(
         "UPDATE campaign_executions SET group_index = ?, state = ?, attempt = ?, "
         "command_id = ?, sent_at = ?, replied_at = ?, next_attempt_at = ?, output = ?, "
         "version_verified = ?, updated_at = ?, first_sent_at = ?, finished_at = ?, reply_ok = ? "
         "WHERE campaign_id = ? AND hardware_id = ?");
     for (const ExecutionRow& r : rows) {
-      q.reset();
-      q.bind(1, r.group_index);
-      q.bindNoCopy(2, r.state);
-      q.bind(3, r.attempt);
-      bind_opt(q, 4, r.command_id);
-      bind_opt(q, 5, r.sent_at);
-      bind_opt(q, 6, r.replied_at);
-      bind_opt(q, 7, r.next_attempt_at);
-      q.bindNoCopy(8, r.output);
-      q.bind(9, r.version_verified ? 1 : 0);
-      q.bind(10, r.updated_at);
-      bind_opt(q, 11, r.first_sent_at);
-      bind_opt(q, 12, r.finished_at);
-      q.bind(13, r.reply_ok ? 1 : 0);
-      q.bindNoCopy(14, r.campaign_id);
-      q.bindNoCopy(15, r.hardware_id);
-      if (q.exec() == 0) {
+      q->reset();
+      q->bind(1, r.group_index);
+      q->bindNoCopy(2, r.state);
+      q->bind(3, r.attempt);
+      bind_opt(*q, 4, r.command_id);
+      bind_opt(*q, 5, r.sent_at);
+      bind_opt(*q, 6, r.replied_at);
+      bind_opt(*q, 7, r.next_attempt_at);
+      q->bindNoCopy(8, r.output);
+      q->bind(9, r.version_verified ? 1 : 0);
+      q->bind(10, r.updated_at);
+      bind_opt(*q, 11, r.first_sent_at);
+      bind_opt(*q, 12, r.finished_at);
+      q->bind(13, r.reply_ok ? 1 : 0);
+      q->bindNoCopy(14, r.campaign_id);
+      q->bindNoCopy(15, r.hardware_id);
+      if (q->exec() == 0) {
         return make_error(ErrorCode::not_found,
                           "no execution of campaign " + r.campaign_id + " for " + r.hardware_id);
       }
@@ -256,30 +253,30 @@ Status CampaignStore::update_executions(const std::vector<ExecutionRow>& rows) {
 Status CampaignStore::record_attempt(const std::string& campaign_id, const std::string& hardware_id,
                                      int attempt, const std::string& command_id) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(),
-                        "INSERT INTO campaign_attempts(campaign_id, hardware_id, attempt, command_id) "
-                        "VALUES(?, ?, ?, ?)");
-    q.bind(1, campaign_id);
-    q.bind(2, hardware_id);
-    q.bind(3, attempt);
-    q.bind(4, command_id);
-    q.exec();
+    auto q = db_.prepare(
+        "INSERT INTO campaign_attempts(campaign_id, hardware_id, attempt, command_id) "
+        "VALUES(?, ?, ?, ?)");
+    q->bind(1, campaign_id);
+    q->bind(2, hardware_id);
+    q->bind(3, attempt);
+    q->bind(4, command_id);
+    q->exec();
     return {};
   });
 }
 
 Status CampaignStore::record_attempts(const std::vector<AttemptRecord>& records) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(),
-                        "INSERT INTO campaign_attempts(campaign_id, hardware_id, attempt, command_id) "
-                        "VALUES(?, ?, ?, ?)");
+    auto q = db_.prepare(
+        "INSERT INTO campaign_attempts(campaign_id, hardware_id, attempt, command_id) "
+        "VALUES(?, ?, ?, ?)");
     for (const AttemptRecord& r : records) {
-      q.reset();
-      q.bindNoCopy(1, r.campaign_id);
-      q.bindNoCopy(2, r.hardware_id);
-      q.bind(3, r.attempt);
-      q.bindNoCopy(4, r.command_id);
-      q.exec();
+      q->reset();
+      q->bindNoCopy(1, r.campaign_id);
+      q->bindNoCopy(2, r.hardware_id);
+      q->bind(3, r.attempt);
+      q->bindNoCopy(4, r.command_id);
+      q->exec();
     }
     return {};
   });
@@ -287,17 +284,17 @@ Status CampaignStore::record_attempts(const std::vector<AttemptRecord>& records)
 
 Result<int> CampaignStore::mark_published(const std::vector<AttemptRecord>& records) {
   return db_.transaction([&]() -> Result<int> {
-    SQLite::Statement q(db_.db(),
-                        "UPDATE campaign_executions SET published_attempt = ? "
-                        "WHERE campaign_id = ? AND hardware_id = ? AND published_attempt < ?");
+    auto q = db_.prepare(
+        "UPDATE campaign_executions SET published_attempt = ? "
+        "WHERE campaign_id = ? AND hardware_id = ? AND published_attempt < ?");
     int changed = 0;
     for (const AttemptRecord& r : records) {
-      q.reset();
-      q.bind(1, r.attempt);
-      q.bindNoCopy(2, r.campaign_id);
-      q.bindNoCopy(3, r.hardware_id);
-      q.bind(4, r.attempt);
-      changed += q.exec();
+      q->reset();
+      q->bind(1, r.attempt);
+      q->bindNoCopy(2, r.campaign_id);
+      q->bindNoCopy(3, r.hardware_id);
+      q->bind(4, r.attempt);
+      changed += q->exec();
     }
     return changed;
   });
@@ -305,25 +302,25 @@ Result<int> CampaignStore::mark_published(const std::vector<AttemptRecord>& reco
 
 Result<std::optional<AttemptRef>> CampaignStore::execution_by_command_id(const std::string& command_id) {
   return db_.read([&]() -> Result<std::optional<AttemptRef>> {
-    SQLite::Statement q(
-        db_.db(), "SELECT campaign_id, hardware_id, attempt FROM campaign_attempts WHERE command_id = ?");
-    q.bind(1, command_id);
-    if (!q.executeStep()) return std::optional<AttemptRef>{};
+    auto q =
+        db_.prepare("SELECT campaign_id, hardware_id, attempt FROM campaign_attempts WHERE command_id = ?");
+    q->bind(1, command_id);
+    if (!q->executeStep()) return std::optional<AttemptRef>{};
     return std::optional<AttemptRef>{
-        AttemptRef{q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getInt()}};
+        AttemptRef{q->getColumn(0).getString(), q->getColumn(1).getString(), q->getColumn(2).getInt()}};
   });
 }
 
 Result<std::vector<std::string>> CampaignStore::attempt_command_ids(const std::string& campaign_id,
                                                                     const std::string& hardware_id) {
   return db_.read([&]() -> Result<std::vector<std::string>> {
-    SQLite::Statement q(db_.db(),
-                        "SELECT command_id FROM campaign_attempts WHERE campaign_id = ? AND hardware_id = ? "
-                        "ORDER BY attempt");
-    q.bind(1, campaign_id);
-    q.bind(2, hardware_id);
+    auto q = db_.prepare(
+        "SELECT command_id FROM campaign_attempts WHERE campaign_id = ? AND hardware_id = ? "
+        "ORDER BY attempt");
+    q->bind(1, campaign_id);
+    q->bind(2, hardware_id);
     std::vector<std::string> ids;
-    while (q.executeStep()) ids.push_back(q.getColumn(0).getString());
+    while (q->executeStep()) ids.push_back(q->getColumn(0).getString());
     return ids;
   });
 }

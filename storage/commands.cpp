@@ -116,20 +116,19 @@ Status CommandStore::create_with_deliveries(const CommandRow& c, const std::vect
 
 Result<std::optional<CommandRow>> CommandStore::find_by_request_id(const std::string& request_id) {
   return db_.read([&]() -> Result<std::optional<CommandRow>> {
-    SQLite::Statement q(db_.db(),
-                        std::string("SELECT ") + k_command_columns + " FROM commands WHERE request_id = ?");
-    q.bind(1, request_id);
-    if (!q.executeStep()) return std::optional<CommandRow>{};
-    return std::optional<CommandRow>{read_command(q)};
+    auto q = db_.prepare(std::string("SELECT ") + k_command_columns + " FROM commands WHERE request_id = ?");
+    q->bind(1, request_id);
+    if (!q->executeStep()) return std::optional<CommandRow>{};
+    return std::optional<CommandRow>{read_command(*q)};
   });
 }
 
 Result<CommandRow> CommandStore::get(const std::string& id) {
   return db_.read([&]() -> Result<CommandRow> {
-    SQLite::Statement q(db_.db(), std::string("SELECT ") + k_command_columns + " FROM commands WHERE id = ?");
-    q.bind(1, id);
-    if (!q.executeStep()) return make_error(ErrorCode::not_found, "command " + id + " does not exist");
-    return read_command(q);
+    auto q = db_.prepare(std::string("SELECT ") + k_command_columns + " FROM commands WHERE id = ?");
+    q->bind(1, id);
+    if (!q->executeStep()) return make_error(ErrorCode::not_found, "command " + id + " does not exist");
+    return read_command(*q);
   });
 }
 
@@ -138,61 +137,61 @@ Result<std::vector<CommandRow>> CommandStore::list(const CommandQuery& query) {
     std::string sql = std::string("SELECT ") + k_command_columns + " FROM commands WHERE id > ?";
     if (query.hardware_id) sql += " AND id IN (SELECT command_id FROM deliveries WHERE hardware_id = ?)";
     sql += " ORDER BY id LIMIT ?";
-    SQLite::Statement q(db_.db(), sql);
+    auto q = db_.prepare(sql);
     int i = 1;
-    q.bind(i++, query.after.value_or(""));
-    if (query.hardware_id) q.bind(i++, *query.hardware_id);
-    q.bind(i++, std::max(query.limit, 0));
+    q->bind(i++, query.after.value_or(""));
+    if (query.hardware_id) q->bind(i++, *query.hardware_id);
+    q->bind(i++, std::max(query.limit, 0));
     std::vector<CommandRow> rows;
-    while (q.executeStep()) rows.push_back(read_command(q));
+    while (q->executeStep()) rows.push_back(read_command(*q));
     return rows;
   });
 }
 
 Result<std::vector<DeliveryRow>> CommandStore::deliveries(const std::string& command_id) {
   return db_.read([&]() -> Result<std::vector<DeliveryRow>> {
-    SQLite::Statement q(db_.db(), select_deliveries("command_id = ? ORDER BY rowid"));
-    q.bind(1, command_id);
-    return read_deliveries(q);
+    auto q = db_.prepare(select_deliveries("command_id = ? ORDER BY rowid"));
+    q->bind(1, command_id);
+    return read_deliveries(*q);
   });
 }
 
 Result<DeliveryRow> CommandStore::delivery(const std::string& command_id, const std::string& hardware_id) {
   return db_.read([&]() -> Result<DeliveryRow> {
-    SQLite::Statement q(db_.db(), select_deliveries("command_id = ? AND hardware_id = ?"));
-    q.bind(1, command_id);
-    q.bind(2, hardware_id);
-    if (!q.executeStep()) {
+    auto q = db_.prepare(select_deliveries("command_id = ? AND hardware_id = ?"));
+    q->bind(1, command_id);
+    q->bind(2, hardware_id);
+    if (!q->executeStep()) {
       return make_error(ErrorCode::not_found,
                         "no delivery of command " + command_id + " to device " + hardware_id);
     }
-    return read_delivery(q);
+    return read_delivery(*q);
   });
 }
 
 Result<std::vector<DeliveryRow>> CommandStore::deliveries_to_publish(TimeMs now, int limit) {
   return db_.read([&]() -> Result<std::vector<DeliveryRow>> {
-    SQLite::Statement q(db_.db(),
-                        select_deliveries("state = 'queued' AND (expires_at IS NULL OR expires_at > ?) "
-                                          "ORDER BY created_at, rowid LIMIT ?"));
-    q.bind(1, now);
-    q.bind(2, std::max(limit, 0));
-    return read_deliveries(q);
+    auto q =
+        db_.prepare(select_deliveries("state = 'queued' AND (expires_at IS NULL OR expires_at > ?) "
+                                      "ORDER BY created_at, rowid LIMIT ?"));
+    q->bind(1, now);
+    q->bind(2, std::max(limit, 0));
+    return read_deliveries(*q);
   });
 }
 
 Result<int> CommandStore::mark_sent(const std::vector<DeliveryKey>& keys, TimeMs t) {
   return db_.transaction([&]() -> Result<int> {
-    SQLite::Statement q(db_.db(),
-                        "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = ? "
-                        "WHERE command_id = ? AND hardware_id = ? AND state IN ('queued', 'sent')");
+    auto q = db_.prepare(
+        "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = ? "
+        "WHERE command_id = ? AND hardware_id = ? AND state IN ('queued', 'sent')");
     int changed = 0;
     for (const auto& [command_id, hardware_id] : keys) {
-      q.reset();
-      q.bind(1, t);
-      q.bindNoCopy(2, command_id);
-      q.bindNoCopy(3, hardware_id);
-      changed += q.exec();
+      q->reset();
+      q->bind(1, t);
+      q->bindNoCopy(2, command_id);
+      q->bindNoCopy(3, hardware_id);
+      changed += q->exec();
     }
     return changed;
   });
@@ -204,24 +203,24 @@ Result<ReplyOutcome> CommandStore::record_reply(const std::string& command_id, c
   return db_.transaction([&]() -> Result<ReplyOutcome> {
     // The state guard in the UPDATE makes acceptance a single atomic step: a second reply can never
     // overwrite the first.
-    SQLite::Statement u(db_.db(),
-                        "UPDATE deliveries SET state = ?, output = ?, trimmed = ?, replied_at = ?, "
-                        // A reply can overtake the broker's acknowledgement of the publish: the device
-                        // evidently got the command, so count the attempt and its send time.
-                        "attempts = MAX(attempts, 1), sent_at = COALESCE(sent_at, ?4) "
-                        "WHERE command_id = ? AND hardware_id = ? AND state IN ('queued', 'sent')");
-    u.bind(1, success ? "succeeded" : "failed");
-    u.bind(2, output);
-    u.bind(3, trimmed ? 1 : 0);
-    u.bind(4, t);
-    u.bind(5, command_id);
-    u.bind(6, hardware_id);
-    if (u.exec() == 1) return ReplyOutcome::accepted;
-    SQLite::Statement q(db_.db(), "SELECT state FROM deliveries WHERE command_id = ? AND hardware_id = ?");
-    q.bind(1, command_id);
-    q.bind(2, hardware_id);
-    if (!q.executeStep()) return ReplyOutcome::unknown;
-    const std::string state = q.getColumn(0).getString();
+    auto u = db_.prepare(
+        "UPDATE deliveries SET state = ?, output = ?, trimmed = ?, replied_at = ?, "
+        // A reply can overtake the broker's acknowledgement of the publish: the device
+        // evidently got the command, so count the attempt and its send time.
+        "attempts = MAX(attempts, 1), sent_at = COALESCE(sent_at, ?4) "
+        "WHERE command_id = ? AND hardware_id = ? AND state IN ('queued', 'sent')");
+    u->bind(1, success ? "succeeded" : "failed");
+    u->bind(2, output);
+    u->bind(3, trimmed ? 1 : 0);
+    u->bind(4, t);
+    u->bind(5, command_id);
+    u->bind(6, hardware_id);
+    if (u->exec() == 1) return ReplyOutcome::accepted;
+    auto q = db_.prepare("SELECT state FROM deliveries WHERE command_id = ? AND hardware_id = ?");
+    q->bind(1, command_id);
+    q->bind(2, hardware_id);
+    if (!q->executeStep()) return ReplyOutcome::unknown;
+    const std::string state = q->getColumn(0).getString();
     if (state == "succeeded" || state == "failed") return ReplyOutcome::duplicate;
     return ReplyOutcome::closed;
   });
@@ -230,63 +229,63 @@ Result<ReplyOutcome> CommandStore::record_reply(const std::string& command_id, c
 Result<std::vector<DeliveryRow>> CommandStore::pending_for_device(const std::string& hardware_id, TimeMs now,
                                                                   int limit) {
   return db_.read([&]() -> Result<std::vector<DeliveryRow>> {
-    SQLite::Statement q(db_.db(), select_deliveries("hardware_id = ? AND state IN ('queued', 'sent') "
-                                                    "AND (expires_at IS NULL OR expires_at > ?) "
-                                                    "ORDER BY created_at, rowid LIMIT ?"));
-    q.bind(1, hardware_id);
-    q.bind(2, now);
-    q.bind(3, std::max(limit, 0));
-    return read_deliveries(q);
+    auto q =
+        db_.prepare(select_deliveries("hardware_id = ? AND state IN ('queued', 'sent') "
+                                      "AND (expires_at IS NULL OR expires_at > ?) "
+                                      "ORDER BY created_at, rowid LIMIT ?"));
+    q->bind(1, hardware_id);
+    q->bind(2, now);
+    q->bind(3, std::max(limit, 0));
+    return read_deliveries(*q);
   });
 }
 
 Result<std::vector<DeliveryRow>> CommandStore::redeliverable(const std::string& hardware_id, TimeMs now,
                                                              TimeMs sent_before, int max_attempts) {
   return db_.read([&]() -> Result<std::vector<DeliveryRow>> {
-    SQLite::Statement q(db_.db(),
-                        select_deliveries("hardware_id = ? AND state = 'sent' "
-                                          "AND (expires_at IS NULL OR expires_at > ?) "
-                                          "AND sent_at <= ? AND attempts < ? ORDER BY created_at, rowid"));
-    q.bind(1, hardware_id);
-    q.bind(2, now);
-    q.bind(3, sent_before);
-    q.bind(4, max_attempts);
-    return read_deliveries(q);
+    auto q =
+        db_.prepare(select_deliveries("hardware_id = ? AND state = 'sent' "
+                                      "AND (expires_at IS NULL OR expires_at > ?) "
+                                      "AND sent_at <= ? AND attempts < ? ORDER BY created_at, rowid"));
+    q->bind(1, hardware_id);
+    q->bind(2, now);
+    q->bind(3, sent_before);
+    q->bind(4, max_attempts);
+    return read_deliveries(*q);
   });
 }
 
 Result<int> CommandStore::expire(TimeMs now) {
   return db_.transaction([&]() -> Result<int> {
-    SQLite::Statement u(db_.db(),
-                        "UPDATE deliveries SET state = 'expired' WHERE state IN ('queued', 'sent') "
-                        "AND expires_at IS NOT NULL AND expires_at <= ?");
-    u.bind(1, now);
-    return u.exec();
+    auto u = db_.prepare(
+        "UPDATE deliveries SET state = 'expired' WHERE state IN ('queued', 'sent') "
+        "AND expires_at IS NOT NULL AND expires_at <= ?");
+    u->bind(1, now);
+    return u->exec();
   });
 }
 
 Result<int> CommandStore::cancel(const std::string& command_id) {
   return db_.transaction([&]() -> Result<int> {
-    SQLite::Statement c(db_.db(), "UPDATE commands SET canceled = 1 WHERE id = ?");
-    c.bind(1, command_id);
-    if (c.exec() == 0) return make_error(ErrorCode::not_found, "command " + command_id + " does not exist");
-    SQLite::Statement u(db_.db(),
-                        "UPDATE deliveries SET state = 'canceled' WHERE command_id = ? "
-                        "AND state IN ('queued', 'sent')");
-    u.bind(1, command_id);
-    return u.exec();
+    auto c = db_.prepare("UPDATE commands SET canceled = 1 WHERE id = ?");
+    c->bind(1, command_id);
+    if (c->exec() == 0) return make_error(ErrorCode::not_found, "command " + command_id + " does not exist");
+    auto u = db_.prepare(
+        "UPDATE deliveries SET state = 'canceled' WHERE command_id = ? "
+        "AND state IN ('queued', 'sent')");
+    u->bind(1, command_id);
+    return u->exec();
   });
 }
 
 Result<DeliveryCounts> CommandStore::counts(const std::string& command_id) {
   return db_.read([&]() -> Result<DeliveryCounts> {
-    SQLite::Statement q(db_.db(),
-                        "SELECT state, COUNT(*) FROM deliveries WHERE command_id = ? GROUP BY state");
-    q.bind(1, command_id);
+    auto q = db_.prepare("SELECT state, COUNT(*) FROM deliveries WHERE command_id = ? GROUP BY state");
+    q->bind(1, command_id);
     DeliveryCounts counts;
-    while (q.executeStep()) {
-      const std::string state = q.getColumn(0).getString();
-      const std::int64_t n = q.getColumn(1).getInt64();
+    while (q->executeStep()) {
+      const std::string state = q->getColumn(0).getString();
+      const std::int64_t n = q->getColumn(1).getInt64();
       if (state == "queued") counts.queued = n;
       if (state == "sent") counts.sent = n;
       if (state == "succeeded") counts.succeeded = n;

@@ -128,20 +128,48 @@ Status Database::migrate(const std::vector<Migration>& migrations) {
   return {};
 }
 
+Database::Lease::Lease(Lease&& other) noexcept
+    : owned_(std::move(other.owned_)), statement_(other.statement_), lent_(other.lent_) {
+  other.statement_ = nullptr;
+  other.lent_ = nullptr;
+}
+
+Database::Lease::~Lease() {
+  if (lent_ == nullptr) return;  // owned (finalised with owned_) or moved from
+  statement_->tryReset();
+  try {
+    statement_->clearBindings();
+  } catch (const std::exception&) {
+    // sqlite3_clear_bindings cannot fail; nothing to do.
+  }
+  *lent_ = false;
+}
+
+Database::Lease Database::prepare(const std::string& sql) {
+  auto it = statements_.find(sql);
+  if (it == statements_.end() && statements_.size() < k_statement_cache_size) {
+    it =
+        statements_.emplace(sql, CachedStatement{std::make_unique<SQLite::Statement>(db_, sql), false}).first;
+  }
+  if (it == statements_.end() || it->second.lent) return Lease(std::make_unique<SQLite::Statement>(db_, sql));
+  it->second.lent = true;
+  return Lease(it->second.statement.get(), &it->second.lent);
+}
+
 void Database::begin(bool write) {
   if (depth_ == 0) {
-    db_.exec(write ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED");
+    prepare(write ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED")->exec();
   } else {
-    db_.exec("SAVEPOINT sp" + std::to_string(depth_));
+    prepare("SAVEPOINT sp" + std::to_string(depth_))->exec();
   }
   ++depth_;
 }
 
 void Database::commit() {
   if (depth_ == 1) {
-    db_.exec("COMMIT");
+    prepare("COMMIT")->exec();
   } else {
-    db_.exec("RELEASE sp" + std::to_string(depth_ - 1));
+    prepare("RELEASE sp" + std::to_string(depth_ - 1))->exec();
   }
   --depth_;
 }

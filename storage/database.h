@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -72,6 +73,34 @@ class Database {
   // Runs SQLite's integrity check; "ok" when the file is sound, otherwise SQLite's first findings.
   core::Result<std::string> integrity_check();
 
+  // A prepared statement lent from this connection's cache (prepared on first use, SQLite re-prepares
+  // it by itself after a schema change). It is reset and its bindings cleared when the lease ends.
+  // Preparing is a large part of a small query's cost, so the stores' fixed statements come from here.
+  // A statement whose text is already lent out (a nested use of the same SQL) or that does not fit in
+  // the cache (k_statement_cache_size distinct texts) is prepared afresh and finalised after use.
+  class Lease {
+   public:
+    Lease(Lease&& other) noexcept;
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease();
+    SQLite::Statement& operator*() { return *statement_; }
+    SQLite::Statement* operator->() { return statement_; }
+
+   private:
+    friend class Database;
+    Lease(SQLite::Statement* cached, bool* lent) : statement_(cached), lent_(lent) {}
+    explicit Lease(std::unique_ptr<SQLite::Statement> owned)
+        : owned_(std::move(owned)), statement_(owned_.get()) {}
+    std::unique_ptr<SQLite::Statement> owned_;
+    SQLite::Statement* statement_ = nullptr;
+    bool* lent_ = nullptr;  // the cache entry's "in use" flag, or null for an owned statement
+  };
+  static constexpr std::size_t k_statement_cache_size = 256;
+  // Throws SQLite::Exception when sql does not prepare (the stores turn it into an Error).
+  Lease prepare(const std::string& sql);
+
   // The underlying connection, for the stores of this folder.
   SQLite::Database& db() { return db_; }
   // True while a transaction() or read() is running on this connection.
@@ -109,8 +138,15 @@ class Database {
     }
   }
 
+  struct CachedStatement {
+    std::unique_ptr<SQLite::Statement> statement;
+    bool lent = false;
+  };
+
   std::string path_;
   SQLite::Database db_;
+  // Declared after db_ so that the statements are finalised before the connection closes.
+  std::unordered_map<std::string, CachedStatement> statements_;
   int depth_ = 0;  // nesting of transaction()/read(); 0 = autocommit
   int schema_version_ = 0;
 };

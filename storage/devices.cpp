@@ -90,12 +90,12 @@ Result<bool> DeviceStore::upsert(const DeviceRow& row, TimeMs now) {
 
 Result<DeviceRow> DeviceStore::get(const std::string& hardware_id) {
   return db_.read([&]() -> Result<DeviceRow> {
-    SQLite::Statement q(db_.db(), std::string("SELECT ") + k_columns + " FROM devices WHERE hardware_id = ?");
-    q.bind(1, hardware_id);
-    if (!q.executeStep()) return not_found(hardware_id).error();
-    DeviceRow row = read_row(q);
-    SQLite::Statement tags(db_.db(), "SELECT tag FROM device_tags WHERE hardware_id = ? ORDER BY tag");
-    row.tags = tags_of(tags, hardware_id);
+    auto q = db_.prepare(std::string("SELECT ") + k_columns + " FROM devices WHERE hardware_id = ?");
+    q->bind(1, hardware_id);
+    if (!q->executeStep()) return not_found(hardware_id).error();
+    DeviceRow row = read_row(*q);
+    auto tags = db_.prepare("SELECT tag FROM device_tags WHERE hardware_id = ? ORDER BY tag");
+    row.tags = tags_of(*tags, hardware_id);
     return row;
   });
 }
@@ -107,16 +107,16 @@ Result<std::vector<DeviceRow>> DeviceStore::list(const DeviceQuery& query) {
       sql += " AND hardware_id IN (SELECT hardware_id FROM device_tags WHERE tag = ?)";
     }
     sql += " ORDER BY hardware_id LIMIT ?";
-    SQLite::Statement q(db_.db(), sql);
+    auto q = db_.prepare(sql);
     int i = 1;
-    q.bind(i++, query.after.value_or(""));
-    if (query.tag) q.bind(i++, *query.tag);
-    q.bind(i++, std::max(query.limit, 0));
-    SQLite::Statement tags(db_.db(), "SELECT tag FROM device_tags WHERE hardware_id = ? ORDER BY tag");
+    q->bind(i++, query.after.value_or(""));
+    if (query.tag) q->bind(i++, *query.tag);
+    q->bind(i++, std::max(query.limit, 0));
+    auto tags = db_.prepare("SELECT tag FROM device_tags WHERE hardware_id = ? ORDER BY tag");
     std::vector<DeviceRow> rows;
-    while (q.executeStep()) {
-      rows.push_back(read_row(q));
-      rows.back().tags = tags_of(tags, rows.back().hardware_id);
+    while (q->executeStep()) {
+      rows.push_back(read_row(*q));
+      rows.back().tags = tags_of(*tags, rows.back().hardware_id);
     }
     return rows;
   });
@@ -124,9 +124,9 @@ Result<std::vector<DeviceRow>> DeviceStore::list(const DeviceQuery& query) {
 
 Status DeviceStore::remove(const std::string& hardware_id) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement del(db_.db(), "DELETE FROM devices WHERE hardware_id = ?");
-    del.bind(1, hardware_id);
-    if (del.exec() == 0) return not_found(hardware_id);
+    auto del = db_.prepare("DELETE FROM devices WHERE hardware_id = ?");
+    del->bind(1, hardware_id);
+    if (del->exec() == 0) return not_found(hardware_id);
     return {};
   });
 }
@@ -134,11 +134,11 @@ Status DeviceStore::remove(const std::string& hardware_id) {
 Result<std::vector<std::string>> DeviceStore::hardware_ids_with_tags(const std::vector<std::string>& tags) {
   return db_.read([&]() -> Result<std::vector<std::string>> {
     std::vector<std::string> ids;
-    SQLite::Statement q(db_.db(), "SELECT hardware_id FROM device_tags WHERE tag = ?");
+    auto q = db_.prepare("SELECT hardware_id FROM device_tags WHERE tag = ?");
     for (const auto& tag : tags) {
-      q.reset();
-      q.bind(1, tag);
-      while (q.executeStep()) ids.push_back(q.getColumn(0).getString());
+      q->reset();
+      q->bind(1, tag);
+      while (q->executeStep()) ids.push_back(q->getColumn(0).getString());
     }
     std::sort(ids.begin(), ids.end());
     ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
@@ -149,11 +149,11 @@ Result<std::vector<std::string>> DeviceStore::hardware_ids_with_tags(const std::
 Result<std::vector<std::string>> DeviceStore::existing(const std::vector<std::string>& ids) {
   return db_.read([&]() -> Result<std::vector<std::string>> {
     std::vector<std::string> found;
-    SQLite::Statement q(db_.db(), "SELECT 1 FROM devices WHERE hardware_id = ?");
+    auto q = db_.prepare("SELECT 1 FROM devices WHERE hardware_id = ?");
     for (const auto& id : ids) {
-      q.reset();
-      q.bind(1, id);
-      if (q.executeStep()) found.push_back(id);
+      q->reset();
+      q->bind(1, id);
+      if (q->executeStep()) found.push_back(id);
     }
     std::sort(found.begin(), found.end());
     found.erase(std::unique(found.begin(), found.end()), found.end());
@@ -163,16 +163,16 @@ Result<std::vector<std::string>> DeviceStore::existing(const std::vector<std::st
 
 Result<int> DeviceStore::touch_last_seen(const std::vector<std::string>& hardware_ids, TimeMs t) {
   return db_.transaction([&]() -> Result<int> {
-    SQLite::Statement q(db_.db(),
-                        "UPDATE devices SET last_seen = ? WHERE hardware_id = ? "
-                        "AND (last_seen IS NULL OR last_seen < ?)");
+    auto q = db_.prepare(
+        "UPDATE devices SET last_seen = ? WHERE hardware_id = ? "
+        "AND (last_seen IS NULL OR last_seen < ?)");
     int updated = 0;
     for (const auto& id : hardware_ids) {
-      q.reset();
-      q.bind(1, t);
-      q.bind(2, id);
-      q.bind(3, t);
-      updated += q.exec();
+      q->reset();
+      q->bind(1, t);
+      q->bind(2, id);
+      q->bind(3, t);
+      updated += q->exec();
     }
     return updated;
   });
@@ -185,12 +185,11 @@ Result<int> DeviceStore::touch_last_seen(const std::string& hardware_id, TimeMs 
 Status DeviceStore::set_reported_version(const std::string& hardware_id, const std::string& version,
                                          TimeMs now) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(),
-                        "UPDATE devices SET reported_version = ?, updated_at = ? WHERE hardware_id = ?");
-    q.bind(1, version);
-    q.bind(2, now);
-    q.bind(3, hardware_id);
-    if (q.exec() == 0) return not_found(hardware_id);
+    auto q = db_.prepare("UPDATE devices SET reported_version = ?, updated_at = ? WHERE hardware_id = ?");
+    q->bind(1, version);
+    q->bind(2, now);
+    q->bind(3, hardware_id);
+    if (q->exec() == 0) return not_found(hardware_id);
     return {};
   });
 }
@@ -198,16 +197,16 @@ Status DeviceStore::set_reported_version(const std::string& hardware_id, const s
 Status DeviceStore::set_properties(const std::string& hardware_id,
                                    const std::map<std::string, std::string>& values, TimeMs now) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(), "SELECT properties FROM devices WHERE hardware_id = ?");
-    q.bind(1, hardware_id);
-    if (!q.executeStep()) return not_found(hardware_id);
-    auto merged = decode_map(q.getColumn(0).getString());
+    auto q = db_.prepare("SELECT properties FROM devices WHERE hardware_id = ?");
+    q->bind(1, hardware_id);
+    if (!q->executeStep()) return not_found(hardware_id);
+    auto merged = decode_map(q->getColumn(0).getString());
     for (const auto& [k, v] : values) merged[k] = v;
-    SQLite::Statement u(db_.db(), "UPDATE devices SET properties = ?, updated_at = ? WHERE hardware_id = ?");
-    u.bind(1, encode_map(merged));
-    u.bind(2, now);
-    u.bind(3, hardware_id);
-    u.exec();
+    auto u = db_.prepare("UPDATE devices SET properties = ?, updated_at = ? WHERE hardware_id = ?");
+    u->bind(1, encode_map(merged));
+    u->bind(2, now);
+    u->bind(3, hardware_id);
+    u->exec();
     return {};
   });
 }

@@ -13,10 +13,10 @@ std::string key_of(const std::string& scope, const std::string& request_id) {
 core::Result<std::optional<IdempotentAnswer>> IdempotencyStore::find(const std::string& scope,
                                                                      const std::string& request_id) {
   try {
-    SQLite::Statement q(db_.db(), "SELECT value FROM meta WHERE key = ?");
-    q.bind(1, key_of(scope, request_id));
-    if (!q.executeStep()) return std::optional<IdempotentAnswer>{};
-    std::string v = q.getColumn(0).getString();
+    auto q = db_.prepare("SELECT value FROM meta WHERE key = ?");
+    q->bind(1, key_of(scope, request_id));
+    if (!q->executeStep()) return std::optional<IdempotentAnswer>{};
+    std::string v = q->getColumn(0).getString();
     auto nl = v.find('\n');
     if (nl == std::string::npos)
       return core::make_error(core::ErrorCode::internal, "corrupt idempotency record");
@@ -29,10 +29,10 @@ core::Result<std::optional<IdempotentAnswer>> IdempotencyStore::find(const std::
 core::Status IdempotencyStore::put(const std::string& scope, const std::string& request_id,
                                    const std::string& fingerprint, const std::string& answer, core::TimeMs) {
   try {
-    SQLite::Statement q(db_.db(), "INSERT INTO meta(key, value) VALUES(?, ?)");
-    q.bind(1, key_of(scope, request_id));
-    q.bind(2, fingerprint + "\n" + answer);
-    q.exec();
+    auto q = db_.prepare("INSERT INTO meta(key, value) VALUES(?, ?)");
+    q->bind(1, key_of(scope, request_id));
+    q->bind(2, fingerprint + "\n" + answer);
+    q->exec();
     return {};
   } catch (const std::exception& e) {
     return error_from_exception(e);

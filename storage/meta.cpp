@@ -7,21 +7,21 @@ using core::Status;
 
 Result<std::optional<std::string>> MetaStore::get(const std::string& key) {
   return db_.read([&]() -> Result<std::optional<std::string>> {
-    SQLite::Statement q(db_.db(), "SELECT value FROM meta WHERE key = ?");
-    q.bind(1, key);
-    if (!q.executeStep()) return std::optional<std::string>{};
-    return std::optional<std::string>{q.getColumn(0).getString()};
+    auto q = db_.prepare("SELECT value FROM meta WHERE key = ?");
+    q->bind(1, key);
+    if (!q->executeStep()) return std::optional<std::string>{};
+    return std::optional<std::string>{q->getColumn(0).getString()};
   });
 }
 
 Status MetaStore::set(const std::string& key, const std::string& value) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(),
-                        "INSERT INTO meta(key, value) VALUES(?, ?) "
-                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
-    q.bind(1, key);
-    q.bind(2, value);
-    q.exec();
+    auto q = db_.prepare(
+        "INSERT INTO meta(key, value) VALUES(?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    q->bind(1, key);
+    q->bind(2, value);
+    q->exec();
     return {};
   });
 }

@@ -7,26 +7,26 @@ using core::TimeMs;
 
 Result<bool> NonceStore::insert_if_new(const std::string& nonce_key, TimeMs t) {
   return db_.transaction([&]() -> Result<bool> {
-    SQLite::Statement q(db_.db(), "INSERT OR IGNORE INTO nonces(nonce_key, t) VALUES(?, ?)");
-    q.bind(1, nonce_key);
-    q.bind(2, t);
-    return q.exec() == 1;
+    auto q = db_.prepare("INSERT OR IGNORE INTO nonces(nonce_key, t) VALUES(?, ?)");
+    q->bind(1, nonce_key);
+    q->bind(2, t);
+    return q->exec() == 1;
   });
 }
 
 Result<int> NonceStore::prune(TimeMs older_than) {
   return db_.transaction([&]() -> Result<int> {
-    SQLite::Statement q(db_.db(), "DELETE FROM nonces WHERE t < ?");
-    q.bind(1, older_than);
-    return q.exec();
+    auto q = db_.prepare("DELETE FROM nonces WHERE t < ?");
+    q->bind(1, older_than);
+    return q->exec();
   });
 }
 
 Result<std::int64_t> NonceStore::count() {
   return db_.read([&]() -> Result<std::int64_t> {
-    SQLite::Statement q(db_.db(), "SELECT COUNT(*) FROM nonces");
-    q.executeStep();
-    return q.getColumn(0).getInt64();
+    auto q = db_.prepare("SELECT COUNT(*) FROM nonces");
+    q->executeStep();
+    return q->getColumn(0).getInt64();
   });
 }
 

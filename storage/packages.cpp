@@ -77,24 +77,24 @@ bool package_exists(SQLite::Database& db, const std::string& id) {
 
 Status PackageStore::insert(const PackageRow& p) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(), std::string("INSERT INTO packages(") + k_columns +
-                                      ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    q.bind(1, p.id);
-    q.bind(2, p.name);
-    q.bind(3, p.version);
-    bind_opt(q, 4, p.prerequisite_version);
-    q.bind(5, p.type);
-    q.bind(6, p.url);
-    q.bind(7, p.sha256);
-    q.bind(8, p.size);
-    q.bind(9, p.available ? 1 : 0);
-    q.bind(10, p.prerelease_ok ? 1 : 0);
-    q.bind(11, encode_map(p.attributes));
-    q.bind(12, p.state);
-    q.bind(13, p.file_path);
-    q.bind(14, p.created_at);
-    q.bind(15, p.updated_at);
-    q.exec();
+    auto q = db_.prepare(std::string("INSERT INTO packages(") + k_columns +
+                         ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    q->bind(1, p.id);
+    q->bind(2, p.name);
+    q->bind(3, p.version);
+    bind_opt(*q, 4, p.prerequisite_version);
+    q->bind(5, p.type);
+    q->bind(6, p.url);
+    q->bind(7, p.sha256);
+    q->bind(8, p.size);
+    q->bind(9, p.available ? 1 : 0);
+    q->bind(10, p.prerelease_ok ? 1 : 0);
+    q->bind(11, encode_map(p.attributes));
+    q->bind(12, p.state);
+    q->bind(13, p.file_path);
+    q->bind(14, p.created_at);
+    q->bind(15, p.updated_at);
+    q->exec();
     write_tags(db_.db(), p.id, p.tags);
     return {};
   });
@@ -102,12 +102,12 @@ Status PackageStore::insert(const PackageRow& p) {
 
 Result<PackageRow> PackageStore::get(const std::string& id) {
   return db_.read([&]() -> Result<PackageRow> {
-    SQLite::Statement q(db_.db(), std::string("SELECT ") + k_columns + " FROM packages WHERE id = ?");
-    q.bind(1, id);
-    if (!q.executeStep()) return no_package(id);
-    PackageRow row = read_row(q);
-    SQLite::Statement tags(db_.db(), "SELECT tag FROM package_tags WHERE package_id = ? ORDER BY tag");
-    row.tags = tags_of(tags, id);
+    auto q = db_.prepare(std::string("SELECT ") + k_columns + " FROM packages WHERE id = ?");
+    q->bind(1, id);
+    if (!q->executeStep()) return no_package(id);
+    PackageRow row = read_row(*q);
+    auto tags = db_.prepare("SELECT tag FROM package_tags WHERE package_id = ? ORDER BY tag");
+    row.tags = tags_of(*tags, id);
     return row;
   });
 }
@@ -119,18 +119,18 @@ Result<std::vector<PackageRow>> PackageStore::list(const PackageQuery& query) {
     if (query.tag) sql += " AND id IN (SELECT package_id FROM package_tags WHERE tag = ?)";
     if (query.available) sql += " AND available = ?";
     sql += " ORDER BY id LIMIT ?";
-    SQLite::Statement q(db_.db(), sql);
+    auto q = db_.prepare(sql);
     int i = 1;
-    q.bind(i++, query.after.value_or(""));
-    if (query.name) q.bind(i++, *query.name);
-    if (query.tag) q.bind(i++, *query.tag);
-    if (query.available) q.bind(i++, *query.available ? 1 : 0);
-    q.bind(i++, std::max(query.limit, 0));
-    SQLite::Statement tags(db_.db(), "SELECT tag FROM package_tags WHERE package_id = ? ORDER BY tag");
+    q->bind(i++, query.after.value_or(""));
+    if (query.name) q->bind(i++, *query.name);
+    if (query.tag) q->bind(i++, *query.tag);
+    if (query.available) q->bind(i++, *query.available ? 1 : 0);
+    q->bind(i++, std::max(query.limit, 0));
+    auto tags = db_.prepare("SELECT tag FROM package_tags WHERE package_id = ? ORDER BY tag");
     std::vector<PackageRow> rows;
-    while (q.executeStep()) {
-      rows.push_back(read_row(q));
-      rows.back().tags = tags_of(tags, rows.back().id);
+    while (q->executeStep()) {
+      rows.push_back(read_row(*q));
+      rows.back().tags = tags_of(*tags, rows.back().id);
     }
     return rows;
   });
@@ -139,16 +139,16 @@ Result<std::vector<PackageRow>> PackageStore::list(const PackageQuery& query) {
 Status PackageStore::update(const std::string& id, std::optional<bool> available,
                             const std::optional<std::vector<std::string>>& tags, TimeMs now) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(
-        db_.db(), "UPDATE packages SET available = COALESCE(?, available), updated_at = ? WHERE id = ?");
+    auto q =
+        db_.prepare("UPDATE packages SET available = COALESCE(?, available), updated_at = ? WHERE id = ?");
     if (available) {
-      q.bind(1, *available ? 1 : 0);
+      q->bind(1, *available ? 1 : 0);
     } else {
-      q.bind(1);
+      q->bind(1);
     }
-    q.bind(2, now);
-    q.bind(3, id);
-    if (q.exec() == 0) return no_package(id);
+    q->bind(2, now);
+    q->bind(3, id);
+    if (q->exec() == 0) return no_package(id);
     if (tags) write_tags(db_.db(), id, *tags);
     return {};
   });
@@ -156,9 +156,9 @@ Status PackageStore::update(const std::string& id, std::optional<bool> available
 
 Status PackageStore::remove(const std::string& id) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(), "DELETE FROM packages WHERE id = ?");
-    q.bind(1, id);
-    if (q.exec() == 0) return no_package(id);
+    auto q = db_.prepare("DELETE FROM packages WHERE id = ?");
+    q->bind(1, id);
+    if (q->exec() == 0) return no_package(id);
     return {};
   });
 }
@@ -166,18 +166,18 @@ Status PackageStore::remove(const std::string& id) {
 Status PackageStore::set_ready(const std::string& id, const std::string& file_path, std::int64_t size,
                                const std::string& sha256, TimeMs now) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(),
-                        "UPDATE packages SET state = 'ready', file_path = ?, size = ?, sha256 = ?, "
-                        "updated_at = ? WHERE id = ?");
-    q.bind(1, file_path);
-    q.bind(2, size);
-    q.bind(3, sha256);
-    q.bind(4, now);
-    q.bind(5, id);
-    if (q.exec() == 0) return no_package(id);
-    SQLite::Statement clear(db_.db(), "DELETE FROM package_chunks WHERE package_id = ?");
-    clear.bind(1, id);
-    clear.exec();
+    auto q = db_.prepare(
+        "UPDATE packages SET state = 'ready', file_path = ?, size = ?, sha256 = ?, "
+        "updated_at = ? WHERE id = ?");
+    q->bind(1, file_path);
+    q->bind(2, size);
+    q->bind(3, sha256);
+    q->bind(4, now);
+    q->bind(5, id);
+    if (q->exec() == 0) return no_package(id);
+    auto clear = db_.prepare("DELETE FROM package_chunks WHERE package_id = ?");
+    clear->bind(1, id);
+    clear->exec();
     return {};
   });
 }
@@ -185,33 +185,32 @@ Status PackageStore::set_ready(const std::string& id, const std::string& file_pa
 Status PackageStore::record_chunk(const std::string& package_id, std::int64_t offset, std::int64_t length) {
   return db_.transaction([&]() -> Status {
     if (!package_exists(db_.db(), package_id)) return no_package(package_id);
-    SQLite::Statement q(db_.db(),
-                        "INSERT INTO package_chunks(package_id, offset, length) VALUES(?, ?, ?) "
-                        "ON CONFLICT(package_id, offset) DO UPDATE SET length = excluded.length");
-    q.bind(1, package_id);
-    q.bind(2, offset);
-    q.bind(3, length);
-    q.exec();
+    auto q = db_.prepare(
+        "INSERT INTO package_chunks(package_id, offset, length) VALUES(?, ?, ?) "
+        "ON CONFLICT(package_id, offset) DO UPDATE SET length = excluded.length");
+    q->bind(1, package_id);
+    q->bind(2, offset);
+    q->bind(3, length);
+    q->exec();
     return {};
   });
 }
 
 Result<std::vector<ChunkRow>> PackageStore::chunks(const std::string& package_id) {
   return db_.read([&]() -> Result<std::vector<ChunkRow>> {
-    SQLite::Statement q(db_.db(),
-                        "SELECT offset, length FROM package_chunks WHERE package_id = ? ORDER BY offset");
-    q.bind(1, package_id);
+    auto q = db_.prepare("SELECT offset, length FROM package_chunks WHERE package_id = ? ORDER BY offset");
+    q->bind(1, package_id);
     std::vector<ChunkRow> rows;
-    while (q.executeStep()) rows.push_back(ChunkRow{q.getColumn(0).getInt64(), q.getColumn(1).getInt64()});
+    while (q->executeStep()) rows.push_back(ChunkRow{q->getColumn(0).getInt64(), q->getColumn(1).getInt64()});
     return rows;
   });
 }
 
 Status PackageStore::clear_chunks(const std::string& package_id) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(), "DELETE FROM package_chunks WHERE package_id = ?");
-    q.bind(1, package_id);
-    q.exec();
+    auto q = db_.prepare("DELETE FROM package_chunks WHERE package_id = ?");
+    q->bind(1, package_id);
+    q->exec();
     return {};
   });
 }

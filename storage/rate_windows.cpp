@@ -1,5 +1,7 @@
 #include "storage/rate_windows.h"
 
+#include <algorithm>
+
 namespace dispatch::storage {
 
 using core::Result;
@@ -8,38 +10,40 @@ using core::TimeMs;
 
 Status RateWindowStore::record_event(const std::string& key, TimeMs t) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(), "INSERT INTO rate_events(key, t) VALUES(?, ?)");
-    q.bind(1, key);
-    q.bind(2, t);
-    q.exec();
-    SQLite::Statement trim(
-        db_.db(),
-        "DELETE FROM rate_events WHERE key = ? AND rowid NOT IN "
-        "(SELECT rowid FROM rate_events WHERE key = ? ORDER BY t DESC, rowid DESC LIMIT ?)");
-    trim.bind(1, key);
-    trim.bind(2, key);
-    trim.bind(3, max_per_key_);
-    trim.exec();
+    auto q = db_.prepare("INSERT INTO rate_events(key, t) VALUES(?, ?)");
+    q->bind(1, key);
+    q->bind(2, t);
+    q->exec();
+    // Everything older than the max_per_key-th newest event goes: an index walk of at most max_per_key
+    // entries (a NOT IN over the key's rowids cost a temporary b-tree per event).
+    auto trim = db_.prepare(
+        "DELETE FROM rate_events WHERE key = ?1 AND t < "
+        "(SELECT t FROM rate_events WHERE key = ?1 ORDER BY t DESC LIMIT 1 OFFSET ?2)");
+    trim->bind(1, key);
+    trim->bind(2, max_per_key_ - 1);
+    trim->exec();
     return {};
   });
 }
 
 Result<std::vector<TimeMs>> RateWindowStore::events(const std::string& key, TimeMs since) {
   return db_.read([&]() -> Result<std::vector<TimeMs>> {
-    SQLite::Statement q(db_.db(), "SELECT t FROM rate_events WHERE key = ? AND t >= ? ORDER BY t");
-    q.bind(1, key);
-    q.bind(2, since);
+    auto q = db_.prepare("SELECT t FROM rate_events WHERE key = ? AND t >= ? ORDER BY t DESC LIMIT ?");
+    q->bind(1, key);
+    q->bind(2, since);
+    q->bind(3, max_per_key_);
     std::vector<TimeMs> times;
-    while (q.executeStep()) times.push_back(q.getColumn(0).getInt64());
+    while (q->executeStep()) times.push_back(q->getColumn(0).getInt64());
+    std::reverse(times.begin(), times.end());
     return times;
   });
 }
 
 Result<int> RateWindowStore::prune(TimeMs older_than) {
   return db_.transaction([&]() -> Result<int> {
-    SQLite::Statement q(db_.db(), "DELETE FROM rate_events WHERE t < ?");
-    q.bind(1, older_than);
-    return q.exec();
+    auto q = db_.prepare("DELETE FROM rate_events WHERE t < ?");
+    q->bind(1, older_than);
+    return q->exec();
   });
 }
 

@@ -16,9 +16,10 @@ class RateWindowStore {
  public:
   explicit RateWindowStore(Database& db, int max_per_key = 1024) : db_(db), max_per_key_(max_per_key) {}
 
-  // Records an event at t; then keeps only the newest max_per_key events of key.
+  // Records an event at t; then keeps only the newest max_per_key events of key (events tied in time
+  // with the oldest kept one stay too).
   core::Status record_event(const std::string& key, core::TimeMs t);
-  // Times of key's events with t >= since, ascending.
+  // Times of key's newest (at most max_per_key) events with t >= since, ascending.
   core::Result<std::vector<core::TimeMs>> events(const std::string& key, core::TimeMs since);
   // Deletes every event with t < older_than; returns how many.
   core::Result<int> prune(core::TimeMs older_than);

@@ -20,36 +20,36 @@ core::Error invalid() { return make_error(ErrorCode::token_invalid, "download to
 
 Status TokenStore::insert(const DownloadTokenRow& row) {
   return db_.transaction([&]() -> Status {
-    SQLite::Statement q(db_.db(),
-                        "INSERT INTO download_tokens(token_hash, hardware_id, package_id, created_at, "
-                        "expires_at, spent, served_bytes) VALUES(?, ?, ?, ?, ?, ?, ?)");
-    q.bind(1, row.token_hash);
-    q.bind(2, row.hardware_id);
-    q.bind(3, row.package_id);
-    q.bind(4, row.created_at);
-    q.bind(5, row.expires_at);
-    q.bind(6, row.spent ? 1 : 0);
-    q.bind(7, row.served_bytes);
-    q.exec();
+    auto q = db_.prepare(
+        "INSERT INTO download_tokens(token_hash, hardware_id, package_id, created_at, "
+        "expires_at, spent, served_bytes) VALUES(?, ?, ?, ?, ?, ?, ?)");
+    q->bind(1, row.token_hash);
+    q->bind(2, row.hardware_id);
+    q->bind(3, row.package_id);
+    q->bind(4, row.created_at);
+    q->bind(5, row.expires_at);
+    q->bind(6, row.spent ? 1 : 0);
+    q->bind(7, row.served_bytes);
+    q->exec();
     return {};
   });
 }
 
 Result<DownloadTokenRow> TokenStore::get_by_hash(const std::string& token_hash) {
   return db_.read([&]() -> Result<DownloadTokenRow> {
-    SQLite::Statement q(db_.db(),
-                        "SELECT token_hash, hardware_id, package_id, created_at, expires_at, spent, "
-                        "served_bytes FROM download_tokens WHERE token_hash = ?");
-    q.bind(1, token_hash);
-    if (!q.executeStep()) return make_error(ErrorCode::not_found, "no such download token");
+    auto q = db_.prepare(
+        "SELECT token_hash, hardware_id, package_id, created_at, expires_at, spent, "
+        "served_bytes FROM download_tokens WHERE token_hash = ?");
+    q->bind(1, token_hash);
+    if (!q->executeStep()) return make_error(ErrorCode::not_found, "no such download token");
     DownloadTokenRow row;
-    row.token_hash = q.getColumn(0).getString();
-    row.hardware_id = q.getColumn(1).getString();
-    row.package_id = q.getColumn(2).getString();
-    row.created_at = q.getColumn(3).getInt64();
-    row.expires_at = q.getColumn(4).getInt64();
-    row.spent = q.getColumn(5).getInt() != 0;
-    row.served_bytes = q.getColumn(6).getInt64();
+    row.token_hash = q->getColumn(0).getString();
+    row.hardware_id = q->getColumn(1).getString();
+    row.package_id = q->getColumn(2).getString();
+    row.created_at = q->getColumn(3).getInt64();
+    row.expires_at = q->getColumn(4).getInt64();
+    row.spent = q->getColumn(5).getInt() != 0;
+    row.served_bytes = q->getColumn(6).getInt64();
     return row;
   });
 }
@@ -64,27 +64,25 @@ Result<SpendResult> TokenStore::serve(const std::string& token_hash, const std::
   // IMMEDIATE: the check and the spend happen under the write lock, so two connections cannot both
   // see the token unspent and both spend it.
   return db_.transaction([&]() -> Result<SpendResult> {
-    auto& db = db_.db();
-    SQLite::Statement q(db,
-                        "SELECT hardware_id, expires_at, spent FROM download_tokens WHERE token_hash = ?");
-    q.bind(1, token_hash);
-    if (!q.executeStep()) return invalid();
-    if (q.getColumn(0).getString() != hardware_id || now >= q.getColumn(1).getInt64() ||
-        q.getColumn(2).getInt() != 0) {
+    auto q = db_.prepare("SELECT hardware_id, expires_at, spent FROM download_tokens WHERE token_hash = ?");
+    q->bind(1, token_hash);
+    if (!q->executeStep()) return invalid();
+    if (q->getColumn(0).getString() != hardware_id || now >= q->getColumn(1).getInt64() ||
+        q->getColumn(2).getInt() != 0) {
       return invalid();
     }
-    q.reset();
+    q->reset();
 
     // Merge the stored ranges with the new one and store the merged set back: the table stays as
     // small as the number of gaps, however many times chunks are re-requested.
     std::vector<std::pair<std::int64_t, std::int64_t>> ranges;  // [begin, end)
-    SQLite::Statement r(db, "SELECT offset, length FROM token_ranges WHERE token_hash = ?");
-    r.bind(1, token_hash);
-    while (r.executeStep()) {
-      const std::int64_t begin = r.getColumn(0).getInt64();
-      ranges.emplace_back(begin, begin + r.getColumn(1).getInt64());
+    auto r = db_.prepare("SELECT offset, length FROM token_ranges WHERE token_hash = ?");
+    r->bind(1, token_hash);
+    while (r->executeStep()) {
+      const std::int64_t begin = r->getColumn(0).getInt64();
+      ranges.emplace_back(begin, begin + r->getColumn(1).getInt64());
     }
-    r.reset();
+    r->reset();
     if (length > 0) ranges.emplace_back(offset, offset + length);
     std::sort(ranges.begin(), ranges.end());
     std::vector<std::pair<std::int64_t, std::int64_t>> merged;
@@ -101,41 +99,41 @@ Result<SpendResult> TokenStore::serve(const std::string& token_hash, const std::
     }
     const bool spent = covered >= total;
 
-    SQLite::Statement clear(db, "DELETE FROM token_ranges WHERE token_hash = ?");
-    clear.bind(1, token_hash);
-    clear.exec();
+    auto clear = db_.prepare("DELETE FROM token_ranges WHERE token_hash = ?");
+    clear->bind(1, token_hash);
+    clear->exec();
     if (!spent) {
-      SQLite::Statement add(db, "INSERT INTO token_ranges(token_hash, offset, length) VALUES(?, ?, ?)");
+      auto add = db_.prepare("INSERT INTO token_ranges(token_hash, offset, length) VALUES(?, ?, ?)");
       for (const auto& [begin, end] : merged) {
-        add.reset();
-        add.bind(1, token_hash);
-        add.bind(2, begin);
-        add.bind(3, end - begin);
-        add.exec();
+        add->reset();
+        add->bind(1, token_hash);
+        add->bind(2, begin);
+        add->bind(3, end - begin);
+        add->exec();
       }
     }
-    SQLite::Statement u(db, "UPDATE download_tokens SET spent = ?, served_bytes = ? WHERE token_hash = ?");
-    u.bind(1, spent ? 1 : 0);
-    u.bind(2, covered);
-    u.bind(3, token_hash);
-    u.exec();
+    auto u = db_.prepare("UPDATE download_tokens SET spent = ?, served_bytes = ? WHERE token_hash = ?");
+    u->bind(1, spent ? 1 : 0);
+    u->bind(2, covered);
+    u->bind(3, token_hash);
+    u->exec();
     return SpendResult{spent, covered};
   });
 }
 
 Result<int> TokenStore::remove_for_package(const std::string& package_id) {
   return db_.transaction([&]() -> Result<int> {
-    SQLite::Statement q(db_.db(), "DELETE FROM download_tokens WHERE package_id = ? AND spent = 0");
-    q.bind(1, package_id);
-    return q.exec();
+    auto q = db_.prepare("DELETE FROM download_tokens WHERE package_id = ? AND spent = 0");
+    q->bind(1, package_id);
+    return q->exec();
   });
 }
 
 Result<int> TokenStore::prune_expired(TimeMs before) {
   return db_.transaction([&]() -> Result<int> {
-    SQLite::Statement q(db_.db(), "DELETE FROM download_tokens WHERE expires_at <= ?");
-    q.bind(1, before);
-    return q.exec();
+    auto q = db_.prepare("DELETE FROM download_tokens WHERE expires_at <= ?");
+    q->bind(1, before);
+    return q->exec();
   });
 }
 

@@ -90,6 +90,11 @@ void SlidingWindowLimiter::restore(std::string_view key, std::vector<TimeMs> eve
   touch(key).events = std::move(events);
 }
 
+bool SlidingWindowLimiter::contains(std::string_view key) const {
+  std::lock_guard lock(mu_);
+  return entries_.find(key) != entries_.end();
+}
+
 std::size_t SlidingWindowLimiter::size() const {
   std::lock_guard lock(mu_);
   return entries_.size();

@@ -55,6 +55,9 @@ class SlidingWindowLimiter {
   // ones and all but the newest `limit` are dropped; nothing left forgets the key.
   void restore(std::string_view key, std::vector<TimeMs> events);
 
+  // Whether the key is held (it may have no event that still counts). A caller that keeps the events in
+  // storage restores a key that is not held before its first hit().
+  bool contains(std::string_view key) const;
   // Number of keys held.
   std::size_t size() const;
 

@@ -330,6 +330,7 @@ TEST_CASE("upload: any order, idempotent per offset, verified before it is ready
 TEST_CASE("fresh token verification per key type", "[provisioning][token]") {
   Fixture f;
   f.config.provisioning_rate_limit = 1000;
+  f.open(":memory:");  // the limit is read when the service starts
   f.add_package("2.0.0", bytes_of(10));
   for (KeyType t : {KeyType::rsa, KeyType::ec_p256, KeyType::ed25519}) {
     const std::string hw = std::string("dev-") + std::string(core::to_string(t));
