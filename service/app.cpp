@@ -111,6 +111,7 @@ void App::handle_batch(const std::vector<InboundMessage>& batch) {
   DISPATCH_FAILPOINT("after_batch_commit");
   if (batch_committed_deliveries_) DISPATCH_FAILPOINT("after_delivery_commit");
   if (batch_committed_replies_) DISPATCH_FAILPOINT("after_reply_commit");
+  provisioning_->after_commit();
   batch_committed_deliveries_ = batch_committed_replies_ = false;
   publisher_.release();
 }

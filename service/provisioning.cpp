@@ -28,6 +28,7 @@
 #include "protocol/ids.h"
 #include "protocol/json_request.h"
 #include "service/api_util.h"
+#include "service/failpoint.h"
 #include "storage/database.h"
 #include "storage/devices.h"
 #include "storage/idempotency.h"
@@ -169,6 +170,10 @@ struct Provisioning::Impl {
   core::SlidingWindowLimiter limiter;
   protocol::JsonLimits limits;
   core::TimeMs last_prune = 0;
+  // What the current batch did, for the failpoints that sit after its commit (after_commit()).
+  bool batch_issued_token = false;
+  bool batch_spent_token = false;
+  bool batch_finished_upload = false;
 
   // Parsed device keys by hardware id, each with the PEM it came from (a re-registered key misses and
   // replaces its entry). OpenSSL's PEM decoding costs several times the RSA verification itself.
@@ -498,9 +503,12 @@ struct Provisioning::Impl {
                       file_size, digest, p.size, p.sha256));
     }
     const std::string bin = bin_path(p.id);
+    DISPATCH_FAILPOINT("before_package_rename");
     if (::rename(part.c_str(), bin.c_str()) != 0) return io_error("cannot rename", part);
     if (auto st = fsync_dir(config.storage_data_dir); !st) return st;
+    DISPATCH_FAILPOINT("after_package_rename");
     if (auto st = packages.set_ready(p.id, bin, p.size, p.sha256, clock.now_ms()); !st) return st;
+    batch_finished_upload = true;
     spdlog::info("package {} uploaded and verified ({} bytes)", p.id, p.size);
     return {};
   }
@@ -638,6 +646,8 @@ struct Provisioning::Impl {
       row.created_at = now;
       row.expires_at = now + config.provisioning_download_token_ttl_s * 1000;
       if (auto st = tokens.insert(row); !st) return st.error();
+      DISPATCH_FAILPOINT("before_token_issue_commit");
+      batch_issued_token = true;
       pkg["download_token"] = token;
       pkg["expires_at"] = core::format_rfc3339(row.expires_at);
     }
@@ -800,7 +810,11 @@ struct Provisioning::Impl {
     // Recorded only once the bytes are in hand; the store decides atomically whether the token is spent.
     auto served = tokens.serve(hash, hw, now, *offset, len, total);
     if (!served) return served.error();
-    if (served->spent_now) spdlog::info("download token of {} for package {} fully served", hw, p->id);
+    if (served->spent_now) {
+      DISPATCH_FAILPOINT("before_token_spend_commit");
+      batch_spent_token = true;
+      spdlog::info("download token of {} for package {} fully served", hw, p->id);
+    }
     c.header = Json{{"offset", *offset},
                     {"length", len},
                     {"total", total},
@@ -923,5 +937,13 @@ core::Result<nlohmann::json> Provisioning::upload(const nlohmann::json& header, 
 void Provisioning::on_request(const std::string& hw, const InboundMessage& m) { impl_->on_request(hw, m); }
 void Provisioning::on_download(const std::string& hw, const InboundMessage& m) { impl_->on_download(hw, m); }
 void Provisioning::on_timer() { impl_->on_timer(); }
+
+void Provisioning::after_commit() {
+  // The batch's answers (a download token, the last chunk, "ready") are not published yet.
+  if (impl_->batch_issued_token) DISPATCH_FAILPOINT("after_token_issue_commit");
+  if (impl_->batch_spent_token) DISPATCH_FAILPOINT("after_token_spend_commit");
+  if (impl_->batch_finished_upload) DISPATCH_FAILPOINT("after_package_ready_commit");
+  impl_->batch_issued_token = impl_->batch_spent_token = impl_->batch_finished_upload = false;
+}
 
 }  // namespace dispatch::service

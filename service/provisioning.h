@@ -44,6 +44,11 @@ class Provisioning {
   // Periodic pruning of nonces, rate windows and expired download tokens.
   void on_timer();
 
+  // Called by the loop once a batch's transaction is committed and before its answers are published:
+  // the place of the failpoints after_token_issue_commit, after_token_spend_commit and
+  // after_package_ready_commit (test builds only; otherwise it only resets the batch's flags).
+  void after_commit();
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
