@@ -167,6 +167,8 @@ TEST_CASE("PublicKey::from_pem refuses unsupported and malformed keys", "[core][
        "unsupported key: ED448 keys are not accepted; use RSA (at least 2048 bits), EC P-256 or Ed25519"},
       {"private key PEM", key_of(KeyType::ed25519).private_pem(),
        "expected a public key (-----BEGIN PUBLIC KEY-----), got a private key"},
+      {"PKCS#1 RSA PUBLIC KEY block (not SubjectPublicKeyInfo)", keys::rsa_pkcs1_public_pem(2048),
+       "malformed public key: expected a PEM -----BEGIN PUBLIC KEY----- block"},
       {"empty", "", "empty public key"},
       {"whitespace only", " \n\t", "empty public key"},
       {"garbage", "hello world", "malformed public key: expected a PEM -----BEGIN PUBLIC KEY----- block"},

@@ -2,6 +2,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/dsa.h>
+#include <openssl/encoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -86,6 +87,22 @@ std::string encrypted_private_pem() { return to_pem(ec("P-256").get(), Form::pri
 std::string ec_public_pem(const char* curve) { return to_pem(ec(curve).get(), Form::public_spki); }
 std::string x25519_public_pem() { return to_pem(simple("X25519").get(), Form::public_spki); }
 std::string ed448_public_pem() { return to_pem(simple("ED448").get(), Form::public_spki); }
+
+std::string rsa_pkcs1_public_pem(int bits) {
+  PkeyPtr key = rsa(bits);
+  // The "type-specific" structure of an RSA public key is PKCS#1 (-----BEGIN RSA PUBLIC KEY-----).
+  OSSL_ENCODER_CTX* ctx =
+      OSSL_ENCODER_CTX_new_for_pkey(key.get(), EVP_PKEY_PUBLIC_KEY, "PEM", "type-specific", nullptr);
+  REQUIRE(ctx != nullptr);
+  unsigned char* data = nullptr;
+  std::size_t len = 0;
+  const int rc = OSSL_ENCODER_to_data(ctx, &data, &len);
+  OSSL_ENCODER_CTX_free(ctx);
+  REQUIRE(rc == 1);
+  std::string pem(reinterpret_cast<const char*>(data), len);
+  OPENSSL_free(data);
+  return pem;
+}
 
 std::string dsa_public_pem() {
   // DSA needs domain parameters first; EVP_PKEY_Q_keygen cannot make them.

@@ -8,6 +8,8 @@ namespace dispatch::testing {
 
 // SubjectPublicKeyInfo ("-----BEGIN PUBLIC KEY-----") of an RSA key with `bits` bits.
 std::string rsa_public_pem(int bits);
+// PKCS#1 ("-----BEGIN RSA PUBLIC KEY-----") RSA public key: not a SubjectPublicKeyInfo.
+std::string rsa_pkcs1_public_pem(int bits);
 // PKCS#8 ("-----BEGIN PRIVATE KEY-----") RSA private key with `bits` bits.
 std::string rsa_private_pem(int bits);
 // Traditional ("-----BEGIN RSA PRIVATE KEY-----") RSA private key with `bits` bits.
