@@ -12,6 +12,7 @@
 #include <cstdlib>
 
 #include "service/paho_message.h"
+#include "service/paho_options.h"
 
 namespace dispatch::service {
 
@@ -89,26 +90,7 @@ void MqttLink::set_subscriptions(std::vector<std::string> filters) { subscriptio
 core::Status MqttLink::connect(int timeout_ms) {
   try {
     auto b = mqtt::connect_options_builder();
-    b.keep_alive_interval(std::chrono::seconds(opts_.keepalive_s))
-        .automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(10));
-    if (opts_.mqtt_version == 5) {
-      b.mqtt_version(MQTTVERSION_5).clean_start(opts_.clean_start);
-      if (opts_.session_expiry_s > 0) {
-        b.properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, opts_.session_expiry_s}});
-      }
-    } else {
-      b.mqtt_version(MQTTVERSION_3_1_1).clean_session(opts_.clean_start);
-    }
-    if (!opts_.username.empty()) b.user_name(opts_.username);
-    if (!opts_.password.empty()) b.password(opts_.password);
-    if (opts_.uri.rfind("ssl://", 0) == 0 || opts_.uri.rfind("mqtts://", 0) == 0) {
-      auto ssl = mqtt::ssl_options_builder();
-      if (!opts_.ca_file.empty()) ssl.trust_store(opts_.ca_file);
-      if (!opts_.cert_file.empty()) ssl.key_store(opts_.cert_file);
-      if (!opts_.key_file.empty()) ssl.private_key(opts_.key_file);
-      ssl.enable_server_cert_auth(true);
-      b.ssl(ssl.finalize());
-    }
+    apply_connect_options(b, opts_, std::chrono::seconds(10));
     // Built in place and passed straight to connect(): copies lose properties (paho.mqtt.cpp #445).
     auto tok = client_->connect(b.finalize());
     if (!tok->wait_for(std::chrono::milliseconds(timeout_ms))) {
