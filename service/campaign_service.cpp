@@ -706,11 +706,12 @@ Status CampaignService::start() {
       auto a = m.load(row);
       if (!a) return a.error();
       Impl::Active& act = *(m.active_[row.id] = std::move(*a));
-      // Committed but never acknowledged by the broker: publish again with the same command id.
+      // Every send still waiting for its reply is published again with the same command id: one never
+      // acknowledged by the broker, and one whose reply the broker handed to the crashed process (Paho
+      // acknowledges on receipt) but that was not written yet. The device answers the id again.
       for (std::size_t i = 0; i < act.snap.executions.size(); ++i) {
         const Execution& e = act.snap.executions[i];
-        if (e.state != ExecState::sent || !e.command_id || act.side[i].published_attempt >= e.attempt)
-          continue;
+        if (e.state != ExecState::sent || !e.command_id) continue;
         m.outbox_.push_back(Impl::PendingSend{row.id, e.hardware_id, *e.command_id, e.attempt});
         ++resent;
       }
@@ -720,7 +721,7 @@ Status CampaignService::start() {
     q.after = rows->back().id;
   }
   if (!m.active_.empty()) {
-    spdlog::info("campaigns: {} active, {} unacknowledged sends to publish again", m.active_.size(), resent);
+    spdlog::info("campaigns: {} active, {} unanswered sends to publish again", m.active_.size(), resent);
   }
   return {};
 }

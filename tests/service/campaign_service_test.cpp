@@ -399,7 +399,7 @@ TEST_CASE("a timed-out attempt is retried with a new command id; a late reply ch
   CHECK_FALSE(f.service().on_reply("dev-001", "never-sent", true, ""));
 }
 
-TEST_CASE("a restart resumes with identical statistics and republishes unacknowledged sends",
+TEST_CASE("a restart resumes with identical statistics and republishes every unanswered send",
           "[service][campaigns]") {
   dispatch::testing::TempDir dir;
   Fixture f(dir.path() + "/db");
@@ -429,16 +429,19 @@ TEST_CASE("a restart resumes with identical statistics and republishes unacknowl
   CHECK(after["stats"] == before["stats"]);
   CHECK(after["groups"] == before["groups"]);
   CHECK(after["state"] == "running");
-  // Exactly the unacknowledged, unanswered sends are published again, each with its command id.
-  CHECK(f.service().outbox_size() == 3);
+  // Exactly the unanswered sends are published again, each with its command id: acknowledged by the
+  // broker or not (a reply may have died with the process after Paho acknowledged it).
+  CHECK(f.service().outbox_size() == 4);
   auto again = f.pump();
-  REQUIRE(again.size() == 3);
+  REQUIRE(again.size() == 4);
+  std::set<std::string> again_hws;
   for (const auto& s : again) {
     CHECK(s.hw != sends[0].hw);  // answered
-    CHECK(s.hw != sends[1].hw);  // acknowledged
     CHECK(s.hw != sends[2].hw);  // answered
     CHECK(s.command_id == ids[s.hw]);
+    again_hws.insert(s.hw);
   }
+  CHECK(again_hws.count(sends[1].hw) == 1);  // acknowledged but unanswered
   // Ticking on mints no second id for any device already sent (the batch of 4 is full).
   f.ack(again);
   auto more = f.step();
