@@ -61,6 +61,9 @@ MqttClient::~MqttClient() {
     disconnect();
   } catch (...) {
   }
+  // Paho's threads may call into the listener and the queues until the client is gone: destroy it while
+  // they still exist (members would go in reverse order, after them).
+  client_.reset();
 }
 
 core::Status MqttClient::connect(int timeout_ms) {

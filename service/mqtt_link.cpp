@@ -83,6 +83,9 @@ MqttLink::~MqttLink() {
     if (client_ && client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));
   } catch (...) {
   }
+  // Paho's threads may still call into callbacks_ until the client is gone: destroy it first (members
+  // would go in reverse order, callbacks_ before client_).
+  client_.reset();
 }
 
 void MqttLink::set_subscriptions(std::vector<std::string> filters) { subscriptions_ = std::move(filters); }

@@ -2,6 +2,7 @@
 // the service only through the broker, as an independent client would.
 #pragma once
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -22,13 +23,17 @@ class Daemon {
     client_id_ = "dispatchd-" + std::to_string(free_port());
     start();
   }
-  ~Daemon() { stop(); }
+  // Stops the service with SIGTERM and records a test failure unless it exits 0 (see check_ended_well).
+  ~Daemon() { finish(); }
 
   const std::string& dir() const { return dir_.path(); }
   std::string db_path() const { return dir_.path() + "/dispatch.db"; }
   std::string log() const { return read_file(dir_.path() + "/dispatchd.log"); }
 
+  // Starts the service (again: the previous process must have ended well, see check_ended_well).
   void start() {
+    check_ended_well();
+    ended_by_test_ = false;
     std::vector<std::string> argv = {std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd",
                                      "--mqtt.uri",
                                      broker_uri_,
@@ -54,21 +59,60 @@ class Daemon {
     return false;
   }
   void set_env(std::vector<std::string> env) { env_ = std::move(env); }
-  void kill9() { proc_->kill9(); }
-  int terminate() { return proc_->terminate(10000); }
-  void stop() {
-    if (proc_ && proc_->running()) proc_->kill9();
+  // The test ends the process: it owns the outcome (kill9 is not a failure; terminate's code is returned).
+  void kill9() {
+    ended_by_test_ = true;
+    proc_->kill9();
+  }
+  int terminate() {
+    ended_by_test_ = true;
+    return proc_->terminate(k_stop_timeout_ms);
   }
   bool running() { return proc_ && proc_->running(); }
   Process& process() { return *proc_; }
 
+  // How the last log lines of the service read (for failure messages).
+  std::string log_tail(std::size_t max_chars = 4000) const {
+    auto text = log();
+    return text.size() > max_chars ? "..." + text.substr(text.size() - max_chars) : text;
+  }
+
  private:
+  static constexpr int k_stop_timeout_ms = 15000;
+  static constexpr const char* k_report_hint =
+      "\n(scripts/test --sanitize: ASan/LSan reports are in build-asan/sanitizer-reports/)\n";
+
+  // A service the test did not end itself must have ended by SIGKILL (a failpoint) or exit code 0.
+  // Anything else is a crash: in the sanitized build an ASan/UBSan report aborts the process (SIGABRT)
+  // and a leak found at exit makes it exit non-zero, so this is where a report fails the test.
+  void check_ended_well() {
+    if (!proc_ || ended_by_test_ || proc_->running()) return;
+    int rc = proc_->wait(0);
+    if (rc != 0 && rc != 128 + 9) {
+      FAIL_CHECK("dispatchd ended on its own with " << rc << " (128+n: signal n)" << k_report_hint
+                                                    << log_tail());
+    }
+  }
+  // A clean SIGTERM stop is part of every test; the leak check of a sanitized build runs at that exit.
+  void finish() {
+    if (proc_ && proc_->running()) {
+      int rc = proc_->terminate(k_stop_timeout_ms);
+      if (rc != 0) {
+        FAIL_CHECK("dispatchd did not stop cleanly on SIGTERM: " << rc << " (128+n: signal n, -1: timeout)"
+                                                                 << k_report_hint << log_tail());
+      }
+      return;
+    }
+    check_ended_well();
+  }
+
   std::string broker_uri_;
   std::vector<std::string> extra_;
   std::vector<std::string> env_;
   std::string client_id_;
   TempDir dir_;
   std::unique_ptr<Process> proc_;
+  bool ended_by_test_ = false;
 };
 
 // API call helper: the parsed answer (object), failing the test on transport errors.
