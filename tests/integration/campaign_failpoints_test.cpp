@@ -9,13 +9,13 @@
 #include <deque>
 #include <map>
 #include <mutex>
-#include <set>
 #include <sstream>
 #include <thread>
 
 #include "protocol/core/signature.h"
 #include "storage/campaigns.h"
 #include "storage/database.h"
+#include "tests/integration/command_fleet.h"
 #include "tests/integration/daemon_fixture.h"
 
 using dispatch::service::ClientOptions;
@@ -47,70 +47,6 @@ std::unique_ptr<MqttClient> connect_client(const Broker& b, int max_inflight = 1
 }
 
 std::string hw_name(int group, int i) { return std::string(k_groups[group]) + "-" + std::to_string(100 + i); }
-
-// Devices: every command request is answered `<id> s ok` on the reply topic, again when the same id
-// is delivered again (the id is the device's idempotency key). Every distinct id is recorded.
-class Fleet {
- public:
-  explicit Fleet(const Broker& b) {
-    replier_ = connect_client(b, 256);
-    listener_ = connect_client(b);
-    listener_->set_handler([this](InboundMessage&& m) {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(std::move(m));
-      cv_.notify_one();
-    });
-    REQUIRE(listener_->subscribe("esthesis/command/request/+", 1));
-    worker_ = std::thread([this] { run(); });
-  }
-  ~Fleet() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    worker_.join();
-    listener_->disconnect();
-  }
-  std::map<std::string, std::set<std::string>> ids() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return ids_;
-  }
-  std::map<std::string, int> deliveries() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return deliveries_;
-  }
-
- private:
-  void run() {
-    for (;;) {
-      std::string topic, payload;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-        if (stop_) return;
-        InboundMessage m = std::move(queue_.front());
-        queue_.pop_front();
-        const std::string hw = m.topic.substr(m.topic.rfind('/') + 1);
-        const std::string id = m.payload.substr(0, m.payload.find(' '));
-        ids_[hw].insert(id);
-        ++deliveries_[hw];
-        topic = "esthesis/command/reply/" + hw;
-        payload = id + " s ok";
-      }
-      (void)replier_->publish(topic, payload, 1);
-    }
-  }
-
-  std::unique_ptr<MqttClient> replier_, listener_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<InboundMessage> queue_;
-  std::map<std::string, std::set<std::string>> ids_;
-  std::map<std::string, int> deliveries_;
-  bool stop_ = false;
-  std::thread worker_;
-};
 
 const char* const k_counters[] = {"queued", "sent", "succeeded", "failed", "timed_out", "canceled"};
 
@@ -147,7 +83,7 @@ void run_walk(const std::string& failpoint, int hit) {
       REQUIRE(r.value("hardware_id", "") == hw_name(g, i));
     }
   }
-  Fleet fleet(broker);
+  CommandFleet fleet(broker);
 
   auto created = call("campaigns/create", {{"name", "failpoint walk"},
                                            {"type", "reboot"},
@@ -228,7 +164,7 @@ void run_walk(const std::string& failpoint, int hit) {
     REQUIRE(attempts);
     CHECK(attempts->size() == 1);  // no retry was owed: every device answered success
     CHECK(ids[r.hardware_id].size() == 1);
-    CHECK(ids[r.hardware_id] == std::set<std::string>(attempts->begin(), attempts->end()));
+    CHECK(ids[r.hardware_id] == *attempts);
     CHECK(r.state == "succeeded");
   }
 

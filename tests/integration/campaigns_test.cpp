@@ -15,6 +15,7 @@
 
 #include "protocol/core/signature.h"
 #include "storage/database.h"
+#include "tests/integration/command_fleet.h"
 #include "tests/integration/daemon_fixture.h"
 
 using dispatch::service::ClientOptions;
@@ -60,72 +61,6 @@ void register_devices(const Broker& b, const std::vector<std::pair<std::string, 
   for (auto& th : threads) th.join();
   REQUIRE(failures == 0);
 }
-
-// Devices: every command request is answered `<id> s ok` or `<id> f boom` on the reply topic. A repeated
-// command id is not run again (idempotency key) but its reply is sent again. Every id is recorded.
-class Fleet {
- public:
-  Fleet(const Broker& b, std::function<bool(const std::string&)> fails) : fails_(std::move(fails)) {
-    replier_ = connect_client(b, 256);
-    listener_ = connect_client(b);
-    listener_->set_handler([this](InboundMessage&& m) {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(std::move(m));
-      cv_.notify_one();
-    });
-    REQUIRE(listener_->subscribe("esthesis/command/request/+", 1));
-    worker_ = std::thread([this] { run(); });
-  }
-  ~Fleet() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    worker_.join();
-    listener_->disconnect();
-  }
-  std::map<std::string, std::vector<std::string>> ids() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return ids_;
-  }
-  size_t contacted(const std::string& prefix) {
-    std::lock_guard<std::mutex> lock(mu_);
-    size_t n = 0;
-    for (const auto& [hw, v] : ids_) n += hw.rfind(prefix, 0) == 0 ? 1 : 0;
-    return n;
-  }
-
- private:
-  void run() {
-    for (;;) {
-      InboundMessage m;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-        if (stop_) return;
-        m = std::move(queue_.front());
-        queue_.pop_front();
-        const std::string hw = m.topic.substr(m.topic.rfind('/') + 1);
-        const std::string id = m.payload.substr(0, m.payload.find(' '));
-        auto& seen = ids_[hw];
-        if (std::find(seen.begin(), seen.end(), id) == seen.end()) seen.push_back(id);
-        m.topic = "esthesis/command/reply/" + hw;
-        m.payload = id + (fails_(hw) ? " f boom" : " s ok");
-      }
-      (void)replier_->publish(m.topic, m.payload, 1);
-    }
-  }
-
-  std::function<bool(const std::string&)> fails_;
-  std::unique_ptr<MqttClient> replier_, listener_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<InboundMessage> queue_;
-  std::map<std::string, std::vector<std::string>> ids_;
-  bool stop_ = false;
-  std::thread worker_;
-};
 
 // Polls campaigns/get until `done` holds (or the timeout passes); returns the last answer.
 json wait_campaign(MqttClient& c, const std::string& id, const std::function<bool(const json&)>& done,
@@ -187,7 +122,7 @@ TEST_CASE("a 3-group campaign of 2,100 devices with 2% failures completes with e
   }
   register_devices(broker, devices);
   // Every 50th device fails: exactly 2 % of each group.
-  Fleet fleet(broker, [](const std::string& hw) { return std::stoi(hw.substr(3)) % 50 == 7; });
+  CommandFleet fleet(broker, [](const std::string& hw) { return std::stoi(hw.substr(3)) % 50 == 7; });
 
   auto created =
       api(*platform, "campaigns/create",
@@ -238,7 +173,7 @@ TEST_CASE("a group under its threshold pauses the campaign before the next group
   for (int i = 0; i < 200; ++i) devices.emplace_back(hw_name("gb", i), "gb");
   register_devices(broker, devices);
   // 10 % of group 1 fails; group 2 would all succeed.
-  Fleet fleet(broker, [](const std::string& hw) {
+  CommandFleet fleet(broker, [](const std::string& hw) {
     return hw.rfind("ga", 0) == 0 && std::stoi(hw.substr(3)) % 10 == 3;
   });
 
@@ -280,7 +215,7 @@ TEST_CASE("a campaign survives SIGKILL of the service: one command id per device
   std::vector<std::pair<std::string, std::string>> devices;
   for (int i = 0; i < k_devices; ++i) devices.emplace_back(hw_name("gk", i), "gk");
   register_devices(broker, devices);
-  Fleet fleet(broker, [](const std::string& hw) { return std::stoi(hw.substr(3)) % 50 == 7; });
+  CommandFleet fleet(broker, [](const std::string& hw) { return std::stoi(hw.substr(3)) % 50 == 7; });
 
   // Slow enough (batches of 25) to be killed in the middle of sending, three times.
   auto created = api(*platform, "campaigns/create",

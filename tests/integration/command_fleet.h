@@ -1,0 +1,111 @@
+// Simulated devices for integration tests: one connection listens on every device's command topic and a
+// worker answers each command line on that device's reply topic with `<id> s ok`, or `<id> f boom` where
+// fails(hw) says so. A repeated command id is answered again (the id is the device's idempotency key,
+// PROTOCOL §1.3). Per device it records the distinct command ids in the order first seen and the number
+// of deliveries.
+#pragma once
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "service/mqtt_client.h"
+#include "tests/support/broker.h"
+
+namespace dispatch::testing {
+
+class CommandFleet {
+ public:
+  explicit CommandFleet(const Broker& b, std::function<bool(const std::string&)> fails = {})
+      : fails_(std::move(fails)) {
+    replier_ = connect(b, 256);
+    listener_ = connect(b, 16);
+    listener_->set_handler([this](service::InboundMessage&& m) {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(m));
+      cv_.notify_one();
+    });
+    REQUIRE(listener_->subscribe("esthesis/command/request/+", 1));
+    worker_ = std::thread([this] { run(); });
+  }
+  ~CommandFleet() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+    listener_->disconnect();
+  }
+  CommandFleet(const CommandFleet&) = delete;
+  CommandFleet& operator=(const CommandFleet&) = delete;
+
+  // Device → its distinct command ids, in the order first received.
+  std::map<std::string, std::vector<std::string>> ids() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ids_;
+  }
+  // Device → how many command lines it received (re-deliveries included).
+  std::map<std::string, int> deliveries() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return deliveries_;
+  }
+  // How many devices whose id starts with prefix received anything.
+  size_t contacted(const std::string& prefix) {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t n = 0;
+    for (const auto& [hw, v] : ids_) n += hw.rfind(prefix, 0) == 0 ? 1 : 0;
+    return n;
+  }
+
+ private:
+  static std::unique_ptr<service::MqttClient> connect(const Broker& b, int max_inflight) {
+    service::ClientOptions o;
+    o.uri = b.uri();
+    o.max_inflight = max_inflight;
+    auto c = std::make_unique<service::MqttClient>(o);
+    REQUIRE(c->connect(10000));
+    return c;
+  }
+
+  void run() {
+    for (;;) {
+      std::string topic, payload;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        if (stop_) return;
+        service::InboundMessage m = std::move(queue_.front());
+        queue_.pop_front();
+        const std::string hw = m.topic.substr(m.topic.rfind('/') + 1);
+        const std::string id = m.payload.substr(0, m.payload.find(' '));
+        auto& seen = ids_[hw];
+        if (std::find(seen.begin(), seen.end(), id) == seen.end()) seen.push_back(id);
+        ++deliveries_[hw];
+        topic = "esthesis/command/reply/" + hw;
+        payload = id + (fails_ && fails_(hw) ? " f boom" : " s ok");
+      }
+      (void)replier_->publish(topic, payload, 1);
+    }
+  }
+
+  std::function<bool(const std::string&)> fails_;
+  std::unique_ptr<service::MqttClient> replier_, listener_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<service::InboundMessage> queue_;
+  std::map<std::string, std::vector<std::string>> ids_;
+  std::map<std::string, int> deliveries_;
+  bool stop_ = false;
+  std::thread worker_;
+};
+
+}  // namespace dispatch::testing
