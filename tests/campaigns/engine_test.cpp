@@ -305,7 +305,7 @@ TEST_CASE("resuming an abort pause counts only what finishes afterwards") {
   CHECK(s.progress.state == State::running);
 }
 
-TEST_CASE("retries: failure and timeout requeue with backoff; each attempt has its own command id") {
+TEST_CASE("retries: failure and timeout requeue with backoff, each attempt has its own command id") {
   CampaignDocument d = doc_with_groups({1});
   d.retries = RetryPolicy{2, 30};
   d.reply_timeout_s = 100;
@@ -414,7 +414,7 @@ TEST_CASE("verify_version: success needs the reported package version before the
   CHECK(s.progress.state == State::completed);
 }
 
-TEST_CASE("terminate cancels queued and sent executions; later replies change nothing") {
+TEST_CASE("terminate cancels queued and sent executions, later replies change nothing") {
   CampaignDocument d = doc_with_groups({4});
   d.batch_size = 2;
   CampaignSnapshot s = started(d);
@@ -455,7 +455,7 @@ TEST_CASE("a user pause stops new sends but replies still count") {
   CHECK(step(s, clock, ids).sends.size() == 2);
 }
 
-TEST_CASE("expand: duplicates are contacted once, in their first group; missing ids are counted") {
+TEST_CASE("expand: duplicates are contacted once, in their first group, missing ids are counted") {
   FakeDirectory dir;
   dir.add("dev-1", {"canary", "all"});
   dir.add("dev-2", {"eu", "all"});
@@ -507,7 +507,7 @@ TEST_CASE("conditions compare numbers as numbers, versions as SemVer, strings as
   }
 }
 
-TEST_CASE("entry conditions gate a group; ignorable lets unreported devices through") {
+TEST_CASE("entry conditions gate a group, ignorable lets unreported devices through") {
   struct {
     const char* rule;
     bool ignorable;

@@ -162,7 +162,7 @@ TEST_CASE("a 3-group campaign of 2,100 devices with 2% failures completes with e
   CHECK(counters(event["stats"]) == counters(done["stats"]));
 }
 
-TEST_CASE("a group under its threshold pauses the campaign before the next group; resume finishes it",
+TEST_CASE("a group under its threshold pauses the campaign before the next group, resume finishes it",
           "[integration][campaigns]") {
   Broker broker;
   Daemon daemon(broker);

@@ -109,7 +109,7 @@ TEST_CASE("exec to one device: the device gets the esthesis line and its reply c
   CHECK(again["devices"][0]["state"] == "succeeded");
 }
 
-TEST_CASE("ping to several devices by tag; failure replies and replies without a trailing space",
+TEST_CASE("ping to several devices by tag, failure replies and replies without a trailing space",
           "[integration][commands]") {
   Broker broker;
   Daemon daemon(broker);
@@ -162,7 +162,7 @@ TEST_CASE("a reply for device A's command published on device B's topic does not
   CHECK(got["devices"][0]["output"] == "");
 }
 
-TEST_CASE("MQTT 3.1.1 platform clients use reply_to and correlation_id; request_id makes sends idempotent",
+TEST_CASE("MQTT 3.1.1 platform clients use reply_to and correlation_id, request_id makes sends idempotent",
           "[integration][commands]") {
   Broker broker;
   Daemon daemon(broker);
@@ -182,7 +182,7 @@ TEST_CASE("MQTT 3.1.1 platform clients use reply_to and correlation_id; request_
   CHECK(list["commands"].size() == 1);
 }
 
-TEST_CASE("unknown hardware ids are reported, never silently scheduled; pending pull and expiry",
+TEST_CASE("unknown hardware ids are reported, never silently scheduled, pending pull and expiry",
           "[integration][commands]") {
   Broker broker;
   Daemon daemon(broker);

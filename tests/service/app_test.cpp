@@ -110,7 +110,7 @@ TEST_CASE(
   CHECK(pub.committed_before_publish);
 }
 
-TEST_CASE("an API request without any answer topic is counted, not answered; one with reply_to is answered",
+TEST_CASE("an API request without any answer topic is counted, not answered, one with reply_to is answered",
           "[service][app]") {
   service::Config config;
   core::ManualClock clock;
@@ -146,7 +146,7 @@ TEST_CASE("an API request without any answer topic is counted, not answered; one
   CHECK(app.counters().unanswerable_requests == 4);
 }
 
-TEST_CASE("oversize device messages are refused before parsing; those expecting an answer get too_large",
+TEST_CASE("oversize device messages are refused before parsing, those expecting an answer get too_large",
           "[service][app]") {
   service::Config config;
   core::ManualClock clock;

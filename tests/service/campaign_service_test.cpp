@@ -372,7 +372,7 @@ TEST_CASE("terminate cancels sent executions and their queued publishes", "[serv
   CHECK(f.pump().empty());  // nothing is delivered for a canceled execution
 }
 
-TEST_CASE("a timed-out attempt is retried with a new command id; a late reply changes nothing",
+TEST_CASE("a timed-out attempt is retried with a new command id, a late reply changes nothing",
           "[service][campaigns]") {
   Fixture f;
   f.add_device("dev-001");

@@ -16,7 +16,7 @@ std::string write_file(const dispatch::testing::TempDir& dir, const std::string&
 }
 }  // namespace
 
-TEST_CASE("every key has a default; file < environment < flag", "[service][config]") {
+TEST_CASE("every key has a default, file < environment < flag", "[service][config]") {
   dispatch::testing::TempDir dir;
   auto path = write_file(
       dir, "[mqtt]\nuri = \"tcp://file:1883\"\nclient_id = \"from-file\"\n[storage]\npath = \"file.db\"\n");

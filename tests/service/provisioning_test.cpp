@@ -536,7 +536,7 @@ TEST_CASE("query answers: selection, package_id, external url", "[provisioning]"
   CHECK_FALSE(e["package"].contains("download_token"));
 }
 
-TEST_CASE("answers go to the device's own topics; correlation is echoed", "[provisioning]") {
+TEST_CASE("answers go to the device's own topics, correlation is echoed", "[provisioning]") {
   Fixture f;
   f.add_device("dev-1");
   struct Case {

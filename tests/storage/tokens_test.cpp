@@ -91,7 +91,7 @@ TEST_CASE("an empty package spends its token on the first request", "[storage][t
   CHECK(store.serve("h0", "dev-a", 2000, 0, 0, 0).error().code == ErrorCode::token_invalid);
 }
 
-TEST_CASE("removing a package's tokens keeps the spent ones; pruning drops expired", "[storage][tokens]") {
+TEST_CASE("removing a package's tokens keeps the spent ones, pruning drops expired", "[storage][tokens]") {
   TestDb t(GENERATE(backends()));
   TokenStore store(*t);
   REQUIRE(store.insert(make_token("h1")).ok());
