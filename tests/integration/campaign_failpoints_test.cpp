@@ -18,7 +18,6 @@
 #include "tests/integration/command_fleet.h"
 #include "tests/integration/daemon_fixture.h"
 
-using dispatch::service::ClientOptions;
 using dispatch::service::InboundMessage;
 using dispatch::service::MqttClient;
 using namespace dispatch::testing;
@@ -37,15 +36,6 @@ constexpr int k_reply_timeout_s = 60;
 constexpr auto k_walk_deadline = std::chrono::seconds(25);
 constexpr int k_call_timeout_ms = 3000;
 
-std::unique_ptr<MqttClient> connect_client(const Broker& b, int max_inflight = 16) {
-  ClientOptions o;
-  o.uri = b.uri();
-  o.max_inflight = max_inflight;
-  auto c = std::make_unique<MqttClient>(o);
-  REQUIRE(c->connect(10000));
-  return c;
-}
-
 std::string hw_name(int group, int i) { return std::string(k_groups[group]) + "-" + std::to_string(100 + i); }
 
 const char* const k_counters[] = {"queued", "sent", "succeeded", "failed", "timed_out", "canceled"};
@@ -54,7 +44,7 @@ void run_walk(const std::string& failpoint, int hit) {
   INFO("failpoint " << failpoint << " at hit " << hit);
   Broker broker;
   Daemon daemon(broker, {}, {"DISPATCH_FAILPOINTS=" + failpoint + ":" + std::to_string(hit)});
-  auto platform = connect_client(broker);
+  auto platform = connected_client(broker);
   REQUIRE(daemon.wait_ready(*platform));
   int restarts = 0;
   auto restart_if_dead = [&] {

@@ -26,15 +26,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::unique_ptr<MqttClient> connect_client(const Broker& b, int max_inflight = 16) {
-  ClientOptions o;
-  o.uri = b.uri();
-  o.max_inflight = max_inflight;
-  auto c = std::make_unique<MqttClient>(o);
-  REQUIRE(c->connect(10000));
-  return c;
-}
-
 // Registers devices from a few clients at once (each request is one transaction in the service).
 void register_devices(const Broker& b, const std::vector<std::pair<std::string, std::string>>& hw_and_tag) {
   const std::string pem = dispatch::core::PrivateKey::generate(dispatch::core::KeyType::ed25519).public_pem();
@@ -112,7 +103,7 @@ TEST_CASE("a 3-group campaign of 2,100 devices with 2% failures completes with e
           "[integration][campaigns]") {
   Broker broker;
   Daemon daemon(broker);
-  auto platform = connect_client(broker);
+  auto platform = connected_client(broker);
   REQUIRE(daemon.wait_ready(*platform));
   const int sizes[] = {100, 500, 1500};
   const char* names[] = {"ga", "gb", "gc"};
@@ -153,7 +144,7 @@ TEST_CASE("a 3-group campaign of 2,100 devices with 2% failures completes with e
   for (const auto& [hw, v] : ids) CHECK(v.size() == 1);
 
   // The retained event holds the final document.
-  auto watcher = connect_client(broker);
+  auto watcher = connected_client(broker);
   REQUIRE(watcher->subscribe("esthesis/events/v1/campaigns/" + id, 1));
   auto ev = watcher->next(5000);
   REQUIRE(ev.has_value());
@@ -166,7 +157,7 @@ TEST_CASE("a group under its threshold pauses the campaign before the next group
           "[integration][campaigns]") {
   Broker broker;
   Daemon daemon(broker);
-  auto platform = connect_client(broker);
+  auto platform = connected_client(broker);
   REQUIRE(daemon.wait_ready(*platform));
   std::vector<std::pair<std::string, std::string>> devices;
   for (int i = 0; i < 100; ++i) devices.emplace_back(hw_name("ga", i), "ga");
@@ -209,7 +200,7 @@ TEST_CASE("a campaign survives SIGKILL of the service: one command id per device
           "[integration][campaigns]") {
   Broker broker;
   Daemon daemon(broker);
-  auto platform = connect_client(broker);
+  auto platform = connected_client(broker);
   REQUIRE(daemon.wait_ready(*platform));
   constexpr int k_devices = 1500;
   std::vector<std::pair<std::string, std::string>> devices;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "service/mqtt_client.h"
+#include "tests/integration/daemon_fixture.h"
 #include "tests/support/broker.h"
 
 namespace dispatch::testing {
@@ -26,8 +27,8 @@ class CommandFleet {
  public:
   explicit CommandFleet(const Broker& b, std::function<bool(const std::string&)> fails = {})
       : fails_(std::move(fails)) {
-    replier_ = connect(b, 256);
-    listener_ = connect(b, 16);
+    replier_ = connected_client(b, 256);
+    listener_ = connected_client(b);
     listener_->set_handler([this](service::InboundMessage&& m) {
       std::lock_guard<std::mutex> lock(mu_);
       queue_.push_back(std::move(m));
@@ -67,15 +68,6 @@ class CommandFleet {
   }
 
  private:
-  static std::unique_ptr<service::MqttClient> connect(const Broker& b, int max_inflight) {
-    service::ClientOptions o;
-    o.uri = b.uri();
-    o.max_inflight = max_inflight;
-    auto c = std::make_unique<service::MqttClient>(o);
-    REQUIRE(c->connect(10000));
-    return c;
-  }
-
   void run() {
     for (;;) {
       std::string topic, payload;

@@ -116,6 +116,16 @@ class Daemon {
 };
 
 // API call helper: the parsed answer (object), failing the test on transport errors.
+// A connected MQTT 5 client of the test broker (fails the test when it cannot connect).
+inline std::unique_ptr<service::MqttClient> connected_client(const Broker& b, int max_inflight = 16) {
+  service::ClientOptions o;
+  o.uri = b.uri();
+  o.max_inflight = max_inflight;
+  auto c = std::make_unique<service::MqttClient>(o);
+  REQUIRE(c->connect(10000));
+  return c;
+}
+
 inline nlohmann::json api(service::MqttClient& c, const std::string& resource_action,
                           const nlohmann::json& body, int timeout_ms = 10000) {
   auto r = c.request("esthesis/api/v1/" + resource_action, body.dump(), timeout_ms);
