@@ -178,12 +178,23 @@ ALTER TABLE campaign_executions ADD COLUMN reply_ok INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE campaign_executions ADD COLUMN published_attempt INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// v3 (issue 15): the device's reported version when an attempt was sent (verify_version of "latest"
+// needs a newer one), and each attempt's own reply, so that a late reply to a superseded attempt is
+// recorded (PROTOCOL §4) without changing the execution.
+constexpr const char* k_schema_v3 = R"sql(
+ALTER TABLE campaign_executions ADD COLUMN version_at_send TEXT;
+ALTER TABLE campaign_attempts ADD COLUMN replied_at INTEGER;
+ALTER TABLE campaign_attempts ADD COLUMN success INTEGER;
+ALTER TABLE campaign_attempts ADD COLUMN output TEXT NOT NULL DEFAULT '';
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& schema_migrations() {
   static const std::vector<Migration> migrations = {
       {1, k_schema_v1},
       {2, k_schema_v2},
+      {3, k_schema_v3},
   };
   return migrations;
 }
