@@ -97,3 +97,43 @@ TEST_CASE("shutdown and firmware (with and without a package id) reach the devic
           {{"type", "firmware"}, {"package_id", "01NOPACKAGE0000000000000000"}, {"hardware_ids", {"dev-1"}}});
   CHECK(missing["error"]["code"] == "not_found");
 }
+
+TEST_CASE(
+    "an exec command devices could not split back is refused alike by commands/send and campaigns/create",
+    "[integration][commands][campaigns]") {
+  Broker broker;
+  Daemon daemon(broker);
+  auto platform = connected_client(broker);
+  REQUIRE(daemon.wait_ready(*platform));
+  const std::string pem = dispatch::core::PrivateKey::generate(dispatch::core::KeyType::ed25519).public_pem();
+  REQUIRE(api(*platform, "devices/register", {{"hardware_id", "dev-1"}, {"public_key", pem}})
+              .value("hardware_id", "") == "dev-1");
+  struct {
+    const char* rule;
+    std::string command;
+    std::vector<std::string> arguments;
+    std::string message;
+  } cases[] = {
+      {"empty argument", "echo", {"a", ""}, "argument 2 is empty"},
+      {"tab in an argument", "echo", {"a\tb"}, "argument 1 must not contain a control character"},
+      {"newline in the command", "ls\n", {}, "command must not contain a control character"},
+      {"space in an argument", "echo", {"a b"}, "argument 1 must not contain a space"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.rule);
+    auto sent = api(
+        *platform, "commands/send",
+        {{"type", "exec"}, {"command", c.command}, {"arguments", c.arguments}, {"hardware_ids", {"dev-1"}}});
+    CHECK(sent["error"]["code"] == "bad_request");
+    CHECK(sent["error"]["message"] == c.message);
+    auto created = api(*platform, "campaigns/create",
+                       {{"name", "bad exec"},
+                        {"type", "exec"},
+                        {"command", c.command},
+                        {"arguments", c.arguments},
+                        {"groups", {{{"hardware_ids", {"dev-1"}}}}}});
+    CHECK(created["error"]["code"] == "bad_request");
+    CHECK(created["error"]["message"] == c.message);
+  }
+  CHECK(api(*platform, "campaigns/list", json::object())["campaigns"].empty());
+}
