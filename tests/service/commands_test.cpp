@@ -153,8 +153,7 @@ TEST_CASE("a reply claimed by another module is not recorded as a command reply"
   CHECK(f.commands.counters().replies_unknown == 0);
 }
 
-TEST_CASE("a pending pull hands over unanswered commands and echoes the correlation",
-          "[service][commands]") {
+TEST_CASE("a pending pull hands over unanswered commands and echoes the correlation", "[service][commands]") {
   CommandsFixture f;
   f.add_device("dev-1");
   const std::string id =
