@@ -42,7 +42,6 @@ RouterLimits router_limits(const Config& c) {
 
 App::App(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher)
     : config_(config),
-      clock_(clock),
       db_(db),
       publisher_(publisher),
       topics_(roots_from(config)),

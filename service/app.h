@@ -78,7 +78,6 @@ class App {
   void on_device_message(protocol::TopicKind kind, const std::string& hw);
 
   const Config& config_;
-  core::Clock& clock_;
   storage::Database& db_;
   BufferedPublisher publisher_;
   protocol::Topics topics_;
