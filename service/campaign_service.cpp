@@ -131,6 +131,7 @@ Execution from_row(const storage::ExecutionRow& r) {
   e.finished_at = r.finished_at;
   e.reply_ok = r.reply_ok;
   e.version_reported = r.version_verified;
+  e.version_at_send = r.version_at_send;
   return e;
 }
 
@@ -152,6 +153,7 @@ storage::ExecutionRow to_row(const std::string& campaign_id, const Execution& e,
   r.first_sent_at = e.first_sent_at;
   r.finished_at = e.finished_at;
   r.reply_ok = e.reply_ok;
+  r.version_at_send = e.version_at_send;
   return r;
 }
 
@@ -292,6 +294,17 @@ struct CampaignService::Impl final : OutboxOwner {
 
   Status load_properties(Active& a) {
     a.properties_loaded_at = clock_.now_ms();
+    if (needs_version(a.snap.doc)) {
+      // verify_version with "latest" compares a report with the version the device had at send.
+      for (auto& e : a.snap.executions) {
+        auto dev = devices_.get(e.hardware_id);
+        if (!dev) {
+          if (dev.error().code == ErrorCode::not_found) continue;
+          return dev.error();
+        }
+        e.reported_version = dev->reported_version;
+      }
+    }
     if (a.snap.doc.conditions.empty()) return {};
     std::set<int> groups;
     for (const auto& c : a.snap.doc.conditions) groups.insert(c.group);
@@ -343,6 +356,18 @@ struct CampaignService::Impl final : OutboxOwner {
     a->line = line_template(s.doc);
     if (auto st = load_properties(*a); !st) return st.error();
     return a;
+  }
+
+  // PROTOCOL §4: a late reply to a superseded attempt is recorded in the attempt history and changes
+  // nothing else. True when this device's attempt with that id took the reply.
+  bool record_late_reply(const std::string& hw, const std::string& command_id, bool success,
+                         const std::string& output, TimeMs now) {
+    auto r = store_.record_attempt_reply(hw, command_id, success, output, now);
+    if (!r) {
+      spdlog::warn("campaign attempt history: a reply of {} was not recorded: {}", hw, r.error().message);
+      return false;
+    }
+    return *r;
   }
 
   // The loaded campaign, or nullptr.
@@ -783,6 +808,10 @@ bool CampaignService::on_reply(const std::string& hw, const std::string& command
     if (a->snap.executions[i].hardware_id != hw) return false;  // another device's id
     const TimeMs now = m.clock_.now_ms();
     auto rr = campaigns::on_reply(a->snap, hw, command_id, success, now);
+    if (rr.disposition == campaigns::Disposition::not_current) {
+      m.record_late_reply(hw, command_id, success, output, now);
+      return true;
+    }
     if (rr.disposition != campaigns::Disposition::applied) return true;
     campaigns::apply(a->snap, rr.result);
     a->side[i].output = output;
@@ -792,7 +821,9 @@ bool CampaignService::on_reply(const std::string& hw, const std::string& command
     m.replies_since_tick_ = true;
     return true;
   }
-  // A superseded attempt or a finished campaign: ours, but it changes nothing.
+  // A superseded attempt or a finished campaign: ours, but it changes nothing except the attempt history.
+  auto recorded = m.record_late_reply(hw, command_id, success, output, m.clock_.now_ms());
+  if (recorded) return true;
   auto ref = m.store_.execution_by_command_id(command_id);
   if (!ref || !*ref) return false;
   return (*ref)->hardware_id == hw;

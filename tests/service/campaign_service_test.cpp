@@ -398,9 +398,16 @@ TEST_CASE("a timed-out attempt is retried with a new command id, a late reply ch
   REQUIRE(second.size() == 1);
   CHECK(second[0].command_id != first[0].command_id);
   CHECK(f.attempt_ids(id, "dev-001") == std::vector<std::string>{first[0].command_id, second[0].command_id});
-  f.reply(first[0], true);  // superseded: ours, but no effect
+  f.reply(first[0], true);  // superseded: ours, no effect on the execution, recorded in the history
   f.flush();
   CHECK(f.get(id)["stats"]["sent"] == 1);
+  auto history = storage::CampaignStore(f.db()).attempts(id, "dev-001");
+  REQUIRE(history.ok());
+  REQUIRE(history->size() == 2);
+  CHECK((*history)[0].command_id == first[0].command_id);
+  CHECK((*history)[0].replied_at.has_value());
+  CHECK((*history)[0].output == "ok");
+  CHECK_FALSE((*history)[1].replied_at.has_value());
   f.reply(second[0], true);
   f.flush();
   CHECK(f.get(id)["stats"]["succeeded"] == 1);
@@ -456,4 +463,31 @@ TEST_CASE("a restart resumes with identical statistics and republishes every una
   auto more = f.step();
   CHECK(more.empty());
   for (const auto& [hw, cid] : ids) CHECK(f.attempt_ids(id, hw) == std::vector<std::string>{cid});
+}
+
+TEST_CASE("verify_version with the latest package needs a version newer than the one reported at send",
+          "[service][campaigns]") {
+  Fixture f;
+  f.add_device("dev-001");
+  REQUIRE(storage::DeviceStore(f.db()).set_reported_version("dev-001", "1.0.0", f.clock.now_ms()).ok());
+  json doc = {{"name", "latest"},
+              {"type", "provisioning"},
+              {"package_id", nullptr},
+              {"groups", json::array({{{"hardware_ids", {"dev-001"}}}})},
+              {"success", {{"threshold_percent", 100}, {"verify_version", true}}},
+              {"reply_timeout_s", 60}};
+  const std::string id = f.create(doc);
+  REQUIRE(f.call("start", id).ok());
+  auto sends = f.step();
+  REQUIRE(sends.size() == 1);
+  f.reply(sends[0], true);
+  f.flush();
+  f.service().on_version("dev-001", "1.0.0");  // the old version again: not an update
+  f.service().tick();
+  f.flush();
+  CHECK(f.get(id)["stats"]["succeeded"] == 0);
+  f.service().on_version("dev-001", "1.1.0");
+  f.service().tick();
+  f.flush();
+  CHECK(f.get(id)["stats"]["succeeded"] == 1);
 }
