@@ -69,7 +69,6 @@ DeviceQuery::DeviceQuery(const Config& config, core::Clock& clock, storage::Data
       db_(db),
       tokens_(tokens),
       replies_(replies),
-      rules_(rules_of(config)),
       packages_(db),
       rate_(db, std::max(config.provisioning_rate_limit, 0) + 1),
       nonces_(db),
@@ -162,7 +161,7 @@ Status DeviceQuery::count_query(const std::string& hw, core::TimeMs now) {
 
 Status DeviceQuery::verify(const std::string& hw, const std::optional<storage::DeviceRow>& device,
                            const protocol::PackageQuery& q, core::TimeMs now) {
-  if (!rules_.token_required) {
+  if (!rules_of(config_).token_required) {
     if (!device) return make_error(ErrorCode::unauthorized, std::string(k_unauthorized));
     return {};
   }
@@ -186,7 +185,7 @@ Status DeviceQuery::verify(const std::string& hw, const std::optional<storage::D
 Result<Json> DeviceQuery::answer_query(const std::string& hw, const Result<Json>& body, core::TimeMs now) {
   if (auto st = count_query(hw, now); !st) return st.error();
   if (!body) return body.error();
-  auto q = protocol::parse_package_query(*body, rules_, now);
+  auto q = protocol::parse_package_query(*body, rules_of(config_), now);
   if (!q) return q.error();
 
   auto found = devices_.get(hw);

@@ -83,7 +83,6 @@ class DeviceQuery {
   storage::Database& db_;
   DownloadTokens& tokens_;
   DeviceReplies& replies_;
-  protocol::QueryRules rules_;
   protocol::JsonLimits limits_;
   storage::PackageStore packages_;
   storage::RateWindowStore rate_;

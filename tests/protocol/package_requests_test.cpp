@@ -28,12 +28,13 @@ json with(json base, const json& patch) {
 
 TEST_CASE("packages/create: valid requests are normalized", "[protocol][package_requests]") {
   auto c = parse_package_create(with(internal_package(), {{"version", "v1.2.3"},
-                                                          {"prerequisite_version", "1.0"},
+                                                          {"prerequisite_version", "v1.0.0"},
                                                           {"tags", {"b", "a", "b"}},
                                                           {"attributes", {{"k", "v"}}},
                                                           {"request_id", "r-1"}}));
   REQUIRE(c.ok());
   CHECK(c->version == "1.2.3");
+  CHECK(c->prerequisite_version == "1.0.0");
   CHECK(c->type == PackageType::internal);
   CHECK(c->size == 4);
   CHECK(c->tags == std::vector<std::string>{"a", "b"});
