@@ -58,7 +58,7 @@ TEST_CASE("packages: a full disk refuses the chunk and records nothing", "[provi
   CHECK(f.files.bins.at(id) == "abcdefgh");
 }
 
-TEST_CASE("packages: a failed publish keeps the upload; the same last frame completes it",
+TEST_CASE("packages: a failed publish keeps the upload and the same last frame completes it",
           "[provisioning][packages]") {
   struct {
     const char* rule;
