@@ -86,6 +86,11 @@ void App::register_provisioning_routes() {
       TopicKind::provisioning_request, limit,
       [this](const std::string& hw, const InboundMessage& m) { provisioning_.on_request(hw, m); },
       TopicKind::provisioning_reply);
+  // Every query to the topic counts in the device's rate window, an oversize one too (PROTOCOL §2.1).
+  router_.set_oversize_handler(TopicKind::provisioning_request,
+                               [this](const std::string& hw, const InboundMessage& m, std::size_t limit) {
+                                 provisioning_.on_oversize_request(hw, m, limit);
+                               });
   router_.add_device(
       TopicKind::provisioning_download, limit,
       [this](const std::string& hw, const InboundMessage& m) { provisioning_.on_download(hw, m); },

@@ -107,6 +107,11 @@ void Router::add_device_request(TopicKind kind, TopicKind answer_kind, std::size
   device_routes_[kind] = std::move(r);
 }
 
+void Router::set_oversize_handler(TopicKind kind, OversizeHandler handler) {
+  auto it = device_routes_.find(kind);
+  if (it != device_routes_.end()) it->second.oversize = std::move(handler);
+}
+
 template <class F>
 core::Result<nlohmann::json> Router::guarded(std::string_view what, F&& handler) {
   try {
@@ -227,7 +232,13 @@ void Router::dispatch_device(const protocol::ParsedTopic& t, const InboundMessag
     ++counters_.oversize_device_messages;
     spdlog::warn("dropping a {}-byte message on {} from {}: over the limit of {} bytes", m.payload.size(),
                  protocol::to_string(t.kind), hw, r.max_bytes);
-    if (r.answer_kind) {
+    if (r.oversize) {
+      (void)guarded(fmt::format("oversize {} from {}", protocol::to_string(t.kind), hw),
+                    [&]() -> core::Result<nlohmann::json> {
+                      r.oversize(hw, m, r.max_bytes);
+                      return nlohmann::json();
+                    });
+    } else if (r.answer_kind) {
       // The device expects an answer: say why there is none.
       answer_device(
           *r.answer_kind, hw, m, correlation_of(m, nullptr),

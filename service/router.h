@@ -65,6 +65,10 @@ class Router {
   // Device requests answered by the router: the parsed JSON body (an empty payload reads as {}).
   using DeviceRequestHandler =
       std::function<core::Result<nlohmann::json>(const std::string& hw, const nlohmann::json& body)>;
+  // Takes over a device message over its route's size limit (instead of the generic too_large answer),
+  // e.g. a package query that must still count in the device's rate window (PROTOCOL §2.1).
+  using OversizeHandler =
+      std::function<void(const std::string& hw, const InboundMessage& m, std::size_t limit)>;
   // Called for every device message that passed the guards, before its handler (presence).
   using DeviceHook = std::function<void(protocol::TopicKind kind, const std::string& hw)>;
 
@@ -81,6 +85,8 @@ class Router {
   // A device request answered on answer_kind (the device's own topic, or an allowed Response Topic).
   void add_device_request(protocol::TopicKind kind, protocol::TopicKind answer_kind, std::size_t max_bytes,
                           DeviceRequestHandler handler);
+  // The oversize handler of an already registered device route (run inside the one try/catch).
+  void set_oversize_handler(protocol::TopicKind kind, OversizeHandler handler);
   void set_device_hook(DeviceHook hook) { device_hook_ = std::move(hook); }
 
   // Routes one message. Never throws.
@@ -102,6 +108,7 @@ class Router {
     DeviceHandler consume;
     DeviceRequestHandler request;
     std::optional<protocol::TopicKind> answer_kind;  // request routes; oversize answers of consume routes
+    OversizeHandler oversize;                        // when set, replaces the oversize answer
   };
 
   void dispatch_api(const protocol::ParsedTopic& t, const InboundMessage& m);

@@ -222,3 +222,25 @@ TEST_CASE("device answers use an allowed Response Topic only", "[service][router
     CHECK(f.pub.sent[0].topic == c.answered_on);
   }
 }
+
+TEST_CASE("an oversize handler takes over the oversize message of its route", "[service][router]") {
+  RouterFixture f;
+  int handled = 0;
+  std::size_t seen_limit = 0;
+  f.router.add_device(
+      TopicKind::provisioning_request, 100,
+      [&](const std::string&, const service::InboundMessage&) { ++handled; }, TopicKind::provisioning_reply);
+  f.router.set_oversize_handler(
+      TopicKind::provisioning_request,
+      [&](const std::string& hw, const service::InboundMessage&, std::size_t limit) {
+        CHECK(hw == "dev-1");
+        seen_limit = limit;
+      });
+  f.send("esthesis/provisioning/request/dev-1", std::string(101, 'x'));
+  CHECK(seen_limit == 100);
+  CHECK(handled == 0);
+  CHECK(f.pub.sent.empty());  // the oversize handler answers (provisioning: counted, then too_large)
+  CHECK(f.router.counters().oversize_device_messages == 1);
+  f.send("esthesis/provisioning/request/dev-1", "{}");
+  CHECK(handled == 1);
+}
