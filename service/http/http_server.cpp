@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <httplib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -263,6 +264,12 @@ core::Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions op
     return new BoundedPool(raw->options_.worker_threads, raw->options_.max_queued_connections,
                            raw->stopping_);
   };
+  // httplib's default also sets SO_REUSEPORT, which lets a second process bind the same port and take
+  // half the connections silently; we want "address in use" instead.
+  svr.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   svr.set_payload_max_length(opt.max_body_bytes);
   svr.set_read_timeout(opt.io_timeout);
   svr.set_write_timeout(opt.io_timeout);

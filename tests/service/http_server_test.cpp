@@ -96,10 +96,13 @@ std::unique_ptr<HttpServer> start_server(EventQueue& q, HttpServerOptions opt = 
   return std::move(s.value());
 }
 
-// Sends raw bytes and returns everything the server writes until it closes the connection.
+// Sends raw bytes and returns the first response: its head and Content-Length bytes of body (or what
+// came before the server closed the connection). No half-close: httplib treats it as a dead peer.
 std::string raw_exchange(int port, const std::string& bytes) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   REQUIRE(fd >= 0);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(port));
@@ -111,10 +114,17 @@ std::string raw_exchange(int port, const std::string& bytes) {
     if (n <= 0) break;
     off += static_cast<size_t>(n);
   }
-  ::shutdown(fd, SHUT_WR);
   std::string out;
   char buf[4096];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+    out.append(buf, static_cast<size_t>(n));
+    auto head_end = out.find("\r\n\r\n");
+    if (head_end == std::string::npos) continue;
+    size_t length = 0;
+    auto cl = out.find("Content-Length: ");
+    if (cl != std::string::npos && cl < head_end) length = std::stoul(out.substr(cl + 16));
+    if (out.size() >= head_end + 4 + length) break;
+  }
   ::close(fd);
   return out;
 }

@@ -323,6 +323,7 @@ void EsthesisAgent::run(const ParsedCommand& c) {
   auto reply = [&](const std::string& line) {
     {
       std::lock_guard lk(mu_);
+      if (!running_) return;  // stopped mid-command: a process that exits sends nothing
       replies_.push_back(line);
     }
     cv_.notify_all();
