@@ -116,7 +116,8 @@ class HttpServer::Impl {
     HttpExchange exchange;
     exchange.listener = opt.name;
     exchange.reply = std::make_shared<ReplySlot>();
-    HttpRequest& r = exchange.request;
+    auto request = std::make_shared<HttpRequest>();
+    HttpRequest& r = *request;
     r.method = req.method;
     r.path = req.path;
     r.query.insert(req.params.begin(), req.params.end());
@@ -125,6 +126,7 @@ class HttpServer::Impl {
     r.body = req.body;
     r.peer = req.remote_addr + ":" + std::to_string(req.remote_port);
     r.tls = owner_.tls();
+    exchange.request = std::move(request);
     auto slot = exchange.reply;
     owner_.queue_.push(Event{std::move(exchange)});
 

@@ -70,7 +70,7 @@ class Loop {
       if (auto* x = std::get_if<HttpExchange>(&*ev)) {
         {
           std::lock_guard lk(mu_);
-          requests_.push_back(x->request);
+          requests_.push_back(*x->request);
         }
         answer_(*x);
       } else if (auto* s = std::get_if<HttpStreamed>(&*ev)) {
@@ -142,9 +142,9 @@ TEST_CASE("HttpServer: a request reaches the loop as an HttpExchange and the loo
   auto server = start_server(q);
   Loop loop(q, [](HttpExchange& x) {
     HttpReply r;
-    r.status = x.request.path == "/api/v1/provisioning/find" ? 200 : 404;
+    r.status = x.request->path == "/api/v1/provisioning/find" ? 200 : 404;
     r.content_type = "application/json";
-    r.body = R"({"id":"","hw":")" + x.request.param("hardwareId").value_or("?") + "\"}";
+    r.body = R"({"id":"","hw":")" + x.request->param("hardwareId").value_or("?") + "\"}";
     r.headers.emplace_back("X-Listener", x.listener);
     CHECK(x.reply->answer(std::move(r)));
   });
@@ -434,7 +434,7 @@ TEST_CASE("HttpServer: HTTPS with a certificate and key file") {
   auto server = start_server(q, opt);
   CHECK(server->tls());
   Loop loop(q, [](HttpExchange& x) {
-    x.reply->answer(HttpReply{200, {}, "", x.request.tls ? "tls" : "plain", {}});
+    x.reply->answer(HttpReply{200, {}, "", x.request->tls ? "tls" : "plain", {}});
   });
   httplib::SSLClient cli("127.0.0.1", server->port());
   cli.enable_server_certificate_verification(false);
