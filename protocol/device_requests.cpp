@@ -19,13 +19,17 @@ core::Result<RegisterDeviceRequest> parse_register_device(const nlohmann::json& 
                       fmt::format("hardware_id '{}' is reserved for a broker role", *hw));
   }
   r.hardware_id = std::move(*hw);
-  auto pem = required_string(body, "public_key");
-  if (!pem) return pem.error();
-  auto key = core::PublicKey::from_pem(*pem);
-  if (!key)
-    return make_error(ErrorCode::bad_request, fmt::format("field 'public_key': {}", key.error().message));
-  r.public_key_pem = std::move(*pem);
-  r.key_type = std::string(core::to_string(key->type()));
+  // Without public_key the device is pre-created keyless: it registers later over HTTP
+  // (registration.mode = id, PROTOCOL §6) and is refused every package query until then.
+  if (auto it = body.find("public_key"); it != body.end() && !it->is_null()) {
+    auto pem = required_string(body, "public_key");
+    if (!pem) return pem.error();
+    auto key = core::PublicKey::from_pem(*pem);
+    if (!key)
+      return make_error(ErrorCode::bad_request, fmt::format("field 'public_key': {}", key.error().message));
+    r.public_key_pem = std::move(*pem);
+    r.key_type = std::string(core::to_string(key->type()));
+  }
   auto tags = optional_tags(body, "tags");
   if (!tags) return tags.error();
   r.tags = std::move(*tags);

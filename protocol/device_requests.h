@@ -15,15 +15,16 @@ namespace dispatch::protocol {
 
 struct RegisterDeviceRequest {
   std::string hardware_id;
-  std::string public_key_pem;     // as sent; a loadable public key
-  std::string key_type;           // "ed25519", "ecdsa-p256" or "rsa" (core::to_string(KeyType))
+  std::string public_key_pem;  // as sent; a loadable public key; empty: a keyless device (PROTOCOL §6)
+  std::string key_type;  // "ed25519", "ecdsa-p256" or "rsa" (core::to_string(KeyType)); empty if keyless
   std::vector<std::string> tags;  // sorted, deduplicated
   std::map<std::string, std::string> attributes;
 };
 
 // devices/register. In this order: hardware_id (the id message), "hardware_id '<id>' is reserved for a
 // broker role" for dispatchd and platform (the broker ACL's per-device patterns apply to every user
-// name), public_key ("field 'public_key': <why the PEM is refused>"), tags, attributes. All bad_request.
+// name), public_key, optional ("field 'public_key': <why the PEM is refused>"; absent: a keyless device for
+// registration.mode = id), tags, attributes. All bad_request.
 core::Result<RegisterDeviceRequest> parse_register_device(const nlohmann::json& body);
 
 // devices/get and devices/delete: `hardware_id`, required.

@@ -50,7 +50,8 @@ App::App(const Config& config, core::Clock& clock, storage::Database& db, Publis
       devices_(config, clock, db),
       commands_(config, clock, db, publisher_, topics_, outbox_, effects_),
       provisioning_(config, clock, db, publisher_, topics_),
-      campaigns_(config, clock, db, publisher_, topics_, outbox_) {
+      campaigns_(config, clock, db, publisher_, topics_, outbox_),
+      agent_api_(config, devices_, provisioning_) {
   devices_.register_routes(router_);
   commands_.register_routes(router_);
   campaigns_.register_routes(router_);
@@ -108,6 +109,7 @@ void App::on_device_message(TopicKind kind, const std::string& hw) {
 core::Status App::start() {
   if (auto st = commands_.start(); !st) return st;
   if (auto st = provisioning_.start(); !st) return st;
+  if (auto st = agent_api_.start(); !st) return st;
   return campaigns_.start();
 }
 
@@ -115,13 +117,24 @@ std::vector<std::string> App::subscriptions() const { return router_.subscriptio
 
 void App::handle(const InboundMessage& m) { router_.dispatch(m); }
 
-void App::handle_batch(const std::vector<InboundMessage>& batch) {
-  if (batch.empty()) return;
+void App::handle_batch(const std::vector<InboundMessage>& batch) { handle_batch(batch, {}); }
+
+void App::handle_batch(const std::vector<InboundMessage>& batch, std::vector<HttpEvent> http) {
+  if (batch.empty() && http.empty()) return;
   publisher_.hold();
+  // HTTP answers wait for the commit like publishes do (durable before visible).
+  AgentApi::Answers answers;
   // Handlers run their own transactions as savepoints inside this one: a failing handler rolls back
   // only its own work. The router catches whatever a handler throws.
   auto st = db_.transaction([&]() -> core::Status {
     for (const auto& m : batch) router_.dispatch(m);
+    for (auto& ev : http) {
+      if (auto* x = std::get_if<http::HttpExchange>(&ev)) {
+        agent_api_.handle(*x, answers);
+      } else {
+        agent_api_.on_streamed(std::get<http::HttpStreamed>(ev), answers);
+      }
+    }
     return {};
   });
   if (!st) {
@@ -135,6 +148,16 @@ void App::handle_batch(const std::vector<InboundMessage>& batch) {
   effects_.after_commit();
   provisioning_.after_commit();
   publisher_.release();
+  // A download the listener gave up on releases its token; waiting ones are answered in turn (their
+  // answers change nothing in the database: a waiting download only starts a stream).
+  while (!answers.empty()) {
+    AgentApi::Answers next;
+    for (auto& [slot, reply] : answers) {
+      const http::HttpReply kept = reply.file ? reply : http::HttpReply{};
+      if (!slot->answer(std::move(reply))) agent_api_.on_abandoned(kept, next);
+    }
+    answers = std::move(next);
+  }
 }
 
 void App::on_publish_done(std::uint64_t tag, bool ok) {

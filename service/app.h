@@ -11,11 +11,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "protocol/core/clock.h"
 #include "protocol/core/result.h"
 #include "protocol/topics.h"
+#include "service/agent_api.h"
 #include "service/batch_effects.h"
 #include "service/campaign_service.h"
 #include "service/commands.h"
@@ -62,6 +64,10 @@ class App {
   // publishes what the handlers produced only after it committed. If the commit fails the process
   // stops: its memory would be ahead of the database, and a restart resumes from the database.
   void handle_batch(const std::vector<InboundMessage>& batch);
+  // The same with the agent listener's HTTP events of the batch (PROTOCOL §6): their database work is in
+  // the batch's transaction and each exchange is answered only after it committed.
+  using HttpEvent = std::variant<http::HttpExchange, http::HttpStreamed>;
+  void handle_batch(const std::vector<InboundMessage>& batch, std::vector<HttpEvent> http);
   void on_publish_done(std::uint64_t tag, bool ok);
   // Publishes up to `budget` outbox messages; returns how many.
   size_t pump_outbox(size_t budget);
@@ -88,6 +94,7 @@ class App {
   CommandsModule commands_;
   Provisioning provisioning_;
   CampaignService campaigns_;
+  AgentApi agent_api_;
 };
 
 }  // namespace dispatch::service

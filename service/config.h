@@ -60,6 +60,15 @@ struct Config {
   // [campaigns]
   int campaigns_tick_ms = 200;
 
+  // [http] and [registration]: the esthesis agent-facing HTTP API (PROTOCOL §6; docs/esthesis-agents.md).
+  std::string http_agent_listen;  // "host:port"; empty = no agent listener
+  std::string http_tls_cert_file;
+  std::string http_tls_key_file;
+  std::string registration_mode = "disabled";  // disabled | open | open_with_secret | id
+  std::string registration_secret;
+  std::string registration_mqtt_server;
+  std::string registration_provisioning_url;
+
   // [topics] roots; defaults keep esthesis CORE's device-facing topics.
   std::string topics_command_request = "esthesis/command/request";
   std::string topics_command_reply = "esthesis/command/reply";

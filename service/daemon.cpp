@@ -12,6 +12,7 @@
 #include "protocol/core/clock.h"
 #include "service/app.h"
 #include "service/event_queue.h"
+#include "service/http/http_server.h"
 #include "service/mqtt_link.h"
 #include "service/publisher.h"
 #include "storage/database.h"
@@ -96,6 +97,27 @@ int run_daemon(const Config& config) {
   }
   spdlog::info("connected to {} as {}", config.mqtt_uri, config.mqtt_client_id);
 
+  // The esthesis agents' HTTP API (PROTOCOL §6), when configured: its threads hand requests to this loop.
+  std::unique_ptr<http::HttpServer> agent_http;
+  if (!config.http_agent_listen.empty()) {
+    http::HttpServerOptions o;
+    o.name = "agent";
+    o.listen = config.http_agent_listen;
+    o.tls_cert_file = config.http_tls_cert_file;
+    o.tls_key_file = config.http_tls_key_file;
+    auto server = http::HttpServer::start(o, events);
+    if (!server) {
+      spdlog::error("cannot start the agent HTTP listener on {}: {}", config.http_agent_listen,
+                    server.error().message);
+      return 1;
+    }
+    agent_http = std::move(*server);
+    auto hp = http::parse_listen_address(config.http_agent_listen);
+    spdlog::info("agent HTTP API listening on {}://{}:{} (registration.mode = {})",
+                 agent_http->tls() ? "https" : "http", hp ? hp->first : config.http_agent_listen,
+                 agent_http->port(), config.registration_mode);
+  }
+
   const auto tick = std::chrono::milliseconds(config.campaigns_tick_ms);
   auto next_timer = std::chrono::steady_clock::now();
   bool stopping = false;
@@ -110,6 +132,7 @@ int run_daemon(const Config& config) {
     if (auto ev = events.pop_for(wait)) {
       // Drain a batch of events: the messages are handled in one transaction (group commit).
       std::vector<InboundMessage> batch;
+      std::vector<App::HttpEvent> http_events;
       int n = 0;
       do {
         if (std::holds_alternative<StopRequested>(*ev)) {
@@ -118,6 +141,10 @@ int run_daemon(const Config& config) {
           batch.push_back(std::move(*m));
         } else if (auto* d = std::get_if<PublishDone>(&*ev)) {
           app.on_publish_done(d->tag, d->ok);
+        } else if (auto* x = std::get_if<http::HttpExchange>(&*ev)) {
+          http_events.emplace_back(std::move(*x));
+        } else if (auto* s = std::get_if<http::HttpStreamed>(&*ev)) {
+          http_events.emplace_back(std::move(*s));
         } else if (std::holds_alternative<LinkUp>(*ev)) {
           spdlog::info("MQTT link up: subscribing");
           link.on_connected();
@@ -127,7 +154,7 @@ int run_daemon(const Config& config) {
         if (++n >= 1000 || stopping) break;
         ev = events.pop_for(std::chrono::milliseconds(0));
       } while (ev);
-      app.handle_batch(batch);
+      app.handle_batch(batch, std::move(http_events));
     }
     app.flush();
     if (std::chrono::steady_clock::now() >= next_timer) {
@@ -139,6 +166,9 @@ int run_daemon(const Config& config) {
     }
     link.pump();
   }
+
+  // No HTTP request may wait for a loop that is leaving: the listener answers the waiting ones 503.
+  if (agent_http) agent_http->stop();
 
   // Finish in-flight database work, give the broker a moment to acknowledge what is in flight, then leave.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);

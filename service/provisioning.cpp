@@ -74,6 +74,20 @@ void Provisioning::on_oversize_request(const std::string& hw, const InboundMessa
   impl_->query.on_oversize_request(hw, m, limit);
 }
 
+core::Result<nlohmann::json> Provisioning::query(const std::string& hw, const nlohmann::json& body) {
+  return impl_->query.query(hw, body);
+}
+core::Result<provisioning::Downloads::Stream> Provisioning::begin_stream(const std::string& token) {
+  return impl_->downloads.begin_stream(token);
+}
+void Provisioning::end_stream(std::uint64_t tag, std::int64_t first, std::int64_t bytes) {
+  impl_->downloads.end_stream(tag, first, bytes);
+}
+void Provisioning::abandon_stream(std::uint64_t tag) { impl_->downloads.abandon_stream(tag); }
+std::optional<std::uint64_t> Provisioning::stream_in_progress(const std::string& token) const {
+  return impl_->downloads.stream_in_progress(token);
+}
+
 void Provisioning::on_timer() {
   const core::TimeMs now = impl_->clock.now_ms();
   if (now - impl_->last_prune < k_prune_period_ms) return;

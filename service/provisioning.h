@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,7 @@
 #include "protocol/topics.h"
 #include "service/config.h"
 #include "service/event_queue.h"
+#include "service/provisioning/downloads.h"
 #include "service/publisher.h"
 
 namespace dispatch::storage {
@@ -54,6 +56,14 @@ class Provisioning {
   // the device's rate window like every query (PROTOCOL §2.1) and is answered too_large, or
   // rate_limited when the device is over its limit.
   void on_oversize_request(const std::string& hw, const InboundMessage& m, std::size_t limit);
+
+  // The HTTP transport of the device query and download (PROTOCOL §6); see DeviceQuery::query and
+  // Downloads::begin_stream / end_stream / abandon_stream.
+  core::Result<nlohmann::json> query(const std::string& hw, const nlohmann::json& body);
+  core::Result<provisioning::Downloads::Stream> begin_stream(const std::string& token);
+  void end_stream(std::uint64_t tag, std::int64_t first, std::int64_t bytes);
+  void abandon_stream(std::uint64_t tag);
+  std::optional<std::uint64_t> stream_in_progress(const std::string& token) const;
 
   // Periodic pruning of nonces, rate windows and expired download tokens.
   void on_timer();

@@ -94,8 +94,7 @@ Status DeviceQuery::start() {
 }
 
 template <class F>
-void DeviceQuery::answer_in_transaction(const std::string& hw, const InboundMessage& m,
-                                        const std::optional<std::string>& correlation, F&& answer_fn) {
+Result<Json> DeviceQuery::run_in_transaction(const std::string& hw, F&& answer_fn) {
   Result<Json> answer = make_error(ErrorCode::internal, "internal error");
   try {
     // Storage failures roll the whole query back; every other outcome (refusals included) commits, so
@@ -113,6 +112,13 @@ void DeviceQuery::answer_in_transaction(const std::string& hw, const InboundMess
     spdlog::error("provisioning query of {} failed unexpectedly: {}", hw, e.what());
     answer = make_error(ErrorCode::internal, "internal error");
   }
+  return answer;
+}
+
+template <class F>
+void DeviceQuery::answer_in_transaction(const std::string& hw, const InboundMessage& m,
+                                        const std::optional<std::string>& correlation, F&& answer_fn) {
+  Result<Json> answer = run_in_transaction(hw, std::forward<F>(answer_fn));
   std::string payload;
   if (answer) {
     Json out = std::move(*answer);
@@ -131,6 +137,12 @@ void DeviceQuery::on_request(const std::string& hw, const InboundMessage& m) {
   auto body = protocol::parse_json_object(m.payload, limits_);
   const core::TimeMs now = clock_.now_ms();
   answer_in_transaction(hw, m, correlation_of(body), [&] { return answer_query(hw, body, now); });
+}
+
+Result<Json> DeviceQuery::query(const std::string& hw, const Json& body) {
+  const core::TimeMs now = clock_.now_ms();
+  const Result<Json> parsed = body;
+  return run_in_transaction(hw, [&] { return answer_query(hw, parsed, now); });
 }
 
 void DeviceQuery::on_oversize_request(const std::string& hw, const InboundMessage& m, std::size_t limit) {
@@ -161,13 +173,15 @@ Status DeviceQuery::count_query(const std::string& hw, core::TimeMs now) {
 
 Status DeviceQuery::verify(const std::string& hw, const std::optional<storage::DeviceRow>& device,
                            const protocol::PackageQuery& q, core::TimeMs now) {
+  // A device pre-created without a key (registration.mode = id) has not registered yet: unauthorized.
+  const bool keyed = device && !device->public_key_pem.empty();
   if (!rules_of(config_).token_required) {
-    if (!device) return make_error(ErrorCode::unauthorized, std::string(k_unauthorized));
+    if (!keyed) return make_error(ErrorCode::unauthorized, std::string(k_unauthorized));
     return {};
   }
   const std::string message = q.ts ? core::fresh_token_message(hw, *q.ts, *q.nonce) : hw;
   bool verified = false;
-  const core::PublicKey* key = device ? device_key(hw, device->public_key_pem) : nullptr;
+  const core::PublicKey* key = keyed ? device_key(hw, device->public_key_pem) : nullptr;
   if (key) {
     verified = key->verify(message, *q.token);
   } else {

@@ -40,6 +40,12 @@ class DeviceQuery {
   // A query on esthesis/provisioning/request/{hw}: exactly one answer on the device's reply topic.
   void on_request(const std::string& hw, const InboundMessage& m);
 
+  // The same query from another transport (HTTP `find`, `find/by-id`): `body` holds the fields of a
+  // §2.1 query (version or package_id, token). The same checks in the same order and the same rate
+  // window as on_request, in one transaction; returns the §2.2 answer document ({status, package}) or
+  // the refusal (rate_limited with retry_after_s, unauthorized, not_found, bad_request, …).
+  core::Result<nlohmann::json> query(const std::string& hw, const nlohmann::json& body);
+
   // A query too large to parse (over `limit` bytes): it still counts in hw's rate window (§2.1: every
   // query counts) and is answered rate_limited (with retry_after_s) when over the limit, else too_large
   // "message of <n> bytes exceeds the limit of <limit> bytes". Correlation Data is echoed.
@@ -73,6 +79,9 @@ class DeviceQuery {
                                                           const protocol::PackageQuery& q);
   core::Result<const Offered*> offered_packages();
   const core::PublicKey* device_key(const std::string& hw, const std::string& pem);
+  // Runs `answer` in one transaction (rolled back only for storage failures); its answer or refusal.
+  template <class F>
+  core::Result<nlohmann::json> run_in_transaction(const std::string& hw, F&& answer);
   // Runs `answer` in one transaction and publishes what it returns (or its error) to hw.
   template <class F>
   void answer_in_transaction(const std::string& hw, const InboundMessage& m,

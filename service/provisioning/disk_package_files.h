@@ -20,6 +20,9 @@ class DiskPackageFiles final : public PackageFiles {
   core::Status unpublish(const std::string& id) override;
   core::Status remove(const std::string& id, Kind kind) override;
   core::Result<std::vector<Entry>> scan() override;
+  std::optional<std::string> published_path(const std::string& id) const override {
+    return path(id, Kind::bin);
+  }
 
   std::string path(const std::string& id, Kind kind) const;
 

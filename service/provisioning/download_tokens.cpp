@@ -49,6 +49,15 @@ Result<storage::DownloadTokenRow> DownloadTokens::check(const std::string& token
   return row;
 }
 
+Result<storage::DownloadTokenRow> DownloadTokens::check(const std::string& token, core::TimeMs now) {
+  auto row = store_.get_by_hash(core::sha256_hex(token));
+  if (!row) {
+    if (row.error().code == ErrorCode::not_found) return invalid();
+    return row.error();
+  }
+  return check(token, row->hardware_id, now);
+}
+
 Status DownloadTokens::charge(const storage::DownloadTokenRow& row, core::TimeMs now, std::int64_t length,
                               std::int64_t total) {
   const std::int64_t bound = factor_ * total;

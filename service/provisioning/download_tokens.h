@@ -30,6 +30,8 @@ class DownloadTokens {
   // expired" when it is unknown, spent, expired or another device's.
   core::Result<storage::DownloadTokenRow> check(const std::string& token, const std::string& hw,
                                                 core::TimeMs now);
+  // The same for a request that names no device (HTTP `download?token=`): the token's own device.
+  core::Result<storage::DownloadTokenRow> check(const std::string& token, core::TimeMs now);
 
   // Says whether `length` more bytes may be served under the token (of a package of `total` bytes).
   // When they would take it past max_download_factor × total, spends the token and answers

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "protocol/core/secrets.h"
 #include "protocol/errors.h"
 #include "protocol/frame.h"
 #include "protocol/package_requests.h"
@@ -19,7 +20,13 @@ using Json = nlohmann::json;
 
 Downloads::Downloads(const Config& config, core::Clock& clock, storage::Database& db, PackageFiles& files,
                      DownloadTokens& tokens, DeviceReplies& replies)
-    : config_(config), clock_(clock), files_(files), tokens_(tokens), replies_(replies), packages_(db) {
+    : config_(config),
+      clock_(clock),
+      files_(files),
+      tokens_(tokens),
+      replies_(replies),
+      packages_(db),
+      db_(db) {
   limits_.max_bytes = static_cast<std::size_t>(config.api_max_request_bytes);
   limits_.max_depth = config.api_max_depth;
 }
@@ -87,6 +94,59 @@ void Downloads::on_download(const std::string& hw, const InboundMessage& m) {
     payload = protocol::encode_frame(header, {});
   }
   replies_.send(hw, protocol::TopicKind::provisioning_data, m, std::move(payload));
+}
+
+Result<Downloads::Stream> Downloads::begin_stream(const std::string& token) {
+  const core::TimeMs now = clock_.now_ms();
+  auto row = tokens_.check(token, now);
+  if (!row) return row.error();
+  for (const auto& [tag, s] : streams_) {
+    if (s.token.token_hash == row->token_hash) {
+      return make_error(ErrorCode::token_invalid, "download token is invalid, spent or expired");
+    }
+  }
+  auto p = packages_.get(row->package_id);
+  if (!p || p->state != "ready" || p->type != "internal") {
+    if (!p && p.error().code != ErrorCode::not_found) return p.error();
+    return make_error(ErrorCode::token_invalid, "download token is invalid, spent or expired");
+  }
+  auto path = files_.published_path(p->id);
+  if (!path) return make_error(ErrorCode::unavailable, "package files are not streamable");
+  if (auto st = tokens_.charge(*row, now, p->size, p->size); !st) return st.error();
+  const std::uint64_t tag = next_tag_++;
+  streams_.emplace(tag, Streaming{*row, p->size});
+  return Stream{std::move(*path), p->size, tag};
+}
+
+std::optional<std::uint64_t> Downloads::stream_in_progress(const std::string& token) const {
+  if (streams_.empty() || token.empty()) return std::nullopt;
+  const std::string hash = core::sha256_hex(token);
+  for (const auto& [tag, s] : streams_) {
+    if (s.token.token_hash == hash) return tag;
+  }
+  return std::nullopt;
+}
+
+void Downloads::end_stream(std::uint64_t tag, std::int64_t first, std::int64_t bytes) {
+  auto it = streams_.find(tag);
+  if (it == streams_.end()) return;
+  const Streaming s = std::move(it->second);
+  streams_.erase(it);
+  if (bytes <= 0 && s.total > 0) return;
+  const core::TimeMs now = clock_.now_ms();
+  auto st = db_.transaction([&]() -> core::Status {
+    auto served = tokens_.record(s.token, now, first, bytes, s.total);
+    if (!served) return served.error();
+    if (served->spent_now) {
+      spent_token_ = true;
+      spdlog::info("download token of {} for package {} fully served over HTTP", s.token.hardware_id,
+                   s.token.package_id);
+    }
+    return {};
+  });
+  if (!st && st.error().code != ErrorCode::token_invalid) {
+    spdlog::warn("HTTP download of {} not recorded: {}", s.token.hardware_id, st.error().message);
+  }
 }
 
 }  // namespace dispatch::service::provisioning

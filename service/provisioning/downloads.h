@@ -4,6 +4,8 @@
 // Called only from the service loop thread.
 #pragma once
 
+#include <map>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -30,6 +32,25 @@ class Downloads {
   // lies beyond the package size <n>", unavailable (files or storage).
   void on_download(const std::string& hw, const InboundMessage& m);
 
+  // HTTP downloads (PROTOCOL §6, `download?token=`): the listener streams the published file itself.
+  struct Stream {
+    std::string path;       // the published file
+    std::int64_t size = 0;  // the package size (the whole representation)
+    std::uint64_t tag = 0;  // give it back to end_stream / abandon_stream
+  };
+  // Checks the token (the token's own device; token_invalid when unknown, spent, expired, its package
+  // gone or not ready, exhausted, or already being streamed: of two concurrent uses exactly one streams)
+  // and charges the whole package against its bound. unavailable when the files are not local.
+  core::Result<Stream> begin_stream(const std::string& token);
+  // The listener wrote [first, first + bytes) of the stream `tag`: recorded as served in one transaction;
+  // the token is spent once every byte was served once (a broken stream leaves it usable for a Range
+  // resume).
+  void end_stream(std::uint64_t tag, std::int64_t first, std::int64_t bytes);
+  // The tag of the stream of `token` in progress, if any.
+  std::optional<std::uint64_t> stream_in_progress(const std::string& token) const;
+  // The stream never started (the listener gave up before the answer): forget it.
+  void abandon_stream(std::uint64_t tag) { streams_.erase(tag); }
+
   // True once after a request spent its token (for the after_token_spend_commit failpoint).
   bool take_spent_token() { return std::exchange(spent_token_, false); }
 
@@ -49,6 +70,13 @@ class Downloads {
   storage::PackageStore packages_;
   protocol::JsonLimits limits_;
   bool spent_token_ = false;
+  struct Streaming {
+    storage::DownloadTokenRow token;
+    std::int64_t total = 0;
+  };
+  storage::Database& db_;
+  std::map<std::uint64_t, Streaming> streams_;  // HTTP streams in progress, by tag
+  std::uint64_t next_tag_ = 1;
 };
 
 }  // namespace dispatch::service::provisioning

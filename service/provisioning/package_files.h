@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,6 +58,12 @@ class PackageFiles {
   // Every upload and published file whose name is <object id>.part or <object id>.bin; anything else in
   // the directory is not ours and is never listed (so never touched).
   virtual core::Result<std::vector<Entry>> scan() = 0;
+  // The path of id's published file, for a listener that streams it itself (HTTP downloads); nullopt
+  // when the files are not on a local disk (then HTTP downloads answer 503).
+  virtual std::optional<std::string> published_path(const std::string& id) const {
+    (void)id;
+    return std::nullopt;
+  }
 };
 
 }  // namespace dispatch::service::provisioning

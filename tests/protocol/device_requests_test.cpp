@@ -31,7 +31,8 @@ TEST_CASE("devices/register requests are parsed or refused by rule", "[protocol]
        "hardware_id 'dispatchd' is reserved for a broker role"},
       {"the platform's broker name is reserved", with("hardware_id", "platform"),
        "hardware_id 'platform' is reserved for a broker role"},
-      {"public_key is required", json{{"hardware_id", "dev-1"}}, "missing required field 'public_key'"},
+      {"without public_key the device is pre-created keyless", json{{"hardware_id", "dev-1"}}, ""},
+      {"public_key must be a string", with("public_key", 5), "field 'public_key' must be a string"},
       {"public_key must load", with("public_key", "nonsense"), ""},  // message from core, checked below
       {"tags are object ids", with("tags", {"a b"}),
        "invalid tag in 'tags': tags must match ^[A-Za-z0-9_.:-]{1,128}$"},
@@ -55,6 +56,10 @@ TEST_CASE("devices/register requests are parsed or refused by rule", "[protocol]
     CHECK(r.error().code == ErrorCode::bad_request);
     CHECK(r.error().message == c.error);
   }
+  auto keyless = parse_register_device(json{{"hardware_id", "dev-1"}});
+  REQUIRE(keyless.ok());
+  CHECK(keyless->public_key_pem.empty());
+  CHECK(keyless->key_type.empty());
   auto r = parse_register_device(with("tags", {"b", "a", "b"}));
   REQUIRE(r.ok());
   CHECK(r->key_type == "ed25519");
