@@ -2,6 +2,7 @@
 // mosquitto, a real dispatchd and the agent emulator of tests/support/esthesis_agent.h.
 #include <httplib.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <future>
@@ -41,18 +42,19 @@ struct Env {
   }
   static std::vector<std::string> with_listener(std::vector<std::string> args, int port,
                                                 const std::string& mqtt) {
-    const std::string base = "http://127.0.0.1:" + std::to_string(port);
-    for (std::string s : {"--http.agent_listen", std::string("127.0.0.1:") + std::to_string(port),
-                          std::string("--registration.mqtt_server"), mqtt,
-                          std::string("--registration.provisioning_url"), base}) {
-      args.push_back(s);
-    }
+    const std::string address = "127.0.0.1:" + std::to_string(port);
+    args.push_back("--http.agent_listen");
+    args.push_back(address);
+    args.push_back("--registration.mqtt_server");
+    args.push_back(mqtt);
+    args.push_back("--registration.provisioning_url");
+    args.push_back("http://" + address);
     return args;
   }
 
-  httplib::Client client() const {
-    httplib::Client c("127.0.0.1", port);
-    c.set_read_timeout(20, 0);
+  std::unique_ptr<httplib::Client> client() const {
+    auto c = std::make_unique<httplib::Client>("127.0.0.1", port);
+    c->set_read_timeout(20, 0);
     return c;
   }
 
@@ -89,22 +91,22 @@ struct Env {
     return id;
   }
 
-  std::string reported_version(const std::string& hw) {
+  // The device's reported version once it is `expected` (or the last one seen after 10 s).
+  std::string reported_version(const std::string& hw, const std::string& expected) {
+    std::string v;
     for (int i = 0; i < 100; ++i) {
       auto d = api(*platform, "devices/get", {{"hardware_id", hw}});
-      if (d.contains("reported_version") && d["reported_version"].is_string()) {
-        std::string v = d["reported_version"];
-        if (!v.empty()) return v;
-      }
+      if (d.contains("reported_version") && d["reported_version"].is_string()) v = d["reported_version"];
+      if (v == expected) return v;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    return "";
+    return v;
   }
 };
 
 int post_register(const Env& env, const json& body) {
   auto c = env.client();
-  auto r = c.Post("/api/v1/agent/register", body.dump(), "application/json");
+  auto r = c->Post("/api/v1/agent/register", body.dump(), "application/json");
   REQUIRE(r);
   return r->status;
 }
@@ -160,7 +162,7 @@ TEST_CASE("esthesis http: id mode registers only pre-created devices, which are 
   REQUIRE(pre.value("created", false));
   // Keyless: refused every package query until it registers (even with provisioning.token = off).
   auto c = env.client();
-  auto before = c.Get("/api/v1/provisioning/find?hardwareId=agent-id&version=1.0.0");
+  auto before = c->Get("/api/v1/provisioning/find?hardwareId=agent-id&version=1.0.0");
   REQUIRE(before);
   CHECK(before->status == 401);
   CHECK(before->body.empty());
@@ -172,7 +174,7 @@ TEST_CASE("esthesis http: id mode registers only pre-created devices, which are 
   auto d = api(*env.platform, "devices/get", {{"hardware_id", "agent-id"}});
   CHECK(d["tags"] == json({"edge", "fleet-a"}));
   CHECK(agent.register_device().status == 409);
-  auto after = c.Get("/api/v1/provisioning/find?hardwareId=agent-id&version=1.0.0");
+  auto after = c->Get("/api/v1/provisioning/find?hardwareId=agent-id&version=1.0.0");
   REQUIRE(after);
   CHECK(after->status == 200);
   CHECK(after->get_header_value("Content-Type") == "application/json");
@@ -187,7 +189,7 @@ TEST_CASE("esthesis http: firmware by id and latest, end to end with the agent",
   EsthesisAgent agent(env.agent_options("agent-fw"));
   REQUIRE(agent.register_device().status == 200);
   REQUIRE(agent.start());
-  CHECK(env.reported_version("agent-fw") == "1.0.0");
+  CHECK(env.reported_version("agent-fw", "1.0.0") == "1.0.0");
 
   auto sent = api(*env.platform, "commands/send",
                   {{"type", "firmware"}, {"package_id", id2}, {"hardware_ids", {"agent-fw"}}});
@@ -199,7 +201,7 @@ TEST_CASE("esthesis http: firmware by id and latest, end to end with the agent",
   CHECK(agent.last_download_status() == 200);
   CHECK(agent.last_firmware() == v2);
   REQUIRE(agent.restart());
-  CHECK(env.reported_version("agent-fw") == "2.0.0");
+  CHECK(env.reported_version("agent-fw", "2.0.0") == "2.0.0");
   // The token was spent by the agent's one complete download.
   CHECK(env.daemon.log().find("fully served over HTTP") != std::string::npos);
 
@@ -213,7 +215,7 @@ TEST_CASE("esthesis http: firmware by id and latest, end to end with the agent",
   CHECK(*reply2 == cmd2 + " s " + std::string(k_reply_firmware_initiated));
   CHECK(agent.last_firmware() == v3);
   REQUIRE(agent.restart());
-  CHECK(env.reported_version("agent-fw") == "3.0.0");
+  CHECK(env.reported_version("agent-fw", "3.0.0") == "3.0.0");
   CHECK(agent.would_have_crashed() == 0);
 }
 
@@ -233,19 +235,19 @@ TEST_CASE("esthesis http: shared rate window, bad tokens, single-use downloads",
 
   // 1: a wrong token (another device's signature) is 401 with an empty body, and counts.
   auto other = static_token(reg.private_key_pem, "someone-else");
-  auto bad = c.Get(("/api/v1/provisioning/find?" +
-                    encode_query({{"hardwareId", "agent-rl"}, {"version", "1.0.0"}, {"token", *other}}))
-                       .c_str());
+  auto bad = c->Get(("/api/v1/provisioning/find?" +
+                     encode_query({{"hardwareId", "agent-rl"}, {"version", "1.0.0"}, {"token", *other}}))
+                        .c_str());
   REQUIRE(bad);
   CHECK(bad->status == 401);
   CHECK(bad->body.empty());
-  auto missing = c.Get("/api/v1/provisioning/find?hardwareId=agent-rl&version=1.0.0");
+  auto missing = c->Get("/api/v1/provisioning/find?hardwareId=agent-rl&version=1.0.0");
   REQUIRE(missing);
   CHECK(missing->status == 401);
   // 3..5: answered, each with its own download token bound to the device.
   std::vector<std::string> tokens;
   for (int i = 0; i < 3; ++i) {
-    auto r = c.Get(find.c_str());
+    auto r = c->Get(find.c_str());
     REQUIRE(r);
     REQUIRE(r->status == 200);
     auto j = json::parse(r->body);
@@ -256,7 +258,7 @@ TEST_CASE("esthesis http: shared rate window, bad tokens, single-use downloads",
     tokens.push_back(j["downloadToken"]);
   }
   // 6th: 429 with Retry-After.
-  auto limited = c.Get(find.c_str());
+  auto limited = c->Get(find.c_str());
   REQUIRE(limited);
   CHECK(limited->status == 429);
   CHECK(std::stoi(limited->get_header_value("Retry-After")) >= 1);
@@ -270,27 +272,27 @@ TEST_CASE("esthesis http: shared rate window, bad tokens, single-use downloads",
   CHECK(json::parse(m->payload)["error"]["code"] == "rate_limited");
 
   // A complete download spends the token: a replay is 404.
-  auto full = c.Get(("/api/v1/provisioning/download?token=" + query_escape(tokens[0])).c_str());
+  auto full = c->Get(("/api/v1/provisioning/download?token=" + query_escape(tokens[0])).c_str());
   REQUIRE(full);
   CHECK(full->status == 200);
   CHECK(full->body == data);
-  auto replay = c.Get(("/api/v1/provisioning/download?token=" + query_escape(tokens[0])).c_str());
+  auto replay = c->Get(("/api/v1/provisioning/download?token=" + query_escape(tokens[0])).c_str());
   REQUIRE(replay);
   CHECK(replay->status == 404);
-  auto unknown = c.Get("/api/v1/provisioning/download?token=nothing-like-a-token");
+  auto unknown = c->Get("/api/v1/provisioning/download?token=nothing-like-a-token");
   REQUIRE(unknown);
   CHECK(unknown->status == 404);
 
   // Range resume: a partial read leaves the token usable; once every byte was served, it is spent.
   const std::string path1 = "/api/v1/provisioning/download?token=" + query_escape(tokens[1]);
-  auto head = c.Get(path1.c_str(), {{"Range", "bytes=0-99999"}});
+  auto head = c->Get(path1.c_str(), {{"Range", "bytes=0-99999"}});
   REQUIRE(head);
   CHECK(head->status == 206);
-  auto rest = c.Get(path1.c_str(), {{"Range", "bytes=100000-"}});
+  auto rest = c->Get(path1.c_str(), {{"Range", "bytes=100000-"}});
   REQUIRE(rest);
   CHECK(rest->status == 206);
   CHECK(head->body + rest->body == data);
-  auto after = c.Get(path1.c_str());
+  auto after = c->Get(path1.c_str());
   REQUIRE(after);
   CHECK(after->status == 404);
 
@@ -298,7 +300,7 @@ TEST_CASE("esthesis http: shared rate window, bad tokens, single-use downloads",
   const std::string path2 = "/api/v1/provisioning/download?token=" + query_escape(tokens[2]);
   auto get = [&] {
     auto cl = env.client();
-    auto r = cl.Get(path2.c_str());
+    auto r = cl->Get(path2.c_str());
     return r ? std::make_pair(r->status, r->body) : std::make_pair(0, std::string());
   };
   auto a = std::async(std::launch::async, get);

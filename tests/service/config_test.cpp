@@ -95,3 +95,27 @@ TEST_CASE("--help lists every key with its environment variable and never a pass
   }
   CHECK_THAT(help, Catch::Contains("DISPATCH_MQTT_URI"));
 }
+
+TEST_CASE("the agent HTTP API is off by default and registration.mode takes only its four values",
+          "[service][config]") {
+  CommandLineRequest req;
+  auto defaults = load_config({}, {}, req);
+  REQUIRE(defaults);
+  CHECK(defaults->http_agent_listen.empty());
+  CHECK(defaults->registration_mode == "disabled");
+  auto set = load_config({"--http.agent_listen", "0.0.0.0:8080", "--registration.mode", "open_with_secret",
+                          "--registration.secret", "s", "--registration.mqtt_server", "tcp://b:1883",
+                          "--registration.provisioning_url", "http://h:8080"},
+                         {"DISPATCH_HTTP_TLS_CERT_FILE=c.pem", "DISPATCH_HTTP_TLS_KEY_FILE=k.pem"}, req);
+  REQUIRE(set);
+  CHECK(set->http_agent_listen == "0.0.0.0:8080");
+  CHECK(set->http_tls_cert_file == "c.pem");
+  CHECK(set->http_tls_key_file == "k.pem");
+  CHECK(set->registration_mode == "open_with_secret");
+  CHECK(set->registration_secret == "s");
+  CHECK(set->registration_mqtt_server == "tcp://b:1883");
+  CHECK(set->registration_provisioning_url == "http://h:8080");
+  auto bad = load_config({"--registration.mode", "anyone"}, {}, req);
+  REQUIRE_FALSE(bad);
+  CHECK_THAT(bad.error().message, Catch::Contains("registration.mode"));
+}
