@@ -22,23 +22,6 @@ using protocol::TopicKind;
 
 namespace {
 
-protocol::TopicRoots roots_from(const Config& c) {
-  protocol::TopicRoots r;
-  r.command_request = c.topics_command_request;
-  r.command_reply = c.topics_command_reply;
-  r.command_pending = c.topics_command_pending;
-  r.command_pending_reply = c.topics_command_pending_reply;
-  r.provisioning_request = c.topics_provisioning_request;
-  r.provisioning_reply = c.topics_provisioning_reply;
-  r.provisioning_download = c.topics_provisioning_download;
-  r.provisioning_data = c.topics_provisioning_data;
-  r.metadata = c.topics_metadata;
-  r.ping = c.topics_ping;
-  r.api = c.topics_api;
-  r.events = c.topics_events;
-  return r;
-}
-
 // A reply_to from an MQTT 3.1.1 payload is used only if it is a plain topic we may publish to.
 bool usable_reply_topic(std::string_view t) {
   if (t.empty() || t.size() > 1024) return false;
@@ -55,7 +38,7 @@ App::App(const Config& config, core::Clock& clock, storage::Database& db, Publis
       clock_(clock),
       db_(db),
       publisher_(publisher),
-      topics_(roots_from(config)),
+      topics_(config.topics),
       devices_(std::make_unique<storage::DeviceStore>(db)),
       commands_(std::make_unique<storage::CommandStore>(db)),
       packages_(std::make_unique<storage::PackageStore>(db)),

@@ -147,7 +147,8 @@ struct Provisioning::Impl {
         nonces(d),
         devices(d),
         idempotency(d),
-        limiter(clk, c.provisioning_rate_limit, c.provisioning_rate_window_s * 1000, k_limiter_keys) {
+        limiter(clk, c.provisioning_rate_limit, c.provisioning_rate_window_s * 1000,
+                static_cast<std::size_t>(c.provisioning_max_tracked_devices)) {
     limits.max_bytes = static_cast<std::size_t>(c.api_max_request_bytes);
     limits.max_depth = c.api_max_depth;
   }
@@ -165,8 +166,8 @@ struct Provisioning::Impl {
   storage::IdempotencyStore idempotency;
   // The rate limit decides from memory; every event is also written to rate_events (in the query's
   // transaction), and a device the limiter does not hold is restored from there first, so a restart
-  // or an eviction loses nothing. Memory is bounded by k_limiter_keys devices (least recently seen go).
-  static constexpr std::size_t k_limiter_keys = 100000;
+  // or an eviction loses nothing. Memory is bounded by provisioning.max_tracked_devices devices (least
+  // recently seen go).
   core::SlidingWindowLimiter limiter;
   protocol::JsonLimits limits;
   core::TimeMs last_prune = 0;
@@ -556,7 +557,7 @@ struct Provisioning::Impl {
     auto package_id = protocol::optional_object_id(body, "package_id");
     if (!package_id) return package_id.error();
     q.package_id = *package_id;
-    if (config.provisioning_token == "off") return q;
+    if (config.provisioning_token == TokenMode::off) return q;
 
     auto token = protocol::required_string(body, "token");
     if (!token) return token.error();
@@ -565,7 +566,7 @@ struct Provisioning::Impl {
     if (!ts) return ts.error();
     auto nonce = protocol::optional_string(body, "nonce");
     if (!nonce) return nonce.error();
-    const bool fresh = ts->has_value() || nonce->has_value() || config.provisioning_token == "fresh";
+    const bool fresh = ts->has_value() || nonce->has_value() || config.provisioning_token == TokenMode::fresh;
     if (!fresh) return q;  // a static token ("any" mode)
     if (!*ts) return make_error(ErrorCode::bad_request, "missing required field 'ts'");
     if (!*nonce) return make_error(ErrorCode::bad_request, "missing required field 'nonce'");
@@ -610,7 +611,7 @@ struct Provisioning::Impl {
 
     auto device = devices.get(hw);
     if (!device && device.error().code != ErrorCode::not_found) return device.error();
-    if (config.provisioning_token != "off") {
+    if (config.provisioning_token != TokenMode::off) {
       const std::string message = q->ts ? core::fresh_token_message(hw, *q->ts, *q->nonce) : hw;
       bool verified = false;
       const core::PublicKey* key = device ? device_key(hw, device->public_key_pem) : nullptr;
@@ -848,11 +849,7 @@ struct Provisioning::Impl {
   // ---- lifecycle ---------------------------------------------------------------------------------
 
   Status start() {
-    const auto& mode = config.provisioning_token;
-    if (mode != "fresh" && mode != "any" && mode != "off") {
-      return make_error(ErrorCode::bad_request, "provisioning.token must be one of fresh, any, off");
-    }
-    if (mode == "off") {
+    if (config.provisioning_token == TokenMode::off) {
       spdlog::warn(
           "*** provisioning.token = off: package queries are answered WITHOUT any device signature. "
           "Use this only on a trusted network. ***");
