@@ -302,6 +302,25 @@ core::Status validate(const Config& c) {
   return {};
 }
 
+// text as "# " comment lines of at most `width` characters, broken at spaces.
+std::string comment_lines(std::string_view text, std::size_t width = 100) {
+  std::string out, line = "#";
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto end = text.find(' ', pos);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view word = text.substr(pos, end - pos);
+    if (line.size() > 1 && line.size() + 1 + word.size() > width) {
+      out += line + "\n";
+      line = "#";
+    }
+    line += " ";
+    line += word;
+    pos = end + 1;
+  }
+  return out + line + "\n";
+}
+
 std::string describe(const KeyDef& d) {
   std::string out = d.description;
   if (d.type == ValueType::choice) out += " (" + join(d.choices, " | ") + ")";
@@ -371,7 +390,8 @@ std::string config_sample(const Config& config) {
       out += fmt::format("\n[{}]\n", sec);
       section = sec;
     }
-    out += fmt::format("\n# {}.\n# env {}, flag --{}\n", describe(d), env_name(d.key), d.key);
+    out += "\n" + comment_lines(describe(d) + ".");
+    out += fmt::format("# env {}, flag --{}\n", env_name(d.key), d.key);
     const Value v = d.get(config);
     if (d.secret) {
       out += fmt::format("#{} = \"\"{}\n", name, as_text(d, v).empty() ? "" : "   (set; not shown)");

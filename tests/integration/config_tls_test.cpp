@@ -125,7 +125,10 @@ TEST_CASE("dispatchd: an invalid configuration exits 2 and names the key", "[int
       {"overlapping topic roots", {"--topics.metadata", "esthesis/ping/meta"}, {}, "topics.metadata"},
       {"token mode not a choice", {}, {"DISPATCH_PROVISIONING_TOKEN=sometimes"}, "provisioning.token"},
       {"log level not a choice", {"--log.level=loud"}, {}, "log.level"},
-      {"removed key", {"--provisioning.max_tracked", "5"}, {}, "--provisioning.max_tracked"},
+      {"unknown key (a prefix of a real one)",
+       {"--provisioning.max_tracked", "5"},
+       {},
+       "--provisioning.max_tracked"},
   };
   int i = 0;
   for (const auto& c : cases) {
