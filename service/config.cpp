@@ -291,13 +291,21 @@ core::Status validate(const Config& c) {
   if (c.mqtt_client_id.empty()) return make_error(ErrorCode::bad_request, "mqtt.client_id must not be empty");
   if (c.storage_path.empty()) return make_error(ErrorCode::bad_request, "storage.path must not be empty");
   if (auto st = protocol::validate(c.topics); !st) {
-    // protocol::validate names the offending root first, in quotes: "topic root 'ping' is empty".
+    // protocol::validate quotes the roots it names, the offending one first: "topic root 'ping' overlaps
+    // topic root 'metadata'". Each becomes its key.
     const std::string& m = st.error().message;
-    const auto open = m.find('\'');
-    const auto close = open == std::string::npos ? open : m.find('\'', open + 1);
-    const std::string name = close == std::string::npos ? "" : m.substr(open + 1, close - open - 1);
-    return make_error(ErrorCode::bad_request,
-                      fmt::format("invalid config key topics.{}: {}", name.empty() ? "*" : name, m));
+    std::vector<std::string> keys;
+    for (auto open = m.find('\''); open != std::string::npos; open = m.find('\'', open + 1)) {
+      const auto close = m.find('\'', open + 1);
+      if (close == std::string::npos) break;
+      keys.push_back("topics." + m.substr(open + 1, close - open - 1));
+      open = close;
+    }
+    if (keys.empty()) keys.push_back("[topics]");
+    std::string also;
+    for (std::size_t k = 1; k < keys.size(); ++k) also += (k == 1 ? " (" : ", ") + keys[k];
+    if (!also.empty()) also += ")";
+    return make_error(ErrorCode::bad_request, fmt::format("invalid config key {}: {}{}", keys[0], m, also));
   }
   return {};
 }
