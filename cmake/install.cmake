@@ -3,9 +3,14 @@
 #   cmake --install build --prefix /usr      binaries, systemd unit, sysusers file, sample config, docs
 #   scripts/package [--check]                a Release build in build-package/ and its .deb (CPack)
 #
-# With the prefix /usr the sample config goes to /etc/dispatch/dispatchd.toml (GNUInstallDirs' special
-# case); with any other prefix to <prefix>/etc/dispatch/.
+# With the prefix /usr the sample config goes to /etc/dispatch/dispatchd.toml; with any other prefix
+# (also `cmake --install --prefix DIR`) to <prefix>/etc/dispatch/.
 include(GNUInstallDirs)
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  set(dispatch_config_dir /etc/dispatch)
+else()
+  set(dispatch_config_dir ${CMAKE_INSTALL_SYSCONFDIR}/dispatch)
+endif()
 
 foreach(program dispatchd dispatchctl dispatch-sim)
   if(TARGET ${program})
@@ -14,12 +19,12 @@ foreach(program dispatchd dispatchctl dispatch-sim)
 endforeach()
 
 set(dispatch_packaging_dir ${PROJECT_SOURCE_DIR}/packaging)
-install(FILES ${dispatch_packaging_dir}/dispatchd.service DESTINATION ${CMAKE_INSTALL_PREFIX}/lib/systemd/system)
-install(FILES ${dispatch_packaging_dir}/sysusers.conf DESTINATION ${CMAKE_INSTALL_PREFIX}/lib/sysusers.d
+install(FILES ${dispatch_packaging_dir}/dispatchd.service DESTINATION lib/systemd/system)
+install(FILES ${dispatch_packaging_dir}/sysusers.conf DESTINATION lib/sysusers.d
         RENAME dispatch.conf)
 # The commented sample: what `dispatchd --print-config` prints for the packaged storage paths
 # (tests/service/config_test.cpp checks that it is).
-install(FILES ${dispatch_packaging_dir}/dispatchd.toml DESTINATION ${CMAKE_INSTALL_FULL_SYSCONFDIR}/dispatch)
+install(FILES ${dispatch_packaging_dir}/dispatchd.toml DESTINATION ${dispatch_config_dir})
 install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/docs/configuration.md
               ${PROJECT_SOURCE_DIR}/docs/deployment.md ${PROJECT_SOURCE_DIR}/docs/security.md
               ${PROJECT_SOURCE_DIR}/docs/protocol.md
