@@ -320,7 +320,7 @@ std::string comment_lines(std::string_view text, std::size_t width = 100) {
     const std::string_view word = text.substr(pos, end - pos);
     if (line.size() > 1 && line.size() + 1 + word.size() > width) {
       out += line + "\n";
-      line = "#";
+      line.resize(1);  // keep the "#" (not line = "#": GCC 12 -O3 reports a false -Wrestrict)
     }
     line += " ";
     line += word;
