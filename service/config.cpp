@@ -220,7 +220,7 @@ Result<Value> parse_value(const KeyDef& d, std::string_view text, std::string_vi
       return invalid("true or false");
     case ValueType::choice: {
       auto it = std::find(d.choices.begin(), d.choices.end(), text);
-      if (it == d.choices.end()) return invalid("one of " + join(d.choices, ", "));
+      if (it == d.choices.end()) return invalid(fmt::format("one of {}", join(d.choices, ", ")));
       return Value(static_cast<std::int64_t>(it - d.choices.begin()));
     }
     case ValueType::integer: {
@@ -298,7 +298,7 @@ core::Status validate(const Config& c) {
     for (auto open = m.find('\''); open != std::string::npos; open = m.find('\'', open + 1)) {
       const auto close = m.find('\'', open + 1);
       if (close == std::string::npos) break;
-      keys.push_back("topics." + m.substr(open + 1, close - open - 1));
+      keys.push_back(fmt::format("topics.{}", m.substr(open + 1, close - open - 1)));
       open = close;
     }
     if (keys.empty()) keys.push_back("[topics]");
@@ -331,7 +331,7 @@ std::string comment_lines(std::string_view text, std::size_t width = 100) {
 
 std::string describe(const KeyDef& d) {
   std::string out = d.description;
-  if (d.type == ValueType::choice) out += " (" + join(d.choices, " | ") + ")";
+  if (d.type == ValueType::choice) out += fmt::format(" ({})", join(d.choices, " | "));
   if (d.type == ValueType::integer) out += fmt::format(" [{} .. {}]", d.min, d.max);
   return out;
 }
@@ -398,7 +398,8 @@ std::string config_sample(const Config& config) {
       out += fmt::format("\n[{}]\n", sec);
       section = sec;
     }
-    out += "\n" + comment_lines(describe(d) + ".");
+    out += '\n';
+    out += comment_lines(describe(d) + ".");
     out += fmt::format("# env {}, flag --{}\n", env_name(d.key), d.key);
     const Value v = d.get(config);
     if (d.secret) {
