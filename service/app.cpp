@@ -13,23 +13,6 @@ using protocol::TopicKind;
 
 namespace {
 
-protocol::TopicRoots roots_from(const Config& c) {
-  protocol::TopicRoots r;
-  r.command_request = c.topics_command_request;
-  r.command_reply = c.topics_command_reply;
-  r.command_pending = c.topics_command_pending;
-  r.command_pending_reply = c.topics_command_pending_reply;
-  r.provisioning_request = c.topics_provisioning_request;
-  r.provisioning_reply = c.topics_provisioning_reply;
-  r.provisioning_download = c.topics_provisioning_download;
-  r.provisioning_data = c.topics_provisioning_data;
-  r.metadata = c.topics_metadata;
-  r.ping = c.topics_ping;
-  r.api = c.topics_api;
-  r.events = c.topics_events;
-  return r;
-}
-
 RouterLimits router_limits(const Config& c) {
   RouterLimits l;
   l.api_max_bytes = static_cast<std::size_t>(c.api_max_request_bytes);
@@ -44,7 +27,7 @@ App::App(const Config& config, core::Clock& clock, storage::Database& db, Publis
     : config_(config),
       db_(db),
       publisher_(publisher),
-      topics_(roots_from(config)),
+      topics_(config.topics),
       outbox_(clock, publisher_, topics_, config.mqtt_qos),
       router_(topics_, publisher_, router_limits(config)),
       devices_(config, clock, db),

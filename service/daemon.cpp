@@ -33,6 +33,7 @@ LinkOptions link_options(const Config& c) {
   o.ca_file = c.mqtt_ca_file;
   o.cert_file = c.mqtt_cert_file;
   o.key_file = c.mqtt_key_file;
+  o.tls_verify_hostname = c.mqtt_tls_verify_hostname;
   o.keepalive_s = c.mqtt_keepalive_s;
   o.session_expiry_s = c.mqtt_session_expiry_s;
   o.max_inflight = c.mqtt_max_inflight;

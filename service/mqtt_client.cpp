@@ -79,8 +79,8 @@ core::Status MqttClient::connect(int timeout_ms) {
     force_tcp_nodelay_all();
     return {};
   } catch (const mqtt::exception& e) {
-    return make_error(ErrorCode::unavailable,
-                      fmt::format("cannot connect to the broker at {}: {}", opts_.uri, e.what()));
+    return make_error(ErrorCode::unavailable, fmt::format("cannot connect to the broker at {}: {}{}",
+                                                          opts_.uri, e.what(), tls_failure_hint(opts_)));
   }
 }
 

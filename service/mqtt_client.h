@@ -29,6 +29,7 @@ struct ClientOptions {
   std::string client_id;  // empty: a random one
   int mqtt_version = 5;   // 5 or 4 (3.1.1)
   std::string username, password, ca_file, cert_file, key_file;
+  bool tls_verify_hostname = true;  // the broker's certificate must name the host of uri
   int keepalive_s = 30;
   int max_inflight = 16;  // un-acked QoS 1 publishes before publish() blocks
   bool clean_start = true;

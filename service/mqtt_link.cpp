@@ -103,8 +103,8 @@ core::Status MqttLink::connect(int timeout_ms) {
     connected_.store(client_->is_connected());
     return {};
   } catch (const mqtt::exception& e) {
-    return core::make_error(core::ErrorCode::unavailable,
-                            fmt::format("cannot connect to {}: {}", opts_.uri, e.what()));
+    return core::make_error(core::ErrorCode::unavailable, fmt::format("cannot connect to {}: {}{}", opts_.uri,
+                                                                      e.what(), tls_failure_hint(opts_)));
   }
 }
 

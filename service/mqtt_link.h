@@ -34,6 +34,7 @@ struct LinkOptions {
   std::string ca_file;
   std::string cert_file;
   std::string key_file;
+  bool tls_verify_hostname = true;  // the broker's certificate must name the host of uri
   int keepalive_s = 30;
   int session_expiry_s = 3600;
   int max_inflight = 16;

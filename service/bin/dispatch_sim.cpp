@@ -70,6 +70,9 @@ int main(int argc, char** argv) {
   app.add_option("--ca-file", o.mqtt.ca_file, "CA certificate (PEM) for ssl:// brokers");
   app.add_option("--cert-file", o.mqtt.cert_file, "Client certificate (PEM)");
   app.add_option("--key-file", o.mqtt.key_file, "Client private key (PEM)");
+  bool tls_no_verify_hostname = false;
+  app.add_flag("--tls-no-verify-hostname", tls_no_verify_hostname,
+               "DANGEROUS: accept a broker certificate that does not name the host of --broker");
   app.add_option("--username", o.mqtt.username, "Broker user name");
   app.add_option("--password", o.mqtt.password, "Broker password");
   app.add_option("--client-id", o.mqtt.client_id, "Client id prefix (default: random)");
@@ -123,6 +126,7 @@ int main(int argc, char** argv) {
   }
   o.mqtt.uri = broker;
   o.mqtt.mqtt_version = mqtt_version == 3 ? 4 : 5;
+  o.mqtt.tls_verify_hostname = !tls_no_verify_hostname;
   o.key_type = key_type == "rsa"       ? dispatch::core::KeyType::rsa
                : key_type == "ec_p256" ? dispatch::core::KeyType::ec_p256
                                        : dispatch::core::KeyType::ed25519;

@@ -31,6 +31,7 @@ struct Globals {
   std::string broker = "tcp://127.0.0.1:1883";
   int mqtt_version = 5;
   std::string ca_file, cert_file, key_file, username, password;
+  bool tls_no_verify_hostname = false;
   int timeout_s = 10;
   bool json_output = false;
 };
@@ -44,6 +45,7 @@ ApiClient make_api() {
   o.ca_file = g.ca_file;
   o.cert_file = g.cert_file;
   o.key_file = g.key_file;
+  o.tls_verify_hostname = !g.tls_no_verify_hostname;
   o.username = g.username;
   o.password = g.password;
   return ApiClient(std::move(o), g.timeout_s);
@@ -693,6 +695,8 @@ int main(int argc, char** argv) {
   app.add_option("--ca-file", g.ca_file, "CA certificate (PEM) for ssl:// brokers");
   app.add_option("--cert-file", g.cert_file, "Client certificate (PEM)");
   app.add_option("--key-file", g.key_file, "Client private key (PEM)");
+  app.add_flag("--tls-no-verify-hostname", g.tls_no_verify_hostname,
+               "DANGEROUS: accept a broker certificate that does not name the host of --broker");
   app.add_option("--username", g.username, "Broker user name");
   app.add_option("--password", g.password, "Broker password");
   app.add_option("--timeout", g.timeout_s, "Seconds to wait for the broker and for each answer")

@@ -27,8 +27,8 @@ constexpr int k_list_page = 1000;
 // The one reading of provisioning.token.
 protocol::QueryRules rules_of(const Config& c) {
   protocol::QueryRules r;
-  r.token_required = c.provisioning_token != "off";
-  r.fresh_required = c.provisioning_token == "fresh";
+  r.token_required = c.provisioning_token != TokenMode::off;
+  r.fresh_required = c.provisioning_token == TokenMode::fresh;
   r.skew_ms = c.provisioning_skew_s * 1000;
   return r;
 }
@@ -74,17 +74,14 @@ DeviceQuery::DeviceQuery(const Config& config, core::Clock& clock, storage::Data
       nonces_(db),
       devices_(db),
       limiter_(clock, config.provisioning_rate_limit, config.provisioning_rate_window_s * 1000,
-               k_limiter_keys) {
+               static_cast<std::size_t>(config.provisioning_max_tracked_devices)) {
   limits_.max_bytes = static_cast<std::size_t>(config.api_max_request_bytes);
   limits_.max_depth = config.api_max_depth;
 }
 
 Status DeviceQuery::start() {
-  const auto& mode = config_.provisioning_token;
-  if (mode != "fresh" && mode != "any" && mode != "off") {
-    return make_error(ErrorCode::bad_request, "provisioning.token must be one of fresh, any, off");
-  }
-  if (mode == "off") {
+  // The mode itself was validated when the configuration was loaded.
+  if (config_.provisioning_token == TokenMode::off) {
     spdlog::warn(
         "*** provisioning.token = off: package queries are answered WITHOUT any device signature. "
         "Use this only on a trusted network. ***");

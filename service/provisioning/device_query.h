@@ -90,8 +90,8 @@ class DeviceQuery {
   storage::DeviceStore devices_;
   // The rate limit decides from memory; every event is also written to rate_events (in the query's
   // transaction), and a device the limiter does not hold is restored from there first, so a restart
-  // or an eviction loses nothing. Memory is bounded by k_limiter_keys devices (least recently seen go).
-  static constexpr std::size_t k_limiter_keys = 100000;
+  // or an eviction loses nothing. Memory is bounded by provisioning.max_tracked_devices devices (least
+  // recently seen go).
   core::SlidingWindowLimiter limiter_;
   // Parsed device keys by hardware id, each with the PEM it came from (a re-registered key misses and
   // replaces its entry). OpenSSL's PEM decoding costs several times the RSA verification itself.

@@ -22,7 +22,7 @@ struct Fixture {
   std::unique_ptr<service::provisioning::DeviceQuery> query;
 
   Fixture() {
-    config.provisioning_token = "off";
+    config.provisioning_token = dispatch::service::TokenMode::off;
     query = std::make_unique<service::provisioning::DeviceQuery>(config, clock, *db, tokens, replies);
     REQUIRE(query->start().ok());
     storage::DeviceRow d;
