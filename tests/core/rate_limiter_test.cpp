@@ -151,7 +151,6 @@ TEST_CASE("max_keys bound evicts the least recently used key", "[core][rate_limi
   // An evicted key starts over.
   CHECK(limiter.hit("b").allowed);
   CHECK(limiter.size() == 3);
-  // append, not "k" + std::to_string(i): GCC 12 at -O3 reports a false -Wrestrict inside libstdc++ for that.
-  for (int i = 0; i < 1000; ++i) (void)limiter.hit(std::string("k").append(std::to_string(i)));
+  for (int i = 0; i < 1000; ++i) (void)limiter.hit("k" + std::to_string(i));
   CHECK(limiter.size() == 3);
 }

@@ -180,7 +180,7 @@ TEST_CASE("custom roots are used for building, parsing and subscribing", "[proto
 
 TEST_CASE("nested custom roots resolve by level count", "[protocol][topics]") {
   TopicRoots roots;
-  roots.ping = std::string("x");  // not = "x": GCC 12 at -O3 reports a false -Wrestrict in libstdc++
+  roots.ping = "x";
   roots.metadata = "x/meta";
   const Topics topics(roots);
   auto meta = topics.parse("x/meta/dev-1");
