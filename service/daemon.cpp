@@ -12,7 +12,7 @@
 #include "protocol/core/clock.h"
 #include "service/app.h"
 #include "service/event_queue.h"
-#include "service/mqtt_link.h"
+#include "service/mqtt/mqtt_link.h"
 #include "service/publisher.h"
 #include "storage/database.h"
 

@@ -1,4 +1,4 @@
-#include "service/mqtt_client.h"
+#include "service/mqtt/mqtt_client.h"
 
 #include <fmt/format.h>
 #include <mqtt/async_client.h>
@@ -7,9 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "service/mqtt_link.h"
-#include "service/paho_message.h"
-#include "service/paho_options.h"
+#include "service/mqtt/paho_message.h"
+#include "service/mqtt/paho_options.h"
+#include "service/mqtt/tcp_nodelay.h"
 
 namespace dispatch::service {
 

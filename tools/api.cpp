@@ -1,8 +1,8 @@
-#include "service/tools/api.h"
+#include "tools/api.h"
 
 #include <fmt/format.h>
 
-namespace dispatch::service::tools {
+namespace dispatch::tools {
 
 using core::ErrorCode;
 using core::make_error;
@@ -79,4 +79,4 @@ CallResult ApiClient::call_raw(std::string_view resource, std::string_view actio
   return interpret(client_->request(topics_.api(resource, action), payload, timeout_s_ * 1000));
 }
 
-}  // namespace dispatch::service::tools
+}  // namespace dispatch::tools

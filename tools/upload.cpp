@@ -1,4 +1,4 @@
-#include "service/tools/upload.h"
+#include "tools/upload.h"
 
 #include <fmt/format.h>
 
@@ -10,7 +10,7 @@
 #include "protocol/core/secrets.h"
 #include "protocol/frame.h"
 
-namespace dispatch::service::tools {
+namespace dispatch::tools {
 
 using core::ErrorCode;
 using core::make_error;
@@ -108,4 +108,4 @@ CallResult upload_package(ApiClient& api, const UploadOptions& options, UploadOu
   return last;
 }
 
-}  // namespace dispatch::service::tools
+}  // namespace dispatch::tools

@@ -14,17 +14,16 @@
 #include <thread>
 #include <vector>
 
-#include "service/tools/api.h"
-#include "service/tools/campaign_view.h"
-#include "service/tools/documents.h"
-#include "service/tools/terminal.h"
-#include "service/tools/upload.h"
+#include "tools/api.h"
+#include "tools/campaign_view.h"
+#include "tools/documents.h"
+#include "tools/terminal.h"
+#include "tools/upload.h"
 
 namespace {
 
-using dispatch::service::ClientOptions;
 using nlohmann::json;
-using namespace dispatch::service::tools;
+using namespace dispatch::tools;
 using Clock = std::chrono::steady_clock;
 
 struct Globals {

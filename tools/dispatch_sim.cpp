@@ -1,4 +1,4 @@
-// dispatch-sim: simulates a fleet of esthesis device agents against a broker (see service/tools/simulator.h).
+// dispatch-sim: simulates a fleet of esthesis device agents against a broker (see tools/simulator.h).
 // Exit codes: 0 ran and stopped normally, 2 usage error, 3 broker or service unreachable (or registration
 // failed for every device).
 #include <fmt/format.h>
@@ -10,8 +10,8 @@
 #include <iostream>
 #include <random>
 
-#include "service/tools/api.h"
-#include "service/tools/simulator.h"
+#include "tools/api.h"
+#include "tools/simulator.h"
 
 namespace {
 
@@ -41,7 +41,7 @@ bool parse_latency(const std::string& text, int& min_ms, int& max_ms) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  using namespace dispatch::service::tools;
+  using namespace dispatch::tools;
   CLI::App app{
       "dispatch-sim: simulates N esthesis device agents. Devices are <prefix>000001…; each parses command "
       "lines\n"

@@ -24,9 +24,14 @@
 #include "protocol/core/result.h"
 #include "protocol/core/signature.h"
 #include "protocol/topics.h"
-#include "service/mqtt_client.h"
+#include "service/mqtt/mqtt_client.h"
 
-namespace dispatch::service::tools {
+namespace dispatch::tools {
+
+// The MQTT library's client and its values, by their short names in the tools.
+using service::ClientOptions;
+using service::InboundMessage;
+using service::MqttClient;
 
 struct SimOptions {
   ClientOptions mqtt;  // broker, version (5 or 4), TLS, credentials; client_id is a prefix
@@ -96,4 +101,4 @@ class Simulator {
   std::string first_register_error_;
 };
 
-}  // namespace dispatch::service::tools
+}  // namespace dispatch::tools

@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-namespace dispatch::service::tools {
+namespace dispatch::tools {
 
 // Exit codes of `campaign watch` for the states that end the watch.
 inline constexpr int k_exit_campaign_completed = 0;
@@ -25,4 +25,4 @@ std::optional<int> watch_exit_code(std::string_view state);
 // timed_out=… rate_per_minute=… eta_s=…" plus one "group=<i> …" line per group.
 std::string render_campaign(const nlohmann::json& snapshot, bool tty);
 
-}  // namespace dispatch::service::tools
+}  // namespace dispatch::tools

@@ -1,11 +1,11 @@
-#include "service/tools/terminal.h"
+#include "tools/terminal.h"
 
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
 
-namespace dispatch::service::tools {
+namespace dispatch::tools {
 
 bool stdout_is_tty() { return ::isatty(STDOUT_FILENO) == 1; }
 
@@ -124,4 +124,4 @@ std::string format_bytes(std::uint64_t bytes) {
   return fmt::format("{:.1f} {}", v, units[u]);
 }
 
-}  // namespace dispatch::service::tools
+}  // namespace dispatch::tools

@@ -10,9 +10,14 @@
 
 #include "protocol/core/result.h"
 #include "protocol/topics.h"
-#include "service/mqtt_client.h"
+#include "service/mqtt/mqtt_client.h"
 
-namespace dispatch::service::tools {
+namespace dispatch::tools {
+
+// The MQTT library's client and its values, by their short names in the tools.
+using service::ClientOptions;
+using service::InboundMessage;
+using service::MqttClient;
 
 // Process exit codes shared by dispatchctl and dispatch-sim.
 inline constexpr int k_exit_ok = 0;
@@ -83,4 +88,4 @@ class ApiClient {
 // Reads an answer's error object, if it is one.
 std::optional<core::Error> error_of(const nlohmann::json& answer);
 
-}  // namespace dispatch::service::tools
+}  // namespace dispatch::tools

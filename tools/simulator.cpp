@@ -1,4 +1,4 @@
-#include "service/tools/simulator.h"
+#include "tools/simulator.h"
 
 #include <fmt/format.h>
 
@@ -20,9 +20,9 @@
 #include "protocol/frame.h"
 #include "protocol/ids.h"
 #include "protocol/reply_line.h"
-#include "service/tools/api.h"
+#include "tools/api.h"
 
-namespace dispatch::service::tools {
+namespace dispatch::tools {
 
 using core::ErrorCode;
 using core::make_error;
@@ -563,4 +563,4 @@ void Simulator::run(const std::atomic<bool>& stop, double duration_s, double unt
   for (auto& c : s.clients) c->flush(10000);
 }
 
-}  // namespace dispatch::service::tools
+}  // namespace dispatch::tools

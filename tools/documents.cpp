@@ -1,4 +1,4 @@
-#include "service/tools/documents.h"
+#include "tools/documents.h"
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace dispatch::service::tools {
+namespace dispatch::tools {
 
 using core::ErrorCode;
 using core::make_error;
@@ -89,4 +89,4 @@ core::Result<nlohmann::json> load_campaign_document(const std::string& path) {
   return doc;
 }
 
-}  // namespace dispatch::service::tools
+}  // namespace dispatch::tools

@@ -6,7 +6,7 @@
 
 #include "protocol/core/result.h"
 
-namespace dispatch::service::tools {
+namespace dispatch::tools {
 
 // The whole file. bad_request "cannot read <path>: <reason>" when it cannot be opened or read.
 core::Result<std::string> read_text_file(const std::string& path);
@@ -20,4 +20,4 @@ core::Result<nlohmann::json> load_campaign_document(const std::string& path);
 // TOML text → JSON object (same conversion as above). bad_request with the parser's message.
 core::Result<nlohmann::json> toml_to_json(const std::string& text);
 
-}  // namespace dispatch::service::tools
+}  // namespace dispatch::tools

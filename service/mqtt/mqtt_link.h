@@ -6,7 +6,8 @@
 // - Publishes are windowed: at most `max_inflight` un-acknowledged QoS 1 publishes are handed to Paho
 //   (stack.md P3); the rest wait in the link's own queue. The owner checks `backlog()` and stops feeding
 //   the link while it is disconnected or full.
-// - Paho callbacks only enqueue Events; no exception crosses a callback.
+// - Paho callbacks only hand values to LinkEvents (the service's EventQueue); no exception crosses a
+//   callback.
 #pragma once
 
 #include <atomic>
@@ -18,7 +19,7 @@
 #include <vector>
 
 #include "protocol/core/result.h"
-#include "service/event_queue.h"
+#include "service/mqtt/message.h"
 
 namespace mqtt {
 class async_client;
@@ -43,24 +44,9 @@ struct LinkOptions {
   int mqtt_version = 5;  // 5 or 4 (3.1.1)
 };
 
-struct OutMessage {
-  std::string topic;
-  std::string payload;
-  int qos = 1;
-  bool retain = false;
-  std::int64_t expiry_s = 0;  // MQTT 5 Message Expiry Interval; 0 = none
-  std::string correlation_data;
-  bool has_correlation_data = false;
-  std::string response_topic;
-  std::uint64_t tag = 0;  // echoed in PublishDone when non-zero
-};
-
-// Forces TCP_NODELAY on every connected TCP socket of this process; returns how many were changed.
-int force_tcp_nodelay_all();
-
 class MqttLink {
  public:
-  MqttLink(LinkOptions options, EventQueue& events);
+  MqttLink(LinkOptions options, LinkEvents& events);
   ~MqttLink();
   MqttLink(const MqttLink&) = delete;
   MqttLink& operator=(const MqttLink&) = delete;
@@ -88,7 +74,7 @@ class MqttLink {
   void on_publish_done(std::uint64_t tag, bool ok);
 
   LinkOptions opts_;
-  EventQueue& events_;
+  LinkEvents& events_;
   std::unique_ptr<mqtt::async_client> client_;
   std::unique_ptr<Callbacks> callbacks_;
   std::vector<std::string> subscriptions_;

@@ -16,7 +16,7 @@
 #include <string>
 
 #include "protocol/core/result.h"
-#include "service/event_queue.h"
+#include "service/mqtt/message.h"
 
 namespace mqtt {
 class async_client;

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "service/event_queue.h"
+#include "service/mqtt/message.h"
 
 namespace dispatch::service {
 

@@ -1,43 +1,18 @@
-#include "service/mqtt_link.h"
+#include "service/mqtt/mqtt_link.h"
 
-#include <dirent.h>
 #include <fmt/format.h>
 #include <mqtt/async_client.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 
 #include <chrono>
-#include <cstdlib>
 
-#include "service/paho_message.h"
-#include "service/paho_options.h"
+#include "service/mqtt/paho_message.h"
+#include "service/mqtt/paho_options.h"
+#include "service/mqtt/tcp_nodelay.h"
 
 namespace dispatch::service {
 
-int force_tcp_nodelay_all() {
-  int changed = 0;
-  DIR* d = ::opendir("/proc/self/fd");
-  if (!d) return 0;
-  while (auto* e = ::readdir(d)) {
-    int fd = std::atoi(e->d_name);
-    if (fd <= 2) continue;
-    int type = 0;
-    socklen_t tl = sizeof type;
-    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM) continue;
-    sockaddr_storage peer{};
-    socklen_t pl = sizeof peer;
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
-    if (peer.ss_family != AF_INET && peer.ss_family != AF_INET6) continue;
-    int one = 1;
-    if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0) ++changed;
-  }
-  ::closedir(d);
-  return changed;
-}
-
-// Runs on Paho's threads: converts everything into Events and never lets an exception escape.
+// Runs on Paho's threads: hands everything to LinkEvents and never lets an exception escape.
 class MqttLink::Callbacks : public mqtt::iaction_listener {
  public:
   explicit Callbacks(MqttLink& link) : link_(link) {}
@@ -53,7 +28,7 @@ class MqttLink::Callbacks : public mqtt::iaction_listener {
   MqttLink& link_;
 };
 
-MqttLink::MqttLink(LinkOptions options, EventQueue& events) : opts_(std::move(options)), events_(events) {
+MqttLink::MqttLink(LinkOptions options, LinkEvents& events) : opts_(std::move(options)), events_(events) {
   auto copts = mqtt::create_options_builder()
                    .mqtt_version(opts_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1)
                    .max_buffered_messages(opts_.max_buffered)
@@ -63,18 +38,18 @@ MqttLink::MqttLink(LinkOptions options, EventQueue& events) : opts_(std::move(op
   // All callbacks are set before connect() (paho.mqtt.cpp #519).
   client_->set_message_callback([this](mqtt::const_message_ptr m) {
     try {
-      events_.push(to_inbound(*m));
+      events_.on_message(to_inbound(*m));
     } catch (const std::exception& e) {
       spdlog::error("dropping an inbound message that could not be read: {}", e.what());
     }
   });
   client_->set_connected_handler([this](const std::string&) {
     connected_.store(true);
-    events_.push_nonblocking(LinkUp{});
+    events_.on_link_up();
   });
   client_->set_connection_lost_handler([this](const std::string& cause) {
     connected_.store(false);
-    events_.push_nonblocking(LinkDown{cause});
+    events_.on_link_down(cause);
   });
 }
 
@@ -135,7 +110,7 @@ size_t MqttLink::backlog() const { return queue_.size() + static_cast<size_t>(in
 void MqttLink::on_publish_done(std::uint64_t tag, bool ok) {
   inflight_.fetch_sub(1);
   published_total_.fetch_add(ok ? 1 : 0);
-  events_.push_nonblocking(PublishDone{tag, ok});
+  events_.on_publish_done(PublishDone{tag, ok});
 }
 
 void MqttLink::pump() {

@@ -11,9 +11,9 @@
 #include <functional>
 #include <string>
 
-#include "service/tools/api.h"
+#include "tools/api.h"
 
-namespace dispatch::service::tools {
+namespace dispatch::tools {
 
 struct UploadOptions {
   std::string package_id;
@@ -40,4 +40,4 @@ CallResult upload_package(ApiClient& api, const UploadOptions& options, UploadOu
 // Size and sha256 of a file read in chunks. bad_request "cannot read <path>: <reason>".
 core::Result<std::pair<std::uint64_t, std::string>> file_digest(const std::string& path);
 
-}  // namespace dispatch::service::tools
+}  // namespace dispatch::tools

@@ -1,10 +1,10 @@
-#include "service/tools/campaign_view.h"
+#include "tools/campaign_view.h"
 
 #include <fmt/format.h>
 
-#include "service/tools/terminal.h"
+#include "tools/terminal.h"
 
-namespace dispatch::service::tools {
+namespace dispatch::tools {
 
 std::optional<int> watch_exit_code(std::string_view state) {
   if (state == "completed") return k_exit_campaign_completed;
@@ -95,4 +95,4 @@ std::string render_campaign(const nlohmann::json& snapshot, bool tty) {
   return out;
 }
 
-}  // namespace dispatch::service::tools
+}  // namespace dispatch::tools

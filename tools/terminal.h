@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace dispatch::service::tools {
+namespace dispatch::tools {
 
 // True when stdout is a terminal (isatty).
 bool stdout_is_tty();
@@ -32,4 +32,4 @@ std::string format_duration(std::int64_t seconds);
 // Bytes as "512 B", "1.5 KiB", "3.2 MiB", "1.1 GiB".
 std::string format_bytes(std::uint64_t bytes);
 
-}  // namespace dispatch::service::tools
+}  // namespace dispatch::tools
