@@ -181,8 +181,8 @@ Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& ro
       bind_opt(q, p + 14, r.finished_at);
       q.bind(p + 15, r.reply_ok ? 1 : 0);
     };
-    const std::string insert_rows = std::string("INSERT INTO campaign_executions(") + k_execution_columns +
-                                    ") VALUES";
+    const std::string insert_rows =
+        std::string("INSERT INTO campaign_executions(") + k_execution_columns + ") VALUES";
     const char* const row_placeholders = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)";
     const char* const ignore_existing = " ON CONFLICT DO NOTHING";
     int inserted = 0;

@@ -87,8 +87,9 @@ class Database {
   // taken up front and a busy database fails early with unavailable), a SAVEPOINT when already inside
   // one. On PostgreSQL the outermost level is a plain BEGIN (READ COMMITTED): writers do not exclude
   // each other, so what must be decided once across connections is decided by one statement (a state
-  // guard in an UPDATE, ON CONFLICT), a row lock (FOR UPDATE) or an advisory lock in the store. f returns Status or Result<T>. The work is committed when f returns ok, and rolled back when
-  // it returns an error or throws; an exception becomes an Error (see the header comment).
+  // guard in an UPDATE, ON CONFLICT), a row lock (FOR UPDATE) or an advisory lock in the store. f returns
+  // Status or Result<T>. The work is committed when f returns ok, and rolled back when it returns an error or
+  // throws; an exception becomes an Error (see the header comment).
   template <class F>
   auto transaction(F&& f) -> std::invoke_result_t<F> {
     return run_in_transaction(true, std::forward<F>(f));

@@ -54,7 +54,7 @@ Result<bool> DeviceStore::upsert(const DeviceRow& row, TimeMs now) {
   return db_.transaction([&]() -> Result<bool> {
     auto update = db_.prepare(
         "UPDATE devices SET public_key_pem = ?, key_type = ?, attributes = ?, "
-                             "updated_at = ? WHERE hardware_id = ?");
+        "updated_at = ? WHERE hardware_id = ?");
     update->bind(1, row.public_key_pem);
     update->bind(2, row.key_type);
     update->bind(3, encode_map(row.attributes));
@@ -64,7 +64,7 @@ Result<bool> DeviceStore::upsert(const DeviceRow& row, TimeMs now) {
     if (created) {
       auto insert = db_.prepare(
           "INSERT INTO devices(hardware_id, public_key_pem, key_type, attributes, "
-                               "properties, created_at, updated_at) VALUES(?, ?, ?, ?, '', ?, ?)");
+          "properties, created_at, updated_at) VALUES(?, ?, ?, ?, '', ?, ?)");
       insert->bind(1, row.hardware_id);
       insert->bind(2, row.public_key_pem);
       insert->bind(3, row.key_type);

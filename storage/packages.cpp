@@ -198,7 +198,8 @@ Status PackageStore::record_chunk(const std::string& package_id, std::int64_t of
 
 Result<std::vector<ChunkRow>> PackageStore::chunks(const std::string& package_id) {
   return db_.read([&]() -> Result<std::vector<ChunkRow>> {
-    auto q = db_.prepare("SELECT \"offset\", length FROM package_chunks WHERE package_id = ? ORDER BY \"offset\"");
+    auto q =
+        db_.prepare("SELECT \"offset\", length FROM package_chunks WHERE package_id = ? ORDER BY \"offset\"");
     q->bind(1, package_id);
     std::vector<ChunkRow> rows;
     while (q->executeStep()) rows.push_back(ChunkRow{q->getColumn(0).getInt64(), q->getColumn(1).getInt64()});

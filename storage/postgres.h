@@ -6,10 +6,9 @@
 // that are not cached run as unnamed parameterised queries.
 #pragma once
 
-#include <pqxx/pqxx>
-
 #include <cstdint>
 #include <memory>
+#include <pqxx/pqxx>
 #include <string>
 #include <vector>
 

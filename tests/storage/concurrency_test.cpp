@@ -120,7 +120,8 @@ TEST_CASE("hit decides like the in-memory limiter", "[storage][rate]") {
   }
 }
 
-TEST_CASE("of connections racing with one request_id exactly one records it", "[storage][idempotency][race]") {
+TEST_CASE("of connections racing with one request_id exactly one records it",
+          "[storage][idempotency][race]") {
   TestDb t(GENERATE(test::shared_backends()));
   constexpr int k_requests = 20;
   constexpr int k_threads = 3;

@@ -17,8 +17,8 @@
 namespace dispatch::storage {
 namespace {
 
-using core::ErrorCode;
 using Catch::Generators::from_range;
+using core::ErrorCode;
 using test::backends;
 using test::TestDb;
 
@@ -120,7 +120,8 @@ std::string schema_dump(Database& db) {
       "CASE WHEN is_identity = 'YES' THEN ' IDENTITY ' || identity_generation ELSE '' END "
       "FROM information_schema.columns WHERE table_schema = current_schema() "
       "ORDER BY table_name, ordinal_position",
-      "SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) "
+      "SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' || "
+      "pg_get_constraintdef(oid) "
       "FROM pg_constraint WHERE connamespace = current_schema()::regnamespace ORDER BY 1",
       "SELECT 'index ' || replace(indexdef, current_schema() || '.', '') FROM pg_indexes "
       "WHERE schemaname = current_schema() ORDER BY indexname",
@@ -222,7 +223,9 @@ TEST_CASE("a file that cannot be opened is unavailable", "[storage][database]") 
 TEST_CASE("transactions commit, roll back and nest", "[storage][database]") {
   TestDb t(GENERATE(backends()));
   Database& db = *t;
-  auto insert = [&](const std::string& key) { db.exec("INSERT INTO meta(key, value) VALUES('" + key + "', 'v')"); };
+  auto insert = [&](const std::string& key) {
+    db.exec("INSERT INTO meta(key, value) VALUES('" + key + "', 'v')");
+  };
   auto has = [&](const std::string& key) {
     auto q = db.prepare("SELECT COUNT(*) FROM meta WHERE key = ?");
     q->bind(1, key);

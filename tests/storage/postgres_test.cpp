@@ -1,6 +1,8 @@
 // PostgreSQL-only behaviour of Database: reaching the server, losing it, error codes, and several
 // instances migrating at once. Runs only when DISPATCH_TEST_PG_URL is set (scripts/test sets it);
 // without it each test passes after checking that the variable is unset.
+#include "storage/postgres.h"
+
 #include <catch2/catch.hpp>
 #include <latch>
 #include <pqxx/pqxx>
@@ -11,7 +13,6 @@
 #include "storage/database.h"
 #include "storage/devices.h"
 #include "storage/nonces.h"
-#include "storage/postgres.h"
 #include "storage/tokens.h"
 #include "tests/storage/storage_fixture.h"
 #include "tests/support/process.h"
@@ -131,8 +132,9 @@ TEST_CASE("PostgreSQL migrations: newer refused, a failing step rolled back", "[
     auto v1 = Database::open(schema.url(), {{1, "CREATE TABLE a(x BIGINT)"}});
     REQUIRE(v1.ok());
     CHECK((*v1)->schema_version() == 1);
-    CHECK(scalar(**v1, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() "
-                       "AND table_name = 'b'") == 0);
+    CHECK(scalar(**v1,
+                 "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() "
+                 "AND table_name = 'b'") == 0);
   }
   {
     PgSchema schema;
@@ -145,7 +147,8 @@ TEST_CASE("PostgreSQL migrations: newer refused, a failing step rolled back", "[
     REQUIRE_FALSE(db.ok());
     CHECK(db.error().code == ErrorCode::unavailable);
     CHECK(db.error().message == "database schema version 99 is newer than this build (" +
-                                    std::to_string(schema_migrations(Backend::postgres).back().version) + ")");
+                                    std::to_string(schema_migrations(Backend::postgres).back().version) +
+                                    ")");
   }
 }
 
