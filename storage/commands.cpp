@@ -200,10 +200,30 @@ Result<std::vector<DeliveryRow>> CommandStore::deliveries_to_publish(TimeMs now,
 
 Result<int> CommandStore::mark_sent(const std::vector<DeliveryKey>& keys, TimeMs t) {
   return db_.transaction([&]() -> Result<int> {
+    int changed = 0;
+    if (db_.backend() == Backend::postgres) {
+      // One round trip per batch of keys instead of one per key (a key listed twice counts once here).
+      std::size_t done = 0;
+      while (done < keys.size()) {
+        std::size_t n = detail::k_pg_batch;
+        while (n > keys.size() - done) n /= 2;
+        auto q = db_.prepare(
+            "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = ?1 "
+            "WHERE state IN ('queued', 'sent') AND (command_id, hardware_id) IN (VALUES " +
+            detail::value_rows("(?, ?)", n) + ")");
+        q->bind(1, t);
+        for (std::size_t k = 0; k < n; ++k) {
+          q->bindNoCopy(2 + 2 * static_cast<int>(k), keys[done + k].first);
+          q->bindNoCopy(3 + 2 * static_cast<int>(k), keys[done + k].second);
+        }
+        changed += q->exec();
+        done += n;
+      }
+      return changed;
+    }
     auto q = db_.prepare(
         "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = ? "
         "WHERE command_id = ? AND hardware_id = ? AND state IN ('queued', 'sent')");
-    int changed = 0;
     for (const auto& [command_id, hardware_id] : keys) {
       q->reset();
       q->bind(1, t);
