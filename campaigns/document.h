@@ -113,8 +113,9 @@ struct CampaignDocument {
 // defaults above. Every refusal is ErrorCode::bad_request with one of these messages (N, M 1-based):
 //   "campaign document must be a JSON object", "name is required", "type is required",
 //   "unknown type 'X'", "execution must be sync or async", "package_id must be a string or null",
-//   "command is required for type exec", "command must not contain a space",
-//   "arguments must be an array of strings", "argument N must not contain a space",
+//   "command is required for type exec", "arguments must be an array of strings", and for type exec
+//   every refusal of protocol::validate_exec ("command must not contain a space", "argument N is empty",
+//   "argument N must not contain a control character", …: what a device's split would not give back),
 //   "groups must hold at least one group", "group N must be an object", "group N is empty",
 //   "group N has an invalid hardware id 'X'", "group N has an invalid tag",
 //   "F must be a number" / "F must be an integer" / "F must be an object" / "F must be a boolean"
@@ -137,7 +138,8 @@ core::Result<CampaignDocument> parse_campaign_document(const nlohmann::json& j);
 nlohmann::json to_json(const CampaignDocument& d);
 
 // RFC 3339 text of a time: protocol/core/time.h's format, with ".mmm" added when the milliseconds are
-// not zero (so that a stored window reads back to the same millisecond).
+// not zero (so that a stored window reads back to the same millisecond). Only for the stored document:
+// answers and events carry whole seconds (stats.h).
 std::string format_time(TimeMs t);
 
 }  // namespace dispatch::campaigns

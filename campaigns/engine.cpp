@@ -327,9 +327,25 @@ void send_new_attempts(Work& w, TimeMs now, IdGenerator& ids) {
     x.next_attempt_at.reset();
     x.reply_ok = false;
     x.version_reported = false;
+    if (needs_version(w.doc())) x.version_at_send = x.reported_version;
     w.sends.push_back(Send{x.hardware_id, *x.command_id, x.attempt});
     --capacity;
   }
+}
+
+// The verify_version rule (engine.h): the exact target when there is one, else newer than the version
+// the device had when the attempt was sent (any version when it had none).
+bool version_counts(const std::string& version, const std::optional<std::string>& target,
+                    const std::optional<std::string>& at_send) {
+  auto reported = core::parse_semver(version);
+  if (!reported) return false;
+  if (target) {
+    auto wanted = core::parse_semver(*target);
+    return wanted.ok() && core::same_precedence(*reported, *wanted);
+  }
+  if (!at_send) return true;
+  auto before = core::parse_semver(*at_send);
+  return !before.ok() || *reported > *before;
 }
 
 std::optional<std::size_t> find_execution(const CampaignSnapshot& s, const std::string& hw) {
@@ -657,22 +673,25 @@ ReplyResult on_version_reported(const CampaignSnapshot& snapshot, const std::str
                                 const std::string& version, TimeMs now) {
   if (!needs_version(snapshot.doc)) return {Disposition::not_current, {}};
   auto i = find_execution(snapshot, hardware_id);
-  if (!i || snapshot.executions[*i].state != ExecState::sent) return {Disposition::not_current, {}};
-  if (snapshot.target_version) {
-    auto reported = core::parse_semver(version);
-    auto target = core::parse_semver(*snapshot.target_version);
-    if (!reported.ok() || !target.ok() || !core::same_precedence(*reported, *target)) {
-      return {Disposition::not_current, {}};
-    }
+  // Only a SemVer version can be compared later, so nothing else is recorded.
+  if (!i || !core::parse_semver(version)) return {Disposition::not_current, {}};
+  const Execution& current = snapshot.executions[*i];
+  const bool counts = current.state == ExecState::sent &&
+                      version_counts(version, snapshot.target_version, current.version_at_send);
+  const bool new_version = current.reported_version != version;
+  if (!new_version && (!counts || current.version_reported)) {
+    return {counts ? Disposition::duplicate : Disposition::not_current, {}};
   }
-  if (snapshot.executions[*i].version_reported) return {Disposition::duplicate, {}};
   Work w(snapshot);
   Execution& e = w.touch(*i);
-  e.version_reported = true;
-  if (e.reply_ok) {
-    e.reply_ok = false;
-    e.state = ExecState::succeeded;
-    e.finished_at = now;
+  e.reported_version = version;
+  if (counts && !e.version_reported) {
+    e.version_reported = true;
+    if (e.reply_ok) {
+      e.reply_ok = false;
+      e.state = ExecState::succeeded;
+      e.finished_at = now;
+    }
   }
   return {Disposition::applied, w.result()};
 }

@@ -15,6 +15,11 @@
 // - Timeouts: an execution sent at t with no accepted outcome is timed_out from t + reply_timeout_s on
 //   (inclusive). With verify_version (provisioning), a success reply waits for the version report; if
 //   it does not come in time the execution is timed_out.
+// - verify_version: a report counts for the current attempt when it is a valid SemVer version and
+//   - the campaign names a package (target_version set at start): it has the target's precedence;
+//   - "latest" (no target): it is newer (SemVer precedence) than version_at_send, the version the
+//     device had reported when the attempt was sent. A device that had reported none: any version.
+//   So re-reporting the old version never completes an attempt.
 // - Retries: a failure reply or a timeout with retries left puts the execution back to queued with
 //   next_attempt_at = now + backoff_s; the next send mints a new command id (attempt + 1). Re-deliveries
 //   of one attempt (pending/presence) reuse its id and are the caller's business.
@@ -73,6 +78,13 @@ struct Execution {
   std::optional<TimeMs> finished_at;      // when it became terminal
   bool reply_ok = false;                  // success reply received, waiting for the version report
   bool version_reported = false;          // the package version was reported during this attempt
+  // verify_version only. The device's last reported version as the engine knows it: the caller seeds it
+  // when it loads the campaign (the device's stored reported version), on_version_reported keeps it.
+  // Not stored with the execution.
+  std::optional<std::string> reported_version;
+  // reported_version when the current attempt was sent (stored with the execution): with no target
+  // version, a report counts only when it is newer than this.
+  std::optional<std::string> version_at_send;
   bool operator==(const Execution&) const = default;
 };
 
@@ -268,9 +280,12 @@ struct ReplyResult {
 ReplyResult on_reply(const CampaignSnapshot& snapshot, const std::string& hardware_id,
                      const std::string& command_id, bool success, TimeMs now);
 
-// A device reported `version` (metadata topic). Counts for a sent execution of a verify_version
-// campaign when it has the target version's SemVer precedence (or any version if none is set);
-// completes the execution if its success reply already came.
+// A device reported `version` (metadata topic). For a verify_version campaign a valid SemVer one becomes the
+// execution's reported_version (whatever its state: the next send records it as version_at_send), and
+// it counts for a sent execution by the verify_version rule above; a counted report completes the
+// execution if its success reply already came. applied when the execution changed (a new
+// reported_version alone is a change), duplicate when the attempt already had a counted report,
+// not_current otherwise (no such member, not verify_version, or a report that does not count).
 ReplyResult on_version_reported(const CampaignSnapshot& snapshot, const std::string& hardware_id,
                                 const std::string& version, TimeMs now);
 

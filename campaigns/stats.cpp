@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "protocol/core/time.h"
+
 namespace dispatch::campaigns {
 namespace {
 
@@ -53,8 +55,9 @@ nlohmann::json counters_json(const Counters& c) {
           {"progress_percent", c.progress_percent}};
 }
 
+// Whole seconds, as every time on the wire (PROTOCOL conventions); the engine keeps milliseconds.
 nlohmann::json time_json(const std::optional<TimeMs>& t) {
-  return t ? nlohmann::json(format_time(*t)) : nlohmann::json(nullptr);
+  return t ? nlohmann::json(core::format_rfc3339(*t)) : nlohmann::json(nullptr);
 }
 
 }  // namespace

@@ -35,7 +35,8 @@ struct Stats {
 Stats compute(const CampaignSnapshot& snapshot, TimeMs now);
 
 // {id, name, type, state, reason, created_at, started_at, ended_at, stats:{…, rate_per_minute, eta_s},
-//  groups:[{index, stats:{…}}]}; times RFC 3339 or null; index is 1-based.
+//  groups:[{index, stats:{…}}]}; times RFC 3339 in whole seconds ("2026-11-26T14:22:44Z", milliseconds
+//  dropped toward the past) or null; index is 1-based.
 nlohmann::json to_json(const CampaignSnapshot& snapshot, const Stats& stats);
 
 }  // namespace dispatch::campaigns

@@ -46,6 +46,13 @@ core::Status check_part(std::string_view value, std::string_view what) {
   return {};
 }
 
+bool known_type(CommandType type) {
+  for (const auto& [t, name] : k_types) {
+    if (t == type) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string_view to_string(CommandType type) {
@@ -71,19 +78,36 @@ std::optional<Execution> execution_from_string(std::string_view name) {
   return std::nullopt;
 }
 
+core::Status validate_exec(std::string_view command, const std::vector<std::string>& arguments) {
+  if (command.empty()) return make_error(ErrorCode::bad_request, "command must not be empty");
+  if (auto s = check_part(command, "command"); !s) return s;
+  for (std::size_t i = 0; i < arguments.size(); ++i) {
+    // An empty argument would read back as two spaces, which the device splits into an extra argument.
+    if (arguments[i].empty()) {
+      return make_error(ErrorCode::bad_request, fmt::format("argument {} is empty", i + 1));
+    }
+    if (auto s = check_part(arguments[i], fmt::format("argument {}", i + 1)); !s) return s;
+  }
+  return {};
+}
+
 core::Result<std::string> encode(const CommandLine& line) {
   if (auto s = check_object_id(line.id, "command id"); !s) return s.error();
+  // The enums are closed, but a cast integer is not: an esthesis agent reads the second token's two
+  // bytes unchecked, so nothing but a known letter pair may ever be published there.
+  if (!known_type(line.type)) {
+    return make_error(ErrorCode::bad_request, "unknown command type");
+  }
+  if (line.execution != Execution::sync && line.execution != Execution::async) {
+    return make_error(ErrorCode::bad_request, "unknown execution");
+  }
   std::string out =
       fmt::format("{} {}{}", line.id, static_cast<char>(line.type), static_cast<char>(line.execution));
   if (line.command.empty()) return out;
-  if (auto s = check_part(line.command, "command"); !s) return s.error();
+  if (auto s = validate_exec(line.command, line.arguments); !s) return s.error();
   out += ' ';
   out += line.command;
-  for (std::size_t i = 0; i < line.arguments.size(); ++i) {
-    const std::string& arg = line.arguments[i];
-    // An empty argument would read back as two spaces, which the device splits into an extra argument.
-    if (arg.empty()) return make_error(ErrorCode::bad_request, fmt::format("argument {} is empty", i + 1));
-    if (auto s = check_part(arg, fmt::format("argument {}", i + 1)); !s) return s.error();
+  for (const std::string& arg : line.arguments) {
     out += ' ';
     out += arg;
   }

@@ -45,8 +45,19 @@ struct CommandLine {
   bool operator==(const CommandLine&) const = default;
 };
 
-// The wire text. Arguments are dropped when command is empty (as the spec says). bad_request:
+// The command and arguments of an exec command, checked once for commands/send and campaigns/create:
+// what a device's single-space split would not give back unchanged is refused with bad_request:
+//   "command must not be empty"
+//   "command must not contain a space"             / "command must not contain a control character"
+//   "argument <n> is empty"                        (n counts from 1)
+//   "argument <n> must not contain a space"        / "argument <n> must not contain a control character"
+// (control character: a byte below 0x20, or 0x7f; a tab is one).
+core::Status validate_exec(std::string_view command, const std::vector<std::string>& arguments);
+
+// The wire text. Arguments are dropped when command is empty (as the spec says). The second token is
+// always exactly two letters (an esthesis agent indexes both without checking). bad_request:
 //   "invalid command id '<id>': must match ^[A-Za-z0-9_.:-]{1,128}$"
+//   "unknown command type"  / "unknown execution"  (a value outside the enums, e.g. a cast integer)
 //   "command must not contain a space"             / "command must not contain a control character"
 //   "argument <n> is empty"                        (n counts from 1)
 //   "argument <n> must not contain a space"        / "argument <n> must not contain a control character"

@@ -10,7 +10,7 @@
 
 namespace dispatch::service {
 
-// An optional array of tags; each must be an object id (^[A-Za-z0-9_.:-]{1,128}$). Sorted, deduplicated.
+// protocol::optional_tags (kept for the provisioning module).
 core::Result<std::vector<std::string>> parse_tags(const nlohmann::json& body, std::string_view field);
 
 // SHA-256 of the canonical JSON of a request body without the transport fields (reply_to, correlation_id):

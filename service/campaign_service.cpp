@@ -27,12 +27,13 @@
 #include "protocol/errors.h"
 #include "protocol/ids.h"
 #include "protocol/json_request.h"
-#include "service/api_util.h"
 #include "service/failpoint.h"
+#include "service/idempotency.h"
+#include "service/outbox.h"
+#include "service/router.h"
 #include "storage/campaigns.h"
 #include "storage/database.h"
 #include "storage/devices.h"
-#include "storage/idempotency.h"
 #include "storage/packages.h"
 
 namespace dispatch::service {
@@ -130,6 +131,7 @@ Execution from_row(const storage::ExecutionRow& r) {
   e.finished_at = r.finished_at;
   e.reply_ok = r.reply_ok;
   e.version_reported = r.version_verified;
+  e.version_at_send = r.version_at_send;
   return e;
 }
 
@@ -151,6 +153,7 @@ storage::ExecutionRow to_row(const std::string& campaign_id, const Execution& e,
   r.first_sent_at = e.first_sent_at;
   r.finished_at = e.finished_at;
   r.reply_ok = e.reply_ok;
+  r.version_at_send = e.version_at_send;
   return r;
 }
 
@@ -241,7 +244,7 @@ storage::CampaignRow campaign_row(const storage::CampaignRow& base, const Campai
 
 }  // namespace
 
-struct CampaignService::Impl {
+struct CampaignService::Impl final : OutboxOwner {
   // One campaign in memory.
   struct Active {
     storage::CampaignRow base;  // immutable fields (id, name, type, document, created_at)
@@ -255,22 +258,14 @@ struct CampaignService::Impl {
     TimeMs properties_loaded_at = 0;
   };
 
-  // A committed send waiting for the broker.
-  struct PendingSend {
-    std::string campaign_id;
-    std::string hardware_id;
-    std::string command_id;
-    int attempt = 0;
-  };
-
   Impl(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher,
-       const protocol::Topics& topics, std::function<std::uint64_t()> next_tag)
+       const protocol::Topics& topics, Outbox& outbox)
       : config_(config),
         clock_(clock),
         db_(db),
         publisher_(publisher),
         topics_(topics),
-        next_tag_(std::move(next_tag)),
+        outbox_(outbox),
         store_(db),
         devices_(db),
         packages_(db),
@@ -282,16 +277,14 @@ struct CampaignService::Impl {
   storage::Database& db_;
   Publisher& publisher_;
   const protocol::Topics& topics_;
-  std::function<std::uint64_t()> next_tag_;
+  Outbox& outbox_;
   storage::CampaignStore store_;
   storage::DeviceStore devices_;
   storage::PackageStore packages_;
-  storage::IdempotencyStore idempotency_;
+  IdempotentRequests idempotency_;
   UlidIds ids_;
 
   std::map<std::string, std::unique_ptr<Active>> active_;
-  std::deque<PendingSend> outbox_;
-  std::unordered_map<std::uint64_t, PendingSend> in_flight_;
   std::vector<storage::AttemptRecord> acked_;
   bool replies_since_tick_ = false;
   TimeMs last_tick_at_ = 0;
@@ -301,6 +294,17 @@ struct CampaignService::Impl {
 
   Status load_properties(Active& a) {
     a.properties_loaded_at = clock_.now_ms();
+    if (needs_version(a.snap.doc)) {
+      // verify_version with "latest" compares a report with the version the device had at send.
+      for (auto& e : a.snap.executions) {
+        auto dev = devices_.get(e.hardware_id);
+        if (!dev) {
+          if (dev.error().code == ErrorCode::not_found) continue;
+          return dev.error();
+        }
+        e.reported_version = dev->reported_version;
+      }
+    }
     if (a.snap.doc.conditions.empty()) return {};
     std::set<int> groups;
     for (const auto& c : a.snap.doc.conditions) groups.insert(c.group);
@@ -354,10 +358,70 @@ struct CampaignService::Impl {
     return a;
   }
 
+  // PROTOCOL §4: a late reply to a superseded attempt is recorded in the attempt history and changes
+  // nothing else. True when this device's attempt with that id took the reply.
+  bool record_late_reply(const std::string& hw, const std::string& command_id, bool success,
+                         const std::string& output, TimeMs now) {
+    auto r = store_.record_attempt_reply(hw, command_id, success, output, now);
+    if (!r) {
+      spdlog::warn("campaign attempt history: a reply of {} was not recorded: {}", hw, r.error().message);
+      return false;
+    }
+    return *r;
+  }
+
   // The loaded campaign, or nullptr.
   Active* loaded(const std::string& id) {
     auto it = active_.find(id);
     return it == active_.end() ? nullptr : it->second.get();
+  }
+
+  // ---- the outbox ----
+
+  // Queues the committed send of command_id to hw; it expires with its reply timeout.
+  void enqueue_send(const Active& a, const std::string& hw, const std::string& command_id, int attempt) {
+    auto it = a.snap.index_by_hardware_id.find(hw);
+    if (it == a.snap.index_by_hardware_id.end()) return;
+    const Execution& e = a.snap.executions[it->second];
+    protocol::CommandLine line = a.line;
+    line.id = command_id;
+    auto text = protocol::encode(line);
+    if (!text || !e.sent_at) {
+      spdlog::error("campaign {}: cannot build the command for {}", a.snap.id, hw);
+      return;
+    }
+    OutboxItem item;
+    item.owner = this;
+    item.command_id = command_id;
+    item.hardware_id = hw;
+    item.payload = std::move(*text);
+    item.expires_at = *e.sent_at + a.snap.doc.reply_timeout_s * 1000;
+    item.group = a.snap.id;
+    item.attempt = attempt;
+    outbox_.enqueue(std::move(item));
+  }
+
+  bool still_wanted(const OutboxItem& item) override {
+    Active* a = loaded(item.group);
+    if (a == nullptr) return false;
+    auto it = a->snap.index_by_hardware_id.find(item.hardware_id);
+    if (it == a->snap.index_by_hardware_id.end()) return false;
+    const Execution& e = a->snap.executions[it->second];
+    // Canceled, answered or superseded while waiting: nothing to deliver.
+    return e.state == ExecState::sent && e.command_id == item.command_id && e.sent_at.has_value();
+  }
+
+  void acknowledged(std::vector<OutboxItem> items) override {
+    for (const auto& s : items) {
+      if (Active* a = loaded(s.group)) {
+        auto idx = a->snap.index_by_hardware_id.find(s.hardware_id);
+        if (idx != a->snap.index_by_hardware_id.end()) {
+          auto& side = a->side[idx->second];
+          side.published_attempt = std::max(side.published_attempt, s.attempt);
+        }
+      }
+      acked_.push_back(storage::AttemptRecord{s.group, s.hardware_id, s.attempt, {}});
+    }
   }
 
   // ---- committing ----
@@ -408,7 +472,7 @@ struct CampaignService::Impl {
     for (const auto& s : r.sends) {
       auto it = a.snap.index_by_hardware_id.find(s.hardware_id);
       if (it != a.snap.index_by_hardware_id.end()) a.by_command_id[s.command_id] = it->second;
-      outbox_.push_back(PendingSend{a.snap.id, s.hardware_id, s.command_id, s.attempt});
+      enqueue_send(a, s.hardware_id, s.command_id, s.attempt);
     }
     if (!r.empty()) a.changed_since_event = true;
     return {};
@@ -521,23 +585,14 @@ struct CampaignService::Impl {
       auto pkg = packages_.get(*doc->package_id);
       if (!pkg) {
         if (pkg.error().code == ErrorCode::not_found) {
-          return make_error(ErrorCode::bad_request, "package_id '" + *doc->package_id + "' does not exist");
+          return make_error(ErrorCode::not_found, "no package '" + *doc->package_id + "'");
         }
         return pkg.error();
       }
     }
-    const std::string fingerprint = request_fingerprint(body);
-    if (*request_id) {
-      auto seen = idempotency_.find("campaigns/create", **request_id);
-      if (!seen) return seen.error();
-      if (*seen) {
-        if ((*seen)->fingerprint != fingerprint) {
-          return make_error(ErrorCode::conflict,
-                            "request_id '" + **request_id + "' was already used with a different request");
-        }
-        return nlohmann::json::parse((*seen)->answer);
-      }
-    }
+    auto replay = idempotency_.replay("campaigns/create", *request_id, body);
+    if (!replay) return replay.error();
+    if (*replay) return **replay;
     const TimeMs now = clock_.now_ms();
     storage::CampaignRow row;
     row.id = core::new_id(now);
@@ -550,11 +605,7 @@ struct CampaignService::Impl {
     nlohmann::json answer{{"id", row.id}};
     auto st = db_.transaction([&]() -> Status {
       if (auto s = store_.insert(row); !s) return s;
-      if (*request_id) {
-        return idempotency_.put("campaigns/create", **request_id, fingerprint, protocol::dump_json(answer),
-                                now);
-      }
-      return {};
+      return idempotency_.record("campaigns/create", *request_id, body, answer, now);
     });
     if (!st) return st.error();
     auto a = load(row);
@@ -683,9 +734,8 @@ struct CampaignService::Impl {
 };
 
 CampaignService::CampaignService(const Config& config, core::Clock& clock, storage::Database& db,
-                                 Publisher& publisher, const protocol::Topics& topics,
-                                 std::function<std::uint64_t()> next_tag)
-    : impl_(std::make_unique<Impl>(config, clock, db, publisher, topics, std::move(next_tag))) {}
+                                 Publisher& publisher, const protocol::Topics& topics, Outbox& outbox)
+    : impl_(std::make_unique<Impl>(config, clock, db, publisher, topics, outbox)) {}
 
 // A clean stop writes what flush() was still batching.
 CampaignService::~CampaignService() {
@@ -712,7 +762,7 @@ Status CampaignService::start() {
       for (std::size_t i = 0; i < act.snap.executions.size(); ++i) {
         const Execution& e = act.snap.executions[i];
         if (e.state != ExecState::sent || !e.command_id) continue;
-        m.outbox_.push_back(Impl::PendingSend{row.id, e.hardware_id, *e.command_id, e.attempt});
+        m.enqueue_send(act, e.hardware_id, *e.command_id, e.attempt);
         ++resent;
       }
       m.maybe_unload(row.id);
@@ -724,6 +774,17 @@ Status CampaignService::start() {
     spdlog::info("campaigns: {} active, {} unanswered sends to publish again", m.active_.size(), resent);
   }
   return {};
+}
+
+void CampaignService::register_routes(Router& router) {
+  Impl& m = *impl_;
+  router.add_api("campaigns", "create", [&m](const nlohmann::json& b) { return m.api_create(b); });
+  router.add_api("campaigns", "get", [&m](const nlohmann::json& b) { return m.api_get(b); });
+  router.add_api("campaigns", "list", [&m](const nlohmann::json& b) { return m.api_list(b); });
+  for (Action action : {Action::start, Action::pause, Action::resume, Action::terminate, Action::remove}) {
+    router.add_api("campaigns", std::string(campaigns::to_string(action)),
+                   [&m, action](const nlohmann::json& b) { return m.api_action(action, b); });
+  }
 }
 
 Result<nlohmann::json> CampaignService::api(const std::string& action, const nlohmann::json& body) {
@@ -747,6 +808,10 @@ bool CampaignService::on_reply(const std::string& hw, const std::string& command
     if (a->snap.executions[i].hardware_id != hw) return false;  // another device's id
     const TimeMs now = m.clock_.now_ms();
     auto rr = campaigns::on_reply(a->snap, hw, command_id, success, now);
+    if (rr.disposition == campaigns::Disposition::not_current) {
+      m.record_late_reply(hw, command_id, success, output, now);
+      return true;
+    }
     if (rr.disposition != campaigns::Disposition::applied) return true;
     campaigns::apply(a->snap, rr.result);
     a->side[i].output = output;
@@ -756,7 +821,9 @@ bool CampaignService::on_reply(const std::string& hw, const std::string& command
     m.replies_since_tick_ = true;
     return true;
   }
-  // A superseded attempt or a finished campaign: ours, but it changes nothing.
+  // A superseded attempt or a finished campaign: ours, but it changes nothing except the attempt history.
+  auto recorded = m.record_late_reply(hw, command_id, success, output, m.clock_.now_ms());
+  if (recorded) return true;
   auto ref = m.store_.execution_by_command_id(command_id);
   if (!ref || !*ref) return false;
   return (*ref)->hardware_id == hw;
@@ -780,66 +847,6 @@ void CampaignService::on_version(const std::string& hw, const std::string& versi
 }
 
 void CampaignService::tick() { impl_->tick_all(); }
-
-size_t CampaignService::pump(size_t budget) {
-  Impl& m = *impl_;
-  size_t n = 0;
-  const TimeMs now = m.clock_.now_ms();
-  while (n < budget && !m.outbox_.empty()) {
-    Impl::PendingSend s = std::move(m.outbox_.front());
-    m.outbox_.pop_front();
-    Impl::Active* a = m.loaded(s.campaign_id);
-    if (a == nullptr) continue;
-    auto it = a->snap.index_by_hardware_id.find(s.hardware_id);
-    if (it == a->snap.index_by_hardware_id.end()) continue;
-    const Execution& e = a->snap.executions[it->second];
-    // Canceled, answered or superseded while waiting: nothing to deliver.
-    if (e.state != ExecState::sent || e.command_id != s.command_id || !e.sent_at) continue;
-    const TimeMs left = *e.sent_at + a->snap.doc.reply_timeout_s * 1000 - now;
-    if (left <= 0) continue;
-    protocol::CommandLine line = a->line;
-    line.id = s.command_id;
-    auto text = protocol::encode(line);
-    auto topic = m.topics_.command_request(s.hardware_id);
-    if (!text || !topic) {
-      spdlog::error("campaign {}: cannot build the command for {}", s.campaign_id, s.hardware_id);
-      continue;
-    }
-    OutMessage msg;
-    msg.topic = std::move(*topic);
-    msg.payload = std::move(*text);
-    msg.qos = m.config_.mqtt_qos;
-    msg.expiry_s = std::max<TimeMs>(1, (left + 999) / 1000);
-    msg.tag = m.next_tag_();
-    m.in_flight_.emplace(msg.tag, std::move(s));
-    m.publisher_.publish(std::move(msg));
-    ++n;
-  }
-  return n;
-}
-
-size_t CampaignService::outbox_size() const { return impl_->outbox_.size(); }
-
-bool CampaignService::on_publish_done(std::uint64_t tag, bool ok) {
-  Impl& m = *impl_;
-  auto it = m.in_flight_.find(tag);
-  if (it == m.in_flight_.end()) return false;
-  Impl::PendingSend s = std::move(it->second);
-  m.in_flight_.erase(it);
-  if (!ok) {
-    m.outbox_.push_front(std::move(s));  // same command id; pump drops it if it no longer applies
-    return true;
-  }
-  if (Impl::Active* a = m.loaded(s.campaign_id)) {
-    auto idx = a->snap.index_by_hardware_id.find(s.hardware_id);
-    if (idx != a->snap.index_by_hardware_id.end()) {
-      auto& side = a->side[idx->second];
-      side.published_attempt = std::max(side.published_attempt, s.attempt);
-    }
-  }
-  m.acked_.push_back(storage::AttemptRecord{s.campaign_id, s.hardware_id, s.attempt, {}});
-  return true;
-}
 
 void CampaignService::flush() {
   Impl& m = *impl_;

@@ -1,10 +1,10 @@
 // CampaignService: campaigns (PROTOCOL §4) on top of the pure engine in campaigns/. Keeps a snapshot of
 // every active campaign in memory, commits every engine result before publishing its sends, and
-// publishes the retained progress events. Called only from the service loop thread.
+// publishes the retained progress events; its sends go through the shared Outbox. Called only from the
+// service loop thread.
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -21,19 +21,25 @@ class Database;
 
 namespace dispatch::service {
 
+class Outbox;
+class Router;
+
 class CampaignService {
  public:
-  // next_tag hands out publish tags unique within the process (shared with the command outbox).
+  // Sends go through outbox (shared with the command deliveries).
   CampaignService(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher,
-                  const protocol::Topics& topics, std::function<std::uint64_t()> next_tag);
+                  const protocol::Topics& topics, Outbox& outbox);
   ~CampaignService();
   CampaignService(const CampaignService&) = delete;
   CampaignService& operator=(const CampaignService&) = delete;
 
+  // campaigns/create|start|pause|resume|terminate|get|list|delete.
+  void register_routes(Router& router);
+
   // Loads the active campaigns and re-queues sends committed but never acknowledged by the broker.
   core::Status start();
 
-  // campaigns/create|start|pause|resume|terminate|get|list|delete.
+  // The handler of one campaigns action (what the routes call; bad_request for an unknown action).
   core::Result<nlohmann::json> api(const std::string& action, const nlohmann::json& body);
 
   // A device reply that is not a command delivery; true when command_id is a campaign attempt of hw.
@@ -44,12 +50,7 @@ class CampaignService {
 
   // Scheduler tick (from the loop's timer) and events at most once a second per running campaign.
   void tick();
-  // Publishes up to budget queued sends; returns how many.
-  size_t pump(size_t budget);
-  size_t outbox_size() const;
-  // True when tag was one of ours.
-  bool on_publish_done(std::uint64_t tag, bool ok);
-  // Commits batched bookkeeping.
+  // Commits batched bookkeeping (replies, and the acknowledged sends the outbox handed back).
   void flush();
 
  private:

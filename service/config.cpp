@@ -59,6 +59,7 @@ const std::vector<KeyDef>& key_defs() {
       {"provisioning.download_token_ttl_s", &Config::provisioning_download_token_ttl_s, 1, 7LL * 86400},
       {"provisioning.max_chunk_bytes", &Config::provisioning_max_chunk_bytes, 1, 16LL * 1024 * 1024},
       {"provisioning.max_package_bytes", &Config::provisioning_max_package_bytes, 1, 1LL << 40},
+      {"provisioning.max_download_factor", &Config::provisioning_max_download_factor, 1, 100},
       {"provisioning.max_tracked_devices", &Config::provisioning_max_tracked_devices, 1, 100000000},
       {"campaigns.tick_ms", &Config::campaigns_tick_ms, 10, 60000},
       {"topics.command_request", &Config::topics_command_request},

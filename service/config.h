@@ -53,6 +53,8 @@ struct Config {
   std::int64_t provisioning_download_token_ttl_s = 3600;
   std::int64_t provisioning_max_chunk_bytes = 256 * 1024;
   std::int64_t provisioning_max_package_bytes = 2LL * 1024 * 1024 * 1024;
+  // One download token pulls at most this many times its package's size (re-requests included).
+  std::int64_t provisioning_max_download_factor = 3;
   int provisioning_max_tracked_devices = 100000;
 
   // [campaigns]

@@ -12,6 +12,8 @@
 #include <string>
 #include <variant>
 
+#include "service/http/http_exchange.h"
+
 namespace dispatch::service {
 
 struct InboundMessage {
@@ -35,7 +37,8 @@ struct LinkDown {
 // SIGTERM / SIGINT: finish what is in hand, disconnect, exit 0.
 struct StopRequested {};
 
-using Event = std::variant<InboundMessage, PublishDone, LinkUp, LinkDown, StopRequested>;
+using Event = std::variant<InboundMessage, PublishDone, LinkUp, LinkDown, StopRequested, http::HttpExchange,
+                           http::HttpStreamed>;
 
 class EventQueue {
  public:

@@ -1,8 +1,10 @@
-// Provisioning (PROTOCOL §2 and the package resources of §3): packages and their uploads, the device
-// package query (rate limit → device → token → selection → download token), and single-use chunked
-// downloads. Called only from the service loop thread.
+// Provisioning (PROTOCOL §2 and the package resources of §3): the facade over service/provisioning/ —
+// Packages (packages API and uploads), PackageFiles (the bytes on disk), DeviceQuery (rate limit →
+// device → token → selection → download token), Downloads (single-use chunked downloads) and
+// DownloadTokens (their bookkeeping). Called only from the service loop thread.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -21,10 +23,18 @@ class Database;
 
 namespace dispatch::service {
 
+namespace provisioning {
+class PackageFiles;
+}
+
 class Provisioning {
  public:
+  // Package files go to storage.data_dir.
   Provisioning(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher,
                const protocol::Topics& topics);
+  // The same with the package files given (tests pass a fake); `files` must outlive this object.
+  Provisioning(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher,
+               const protocol::Topics& topics, provisioning::PackageFiles& files);
   ~Provisioning();
   Provisioning(const Provisioning&) = delete;
   Provisioning& operator=(const Provisioning&) = delete;
@@ -40,6 +50,10 @@ class Provisioning {
   // esthesis/provisioning/request/{hw} and …/download/{hw}: answer on the device's own topics.
   void on_request(const std::string& hw, const InboundMessage& m);
   void on_download(const std::string& hw, const InboundMessage& m);
+  // A request on …/request/{hw} larger than `limit` bytes, which the router does not parse: it counts in
+  // the device's rate window like every query (PROTOCOL §2.1) and is answered too_large, or
+  // rate_limited when the device is over its limit.
+  void on_oversize_request(const std::string& hw, const InboundMessage& m, std::size_t limit);
 
   // Periodic pruning of nonces, rate windows and expired download tokens.
   void on_timer();

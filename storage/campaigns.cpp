@@ -23,7 +23,7 @@ constexpr const char* k_campaign_columns =
 constexpr const char* k_execution_columns =
     "campaign_id, hardware_id, group_index, state, attempt, command_id, sent_at, replied_at, "
     "next_attempt_at, output, version_verified, updated_at, first_sent_at, finished_at, reply_ok, "
-    "published_attempt";
+    "published_attempt, version_at_send";
 
 CampaignRow read_campaign(Statement& q) {
   CampaignRow row;
@@ -62,6 +62,7 @@ ExecutionRow read_execution(Statement& q) {
   row.finished_at = opt_int64(q.getColumn(13));
   row.reply_ok = q.getColumn(14).getInt() != 0;
   row.published_attempt = q.getColumn(15).getInt();
+  row.version_at_send = opt_string(q.getColumn(16));
   return row;
 }
 
@@ -180,10 +181,11 @@ Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& ro
       bind_opt(q, p + 13, r.first_sent_at);
       bind_opt(q, p + 14, r.finished_at);
       q.bind(p + 15, r.reply_ok ? 1 : 0);
+      bind_opt(q, p + 16, r.version_at_send);
     };
     const std::string insert_rows =
         std::string("INSERT INTO campaign_executions(") + k_execution_columns + ") VALUES";
-    const char* const row_placeholders = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)";
+    const char* const row_placeholders = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)";
     const char* const ignore_existing = " ON CONFLICT DO NOTHING";
     int inserted = 0;
     if (db_.backend() == Backend::sqlite) {
@@ -201,7 +203,7 @@ Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& ro
       std::size_t n = detail::k_pg_batch;
       while (n > rows.size() - done) n /= 2;
       auto q = db_.prepare(insert_rows + detail::value_rows(row_placeholders, n) + ignore_existing);
-      for (std::size_t k = 0; k < n; ++k) bind_row(*q, static_cast<int>(k) * 15, rows[done + k]);
+      for (std::size_t k = 0; k < n; ++k) bind_row(*q, static_cast<int>(k) * 16, rows[done + k]);
       inserted += q->exec();
       done += n;
     }
@@ -241,8 +243,8 @@ Status CampaignStore::update_executions(const std::vector<ExecutionRow>& rows) {
     auto q = db_.prepare(
         "UPDATE campaign_executions SET group_index = ?, state = ?, attempt = ?, "
         "command_id = ?, sent_at = ?, replied_at = ?, next_attempt_at = ?, output = ?, "
-        "version_verified = ?, updated_at = ?, first_sent_at = ?, finished_at = ?, reply_ok = ? "
-        "WHERE campaign_id = ? AND hardware_id = ?");
+        "version_verified = ?, updated_at = ?, first_sent_at = ?, finished_at = ?, reply_ok = ?, "
+        "version_at_send = ? WHERE campaign_id = ? AND hardware_id = ?");
     for (const ExecutionRow& r : rows) {
       q->reset();
       q->bind(1, r.group_index);
@@ -258,8 +260,9 @@ Status CampaignStore::update_executions(const std::vector<ExecutionRow>& rows) {
       bind_opt(*q, 11, r.first_sent_at);
       bind_opt(*q, 12, r.finished_at);
       q->bind(13, r.reply_ok ? 1 : 0);
-      q->bindNoCopy(14, r.campaign_id);
-      q->bindNoCopy(15, r.hardware_id);
+      bind_opt(*q, 14, r.version_at_send);
+      q->bindNoCopy(15, r.campaign_id);
+      q->bindNoCopy(16, r.hardware_id);
       if (q->exec() == 0) {
         return make_error(ErrorCode::not_found,
                           "no execution of campaign " + r.campaign_id + " for " + r.hardware_id);
@@ -341,6 +344,44 @@ Result<std::vector<std::string>> CampaignStore::attempt_command_ids(const std::s
     std::vector<std::string> ids;
     while (q->executeStep()) ids.push_back(q->getColumn(0).getString());
     return ids;
+  });
+}
+
+Result<bool> CampaignStore::record_attempt_reply(const std::string& hardware_id,
+                                                 const std::string& command_id, bool success,
+                                                 const std::string& output, TimeMs t) {
+  return db_.transaction([&]() -> Result<bool> {
+    auto q = db_.prepare(
+        "UPDATE campaign_attempts SET replied_at = ?, success = ?, output = ? "
+        "WHERE command_id = ? AND hardware_id = ? AND replied_at IS NULL");
+    q->bind(1, t);
+    q->bind(2, success ? 1 : 0);
+    q->bind(3, output);
+    q->bind(4, command_id);
+    q->bind(5, hardware_id);
+    return q->exec() > 0;
+  });
+}
+
+Result<std::vector<AttemptRow>> CampaignStore::attempts(const std::string& campaign_id,
+                                                        const std::string& hardware_id) {
+  return db_.read([&]() -> Result<std::vector<AttemptRow>> {
+    auto q = db_.prepare(
+        "SELECT attempt, command_id, replied_at, success, output FROM campaign_attempts "
+        "WHERE campaign_id = ? AND hardware_id = ? ORDER BY attempt");
+    q->bind(1, campaign_id);
+    q->bind(2, hardware_id);
+    std::vector<AttemptRow> rows;
+    while (q->executeStep()) {
+      AttemptRow row;
+      row.attempt = q->getColumn(0).getInt();
+      row.command_id = q->getColumn(1).getString();
+      row.replied_at = opt_int64(q->getColumn(2));
+      if (!q->getColumn(3).isNull()) row.success = q->getColumn(3).getInt() != 0;
+      row.output = q->getColumn(4).getString();
+      rows.push_back(std::move(row));
+    }
+    return rows;
   });
 }
 

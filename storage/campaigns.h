@@ -51,6 +51,8 @@ struct ExecutionRow {
   // The highest attempt whose publish the broker acknowledged. Read-only here: insert writes 0,
   // update_executions leaves it alone, mark_published raises it.
   int published_attempt = 0;
+  // Schema v3. verify_version: the device's reported version when the current attempt was sent.
+  std::optional<std::string> version_at_send;
 };
 
 // One attempt's command id (record_attempts) or one acknowledged publish (mark_published).
@@ -59,6 +61,16 @@ struct AttemptRecord {
   std::string hardware_id;
   int attempt = 0;
   std::string command_id;  // unused by mark_published
+};
+
+// One attempt of an execution with its own reply, if one came (record_attempt_reply).
+struct AttemptRow {
+  int attempt = 0;
+  std::string command_id;
+  std::optional<core::TimeMs> replied_at;
+  std::optional<bool> success;
+  std::string output;
+  bool operator==(const AttemptRow&) const = default;
 };
 
 struct AttemptRef {
@@ -101,8 +113,8 @@ class CampaignStore {
   // not_found when no such execution.
   core::Result<ExecutionRow> execution(const std::string& campaign_id, const std::string& hardware_id);
   // Writes every mutable field (group_index, state, attempt, command_id, times, output,
-  // version_verified, updated_at) of each row in one transaction. not_found (and nothing written)
-  // when a row has no existing execution.
+  // version_verified, reply_ok, version_at_send, updated_at) of each row in one transaction. not_found (and
+  // nothing written) when a row has no existing execution.
   core::Status update_executions(const std::vector<ExecutionRow>& rows);
   // Records that attempt `attempt` of the device in the campaign uses command_id. conflict when that
   // attempt is already recorded or the command id is already used; not_found for an unknown campaign.
@@ -118,6 +130,14 @@ class CampaignStore {
   // All recorded attempts of one device in a campaign, ordered by attempt.
   core::Result<std::vector<std::string>> attempt_command_ids(const std::string& campaign_id,
                                                              const std::string& hardware_id);
+  // Records a device's reply on the attempt that uses command_id (the attempt history; the execution
+  // row is not touched): true when recorded; false when no attempt of hardware_id uses command_id or
+  // the attempt already has a reply (the first reply is kept, as for the execution).
+  core::Result<bool> record_attempt_reply(const std::string& hardware_id, const std::string& command_id,
+                                          bool success, const std::string& output, core::TimeMs t);
+  // The attempt history of one device in a campaign, ordered by attempt.
+  core::Result<std::vector<AttemptRow>> attempts(const std::string& campaign_id,
+                                                 const std::string& hardware_id);
 
  private:
   Database& db_;

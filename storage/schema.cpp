@@ -351,16 +351,35 @@ ALTER TABLE campaign_executions ADD COLUMN reply_ok BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE campaign_executions ADD COLUMN published_attempt BIGINT NOT NULL DEFAULT 0;
 )sql";
 
+// v3 (issue 15): the device's reported version when an attempt was sent (verify_version of "latest"
+// needs a newer one), and each attempt's own reply, so that a late reply to a superseded attempt is
+// recorded (PROTOCOL §4) without changing the execution.
+constexpr const char* k_schema_v3 = R"sql(
+ALTER TABLE campaign_executions ADD COLUMN version_at_send TEXT;
+ALTER TABLE campaign_attempts ADD COLUMN replied_at INTEGER;
+ALTER TABLE campaign_attempts ADD COLUMN success INTEGER;
+ALTER TABLE campaign_attempts ADD COLUMN output TEXT NOT NULL DEFAULT '';
+)sql";
+
+constexpr const char* k_pg_schema_v3 = R"sql(
+ALTER TABLE campaign_executions ADD COLUMN version_at_send TEXT COLLATE "C";
+ALTER TABLE campaign_attempts ADD COLUMN replied_at BIGINT;
+ALTER TABLE campaign_attempts ADD COLUMN success BIGINT;
+ALTER TABLE campaign_attempts ADD COLUMN output TEXT COLLATE "C" NOT NULL DEFAULT '';
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& schema_migrations(Backend backend) {
   static const std::vector<Migration> sqlite = {
       {1, k_schema_v1},
       {2, k_schema_v2},
+      {3, k_schema_v3},
   };
   static const std::vector<Migration> postgres = {
       {1, k_pg_schema_v1},
       {2, k_pg_schema_v2},
+      {3, k_pg_schema_v3},
   };
   return backend == Backend::postgres ? postgres : sqlite;
 }

@@ -192,6 +192,26 @@ TEST_CASE("exec campaigns need a command that devices can split back") {
       {"arguments not strings",
        {{"type", "exec"}, {"command", "ls"}, {"arguments", {1}}},
        "arguments must be an array of strings"},
+      // Issue 15: these were accepted, then never published (every execution timed out).
+      {"empty argument",
+       {{"type", "exec"}, {"command", "ls"}, {"arguments", {"-l", ""}}},
+       "argument 2 is empty"},
+      {"argument with a tab",
+       {{"type", "exec"}, {"command", "ls"}, {"arguments", {"a\tb"}}},
+       "argument 1 must not contain a control character"},
+      {"argument with a newline",
+       {{"type", "exec"}, {"command", "ls"}, {"arguments", {"-l", "x\n"}}},
+       "argument 2 must not contain a control character"},
+      {"argument with NUL",
+       {{"type", "exec"}, {"command", "ls"}, {"arguments", {std::string("a\0b", 3)}}},
+       "argument 1 must not contain a control character"},
+      {"command with a tab",
+       {{"type", "exec"}, {"command", "ls\t"}},
+       "command must not contain a control character"},
+      {"command with DEL",
+       {{"type", "exec"}, {"command", "ls\x7f"}},
+       "command must not contain a control character"},
+      {"empty command", {{"type", "exec"}, {"command", ""}}, "command is required for type exec"},
   };
   for (const auto& c : cases) {
     INFO(c.rule);

@@ -394,6 +394,11 @@ TEST_CASE("verify_version: success needs the reported package version before the
   reply(s, "g1-d1", true, clock.now_ms());
   CHECK(exec_of(s, "g1-d1").state == ExecState::sent);
   CHECK(exec_of(s, "g1-d1").reply_ok);
+  // Another version is recorded as the device's version but does not count.
+  auto other = on_version_reported(s, "g1-d1", "1.9.0", clock.now_ms());
+  commit(s, other.result);
+  CHECK(exec_of(s, "g1-d1").state == ExecState::sent);
+  CHECK_FALSE(exec_of(s, "g1-d1").version_reported);
   CHECK(on_version_reported(s, "g1-d1", "1.9.0", clock.now_ms()).disposition == Disposition::not_current);
   auto v1 = on_version_reported(s, "g1-d1", "2.0.0", clock.now_ms());
   REQUIRE(v1.disposition == Disposition::applied);
@@ -412,6 +417,94 @@ TEST_CASE("verify_version: success needs the reported package version before the
   step(s, clock, ids);
   CHECK(exec_of(s, "g1-d3").state == ExecState::timed_out);
   CHECK(s.progress.state == State::completed);
+}
+
+TEST_CASE("verify_version with latest: success needs a version newer than the one at send") {
+  CampaignDocument d = doc_with_groups({4});
+  d.type = CampaignType::provisioning;  // package_id absent: latest for each device
+  d.success.verify_version = true;
+  d.success.threshold_percent = 0;
+  d.reply_timeout_s = 60;
+  CampaignSnapshot s = started(d);
+  REQUIRE_FALSE(s.target_version.has_value());
+  // What the caller seeds at load: the devices' stored reported versions (g1-d4 never reported one).
+  for (const char* hw : {"g1-d1", "g1-d2", "g1-d3"}) {
+    for (auto& e : s.executions) {
+      if (e.hardware_id == hw) e.reported_version = "1.0.0";
+    }
+  }
+  ManualClock clock(k_t0);
+  CountingIds ids;
+  step(s, clock, ids);
+  CHECK(exec_of(s, "g1-d1").version_at_send == "1.0.0");
+  CHECK_FALSE(exec_of(s, "g1-d4").version_at_send.has_value());
+
+  struct {
+    const char* rule;
+    const char* hw;
+    const char* version;
+    bool counts;
+  } reports[] = {
+      {"the old version again does not count", "g1-d1", "1.0.0", false},
+      {"the old version with build metadata has the same precedence", "g1-d1", "1.0.0+b2", false},
+      {"an older version does not count", "g1-d2", "0.9.0", false},
+      {"a pre-release of the old version is older", "g1-d2", "1.0.0-rc.1", false},
+      {"not a version does not count and is not recorded", "g1-d3", "latest", false},
+      {"a newer version counts", "g1-d1", "1.1.0", true},
+      {"a device that had reported no version: any version counts", "g1-d4", "1.0.0", true},
+  };
+  for (const auto& r : reports) {
+    INFO(r.rule);
+    auto v = on_version_reported(s, r.hw, r.version, clock.now_ms());
+    commit(s, v.result);
+    CHECK(exec_of(s, r.hw).version_reported == r.counts);
+    if (r.counts) CHECK(exec_of(s, r.hw).reported_version == r.version);
+    CHECK(exec_of(s, r.hw).state == ExecState::sent);
+  }
+  CHECK(exec_of(s, "g1-d2").reported_version == "1.0.0-rc.1");
+  CHECK(exec_of(s, "g1-d3").reported_version == "1.0.0");
+  for (const char* hw : {"g1-d1", "g1-d2", "g1-d3", "g1-d4"}) reply(s, hw, true, clock.now_ms());
+  CHECK(exec_of(s, "g1-d1").state == ExecState::succeeded);
+  CHECK(exec_of(s, "g1-d4").state == ExecState::succeeded);
+  CHECK(exec_of(s, "g1-d2").state == ExecState::sent);  // success reply, still no newer version
+  clock.advance_s(60);
+  step(s, clock, ids);
+  CHECK(exec_of(s, "g1-d2").state == ExecState::timed_out);
+  CHECK(exec_of(s, "g1-d3").state == ExecState::timed_out);
+}
+
+TEST_CASE("verify_version with latest: a retry compares with the version at its own send") {
+  CampaignDocument d = doc_with_groups({1});
+  d.type = CampaignType::provisioning;
+  d.success.verify_version = true;
+  d.success.threshold_percent = 0;
+  d.reply_timeout_s = 60;
+  d.retries.max = 1;
+  d.retries.backoff_s = 10;
+  CampaignSnapshot s = started(d);
+  s.executions[0].reported_version = "1.0.0";
+  ManualClock clock(k_t0);
+  CountingIds ids;
+  step(s, clock, ids);
+  reply(s, "g1-d1", false, clock.now_ms());
+  REQUIRE(exec_of(s, "g1-d1").state == ExecState::queued);
+  // Reported while queued: recorded, counts for nothing, and becomes the next attempt's baseline.
+  auto queued = on_version_reported(s, "g1-d1", "1.1.0", clock.now_ms());
+  CHECK(queued.disposition == Disposition::applied);
+  commit(s, queued.result);
+  CHECK_FALSE(exec_of(s, "g1-d1").version_reported);
+  clock.advance_s(10);
+  step(s, clock, ids);
+  REQUIRE(exec_of(s, "g1-d1").attempt == 2);
+  CHECK(exec_of(s, "g1-d1").version_at_send == "1.1.0");
+  CHECK(on_version_reported(s, "g1-d1", "1.1.0", clock.now_ms()).disposition == Disposition::not_current);
+  reply(s, "g1-d1", true, clock.now_ms());
+  CHECK(exec_of(s, "g1-d1").state == ExecState::sent);
+  auto newer = on_version_reported(s, "g1-d1", "1.2.0", clock.now_ms());
+  REQUIRE(newer.disposition == Disposition::applied);
+  commit(s, newer.result);
+  CHECK(exec_of(s, "g1-d1").state == ExecState::succeeded);
+  CHECK(on_version_reported(s, "g1-d1", "1.2.0", clock.now_ms()).disposition == Disposition::not_current);
 }
 
 TEST_CASE("terminate cancels queued and sent executions, later replies change nothing") {

@@ -108,3 +108,14 @@ TEST_CASE("to_json has the shape of campaigns/get") {
   CHECK(j["groups"][1]["stats"]["missing"] == 1);
   CHECK_FALSE(j["groups"][1]["stats"].contains("eta_s"));
 }
+
+TEST_CASE("campaign times are whole seconds on the wire, as PROTOCOL's conventions say") {
+  CampaignSnapshot s = snapshot_with({{1, ExecState::succeeded}}, {0, 0});
+  s.created_at = k_now - 3'600'000 + 999;  // the engine's clock has milliseconds
+  s.progress.started_at = k_now - 600'000 + 1;
+  s.progress.ended_at = k_now + 250;
+  nlohmann::json j = to_json(s, compute(s, k_now));
+  CHECK(j["created_at"] == "2026-09-21T13:13:20Z");
+  CHECK(j["started_at"] == "2026-09-21T14:03:20Z");
+  CHECK(j["ended_at"] == "2026-09-21T14:13:20Z");
+}

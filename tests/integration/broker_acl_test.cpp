@@ -239,12 +239,20 @@ TEST_CASE("broker TLS: a device cannot take over another device's session by its
   options.client_id = "dev-2";
   MqttClient spoofer(options);
   REQUIRE(spoofer.connect(5000));
-  // use_username_as_clientid: the broker renames the spoofer to its certificate's CN.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const std::string log = broker.log();
+  // use_username_as_clientid: the broker renames the spoofer to its certificate's CN. Barriers: the
+  // broker logs a takeover before the new client's connect line, and the victim's SUBSCRIBE round trip
+  // starts after the spoofer's CONNACK, so a taken-over victim could not get its SUBACK.
+  std::string log;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    log = broker.log();
+    if (log.find("as dev-1 (") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   INFO(log);
-  CHECK(log.find("as dev-1 (") != std::string::npos);
-  CHECK(log.find("Client dev-2 already connected") == std::string::npos);
+  REQUIRE(log.find("as dev-1 (") != std::string::npos);
+  CHECK(victim->subscribe("esthesis/command/request/dev-2", 1));
+  CHECK(broker.log().find("Client dev-2 already connected") == std::string::npos);
   CHECK(victim->connected());
 }
 

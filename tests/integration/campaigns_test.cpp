@@ -162,6 +162,7 @@ TEST_CASE("a group under its threshold pauses the campaign before the next group
   std::vector<std::pair<std::string, std::string>> devices;
   for (int i = 0; i < 100; ++i) devices.emplace_back(hw_name("ga", i), "ga");
   for (int i = 0; i < 200; ++i) devices.emplace_back(hw_name("gb", i), "gb");
+  devices.emplace_back("barrier-01", "barrier");
   register_devices(broker, devices);
   // 10 % of group 1 fails; group 2 would all succeed.
   CommandFleet fleet(broker, [](const std::string& hw) {
@@ -180,7 +181,16 @@ TEST_CASE("a group under its threshold pauses the campaign before the next group
   REQUIRE(paused.value("state", "") == "paused_by_workflow");
   CHECK(paused["reason"] == "group 1 success 90.00% below threshold 95%");
   CHECK(counters(paused["groups"][0]["stats"]) == expected(100, 90, 10));
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // give a wrong send time to show up
+  CHECK(paused["groups"][1]["stats"]["sent"] == 0);
+  // Barrier: a second campaign's send goes through the same campaign outbox after anything the paused
+  // campaign had queued, and the fleet takes lines in arrival order; once it has the barrier's line, a
+  // wrong send to group 2 would already be counted.
+  auto barrier =
+      api(*platform, "campaigns/create",
+          {{"name", "barrier"}, {"type", "ping"}, {"groups", {{{"hardware_ids", {"barrier-01"}}}}}});
+  REQUIRE(api(*platform, "campaigns/start", {{"id", barrier.value("id", "")}}).value("state", "") ==
+          "scheduled");
+  REQUIRE(fleet.wait_contacted("barrier-01", 10000));
   CHECK(fleet.contacted("gb") == 0);
   CHECK(paused["groups"][1]["stats"]["queued"] == 200);
 
@@ -220,8 +230,11 @@ TEST_CASE("a campaign survives SIGKILL of the service: one command id per device
                       {"reply_timeout_s", 4}});
   const std::string id = created.value("id", "");
   REQUIRE(api(*platform, "campaigns/start", {{"id", id}}).value("state", "") == "scheduled");
+  // Killed after the devices saw 300, 700 and 1,100 distinct attempts: batch_size bounds the sends
+  // ahead of the replies (committed sends <= distinct lines seen + 25), so at each kill at least
+  // 1500 - 1125 executions are still queued and the campaign is running, however slow the machine.
   for (int kill = 0; kill < 3; ++kill) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(400 + 200 * kill));
+    REQUIRE(fleet.wait_distinct(300 + 400 * static_cast<size_t>(kill), 60000));
     const json before = api(*platform, "campaigns/get", {{"id", id}});
     WARN("kill " << kill << " at " << before["stats"].dump());
     CHECK(before.value("state", "") == "running");  // killed in the middle of the run

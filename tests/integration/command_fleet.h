@@ -2,11 +2,12 @@
 // worker answers each command line on that device's reply topic with `<id> s ok`, or `<id> f boom` where
 // fails(hw) says so. A repeated command id is answered again (the id is the device's idempotency key,
 // PROTOCOL §1.3). Per device it records the distinct command ids in the order first seen and the number
-// of deliveries.
+// of deliveries; tests wait on these (wait_distinct, wait_contacted) instead of sleeping.
 #pragma once
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -59,6 +60,17 @@ class CommandFleet {
     std::lock_guard<std::mutex> lock(mu_);
     return deliveries_;
   }
+  // Waits until the devices together have received at least n distinct command ids (re-deliveries do
+  // not count); false on timeout.
+  bool wait_distinct(size_t n, int timeout_ms) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return seen_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return distinct_ >= n; });
+  }
+  // Waits until `hw` has received at least one command; false on timeout.
+  bool wait_contacted(const std::string& hw, int timeout_ms) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return seen_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return ids_.count(hw) > 0; });
+  }
   // How many devices whose id starts with prefix received anything.
   size_t contacted(const std::string& prefix) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -80,8 +92,12 @@ class CommandFleet {
         const std::string hw = m.topic.substr(m.topic.rfind('/') + 1);
         const std::string id = m.payload.substr(0, m.payload.find(' '));
         auto& seen = ids_[hw];
-        if (std::find(seen.begin(), seen.end(), id) == seen.end()) seen.push_back(id);
+        if (std::find(seen.begin(), seen.end(), id) == seen.end()) {
+          seen.push_back(id);
+          ++distinct_;
+        }
         ++deliveries_[hw];
+        seen_cv_.notify_all();
         topic = "esthesis/command/reply/" + hw;
         payload = id + (fails_ && fails_(hw) ? " f boom" : " s ok");
       }
@@ -93,6 +109,8 @@ class CommandFleet {
   std::unique_ptr<service::MqttClient> replier_, listener_;
   std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable seen_cv_;  // ids_ changed
+  size_t distinct_ = 0;
   std::deque<service::InboundMessage> queue_;
   std::map<std::string, std::vector<std::string>> ids_;
   std::map<std::string, int> deliveries_;

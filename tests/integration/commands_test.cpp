@@ -102,11 +102,21 @@ TEST_CASE("exec to one device: the device gets the esthesis line and its reply c
   CHECK(evj["hardware_id"] == "dev-1");
   CHECK(evj["state"] == "succeeded");
 
-  // A duplicate reply changes nothing.
+  // A duplicate reply changes nothing. Barrier: the reply to a second command, published after the
+  // duplicate on the same topic at the same QoS, reaches the service after it (MQTT keeps the order of
+  // one client's messages on one topic); once the second command shows its reply, the duplicate was
+  // handled.
+  auto barrier = api(*platform, "commands/send", {{"type", "ping"}, {"hardware_ids", {"dev-1"}}});
+  const std::string barrier_id = barrier.value("command_id", "");
+  auto barrier_line = next_command(*device);
+  REQUIRE(barrier_line);
+  REQUIRE(barrier_line->payload == barrier_id + " ps");
   REQUIRE(device->publish("esthesis/command/reply/dev-1", id + " f late failure", 1, false, {}, {}, true));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(device->publish("esthesis/command/reply/dev-1", barrier_id + " s pong", 1, false, {}, {}, true));
+  REQUIRE(wait_for_state(*platform, barrier_id, "dev-1", "succeeded")["state"] == "succeeded");
   auto again = api(*platform, "commands/get", {{"command_id", id}});
   CHECK(again["devices"][0]["state"] == "succeeded");
+  CHECK(again["devices"][0]["output"] == "total 0\ndrwxr-xr-x root");
 }
 
 TEST_CASE("ping to several devices by tag, failure replies and replies without a trailing space",
@@ -132,7 +142,13 @@ TEST_CASE("ping to several devices by tag, failure replies and replies without a
     got.insert(m->topic);
   }
   CHECK(got == std::set<std::string>{"esthesis/command/request/dev-a", "esthesis/command/request/dev-b"});
-  CHECK_FALSE(fleet->next(300));  // dev-c (tag us) is not contacted
+  // dev-c (tag us) is not contacted. Barrier: a later command is published after any line of this one.
+  auto later = api(*platform, "commands/send", {{"type", "health"}, {"hardware_ids", {"dev-a"}}});
+  const std::string later_id = later.value("command_id", "");
+  auto m = fleet->next(5000);
+  REQUIRE(m);
+  CHECK(m->topic == "esthesis/command/request/dev-a");
+  CHECK(m->payload == later_id + " hs");
 
   REQUIRE(fleet->publish("esthesis/command/reply/dev-a", id + " s", 1));  // no trailing space
   REQUIRE(fleet->publish("esthesis/command/reply/dev-b", id + " f no route to host", 1));  // failure
@@ -150,11 +166,20 @@ TEST_CASE("a reply for device A's command published on device B's topic does not
   REQUIRE(daemon.wait_ready(*platform));
   register_device(*platform, "dev-a");
   register_device(*platform, "dev-b");
+  auto listener = connect_client(broker);
+  REQUIRE(listener->subscribe("esthesis/command/request/+", 1));
   auto sent = api(*platform, "commands/send", {{"type", "reboot"}, {"hardware_ids", {"dev-a"}}});
   const std::string id = sent["command_id"];
+  auto barrier = api(*platform, "commands/send", {{"type", "ping"}, {"hardware_ids", {"dev-b"}}});
+  const std::string barrier_id = barrier.value("command_id", "");
+  for (int i = 0; i < 2; ++i) REQUIRE(listener->next(5000));  // both lines are out
+  REQUIRE(wait_for_state(*platform, id, "dev-a", "sent")["state"] == "sent");
+  REQUIRE(wait_for_state(*platform, barrier_id, "dev-b", "sent")["state"] == "sent");
+  // Barrier: dev-b's own reply, published after the forged one on the same topic, is handled after it.
   auto intruder = connect_client(broker);
   REQUIRE(intruder->publish("esthesis/command/reply/dev-b", id + " s done", 1, false, {}, {}, true));
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  REQUIRE(intruder->publish("esthesis/command/reply/dev-b", barrier_id + " s pong", 1, false, {}, {}, true));
+  REQUIRE(wait_for_state(*platform, barrier_id, "dev-b", "succeeded")["state"] == "succeeded");
   auto got = api(*platform, "commands/get", {{"command_id", id}});
   REQUIRE(got["devices"].size() == 1);
   CHECK(got["devices"][0]["hardware_id"] == "dev-a");

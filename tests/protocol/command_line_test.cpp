@@ -149,3 +149,103 @@ TEST_CASE("malformed command lines are refused", "[protocol][command_line]") {
     CHECK(line.error().message == c.message);
   }
 }
+
+TEST_CASE("validate_exec refuses what a single-space split would not give back", "[protocol][command_line]") {
+  struct {
+    const char* rule;
+    std::string command;
+    std::vector<std::string> arguments;
+    std::string message;  // empty: accepted
+  } cases[] = {
+      {"plain command and arguments", "ls", {"-la", "/var"}, ""},
+      {"utf-8 argument", "echo", {"h\xc3\xa9"}, ""},
+      {"no arguments", "uptime", {}, ""},
+      {"empty command", "", {}, "command must not be empty"},
+      {"command with a space", "ls -la", {}, "command must not contain a space"},
+      {"command with a tab", "ls\t", {}, "command must not contain a control character"},
+      {"command with a newline", "ls\n", {}, "command must not contain a control character"},
+      {"empty argument", "ls", {"-l", ""}, "argument 2 is empty"},
+      {"only an empty argument", "echo", {""}, "argument 1 is empty"},
+      {"argument with a space", "echo", {"a b"}, "argument 1 must not contain a space"},
+      {"argument with a tab", "echo", {"a\tb"}, "argument 1 must not contain a control character"},
+      {"argument with a carriage return",
+       "echo",
+       {"ok", "a\r"},
+       "argument 2 must not contain a control character"},
+      {"argument with NUL",
+       "echo",
+       {std::string("a\0b", 3)},
+       "argument 1 must not contain a control character"},
+      {"argument with DEL", "echo", {"a\x7f"}, "argument 1 must not contain a control character"},
+      {"argument with ESC", "echo", {"\x1b[2J"}, "argument 1 must not contain a control character"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.rule);
+    auto st = validate_exec(c.command, c.arguments);
+    if (c.message.empty()) {
+      CHECK(st.ok());
+      continue;
+    }
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().code == ErrorCode::bad_request);
+    CHECK(st.error().message == c.message);
+  }
+}
+
+TEST_CASE("every encoded command line has a second token of exactly two letters",
+          "[protocol][command_line]") {
+  struct {
+    const char* rule;
+    CommandType type;
+    std::string command;
+    std::vector<std::string> arguments;
+  } cases[] = {
+      {"exec", CommandType::exec, "ls", {"-la"}},
+      {"firmware latest", CommandType::firmware, "", {}},
+      {"firmware with a package id", CommandType::firmware, "01JDPKG0000000000000000000", {}},
+      {"reboot", CommandType::reboot, "", {}},
+      {"shutdown", CommandType::shutdown, "", {}},
+      {"ping", CommandType::ping, "", {}},
+      {"health", CommandType::health, "", {}},
+  };
+  for (const auto& c : cases) {
+    for (Execution execution : {Execution::sync, Execution::async}) {
+      INFO(c.rule << " " << to_string(execution));
+      auto wire = encode({"c-1", c.type, execution, c.command, c.arguments});
+      REQUIRE(wire.ok());
+      const std::string second = wire->substr(
+          4, wire->find(' ', 4) == std::string::npos ? std::string::npos : wire->find(' ', 4) - 4);
+      REQUIRE(second.size() == 2);
+      CHECK(second[0] == static_cast<char>(c.type));
+      CHECK(second[1] == (execution == Execution::sync ? 's' : 'a'));
+      auto back = parse_command_line(*wire);
+      REQUIRE(back.ok());
+      CHECK(back->type == c.type);
+      CHECK(back->command == c.command);
+    }
+  }
+}
+
+TEST_CASE("encode refuses a type or execution outside the enums", "[protocol][command_line]") {
+  struct {
+    const char* rule;
+    CommandLine line;
+    std::string message;
+  } cases[] = {
+      {"type NUL", {"id", static_cast<CommandType>(0), Execution::sync, "", {}}, "unknown command type"},
+      {"type letter of no type",
+       {"id", static_cast<CommandType>('x'), Execution::sync, "", {}},
+       "unknown command type"},
+      {"execution NUL", {"id", CommandType::reboot, static_cast<Execution>(0), "", {}}, "unknown execution"},
+      {"execution space",
+       {"id", CommandType::reboot, static_cast<Execution>(' '), "", {}},
+       "unknown execution"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.rule);
+    auto wire = encode(c.line);
+    REQUIRE_FALSE(wire.ok());
+    CHECK(wire.error().code == ErrorCode::bad_request);
+    CHECK(wire.error().message == c.message);
+  }
+}

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "service/outbox.h"
 #include "storage/campaigns.h"
 #include "storage/database.h"
 #include "storage/devices.h"
@@ -55,6 +56,7 @@ class Fixture {
 
   void open() {
     service_.reset();
+    outbox_.reset();
     publisher_.reset();
     db_.reset();
     seen_ = 0;
@@ -62,8 +64,8 @@ class Fixture {
     REQUIRE(db.ok());
     db_ = std::move(*db);
     publisher_ = std::make_unique<CheckingPublisher>(*db_);
-    service_ = std::make_unique<CampaignService>(config_, clock, *db_, *publisher_, topics_,
-                                                 [this] { return next_tag_++; });
+    outbox_ = std::make_unique<dispatch::service::Outbox>(clock, *publisher_, topics_, 1);
+    service_ = std::make_unique<CampaignService>(config_, clock, *db_, *publisher_, topics_, *outbox_);
     REQUIRE(service_->start().ok());
   }
 
@@ -92,7 +94,7 @@ class Fixture {
 
   // Publishes what the outbox holds; returns the command requests since the last call.
   std::vector<Send> pump() {
-    service_->pump(1'000'000);
+    outbox_->pump(1'000'000);
     std::vector<Send> out;
     for (; seen_ < publisher_->sent.size(); ++seen_) {
       const OutMessage& m = publisher_->sent[seen_];
@@ -103,7 +105,7 @@ class Fixture {
     return out;
   }
   void ack(const std::vector<Send>& sends) {
-    for (const auto& s : sends) CHECK(service_->on_publish_done(s.tag, true));
+    for (const auto& s : sends) CHECK(outbox_->on_publish_done(s.tag, true));
     flush();
   }
   // Ticks, publishes and acknowledges; returns the sends.
@@ -116,6 +118,7 @@ class Fixture {
   // flush() writes at most every 50 ms: let that much time pass first.
   void flush() {
     clock.advance_ms(100);
+    outbox_->hand_back();
     service_->flush();
   }
   void reply(const Send& s, bool ok) {
@@ -140,6 +143,7 @@ class Fixture {
   dispatch::core::ManualClock clock;
   CampaignService& service() { return *service_; }
   CheckingPublisher& publisher() { return *publisher_; }
+  dispatch::service::Outbox& outbox() { return *outbox_; }
   storage::Database& db() { return *db_; }
 
  private:
@@ -148,8 +152,8 @@ class Fixture {
   dispatch::protocol::Topics topics_;
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<CheckingPublisher> publisher_;
+  std::unique_ptr<dispatch::service::Outbox> outbox_;
   std::unique_ptr<CampaignService> service_;
-  std::uint64_t next_tag_ = 1;
   size_t seen_ = 0;
 };
 
@@ -172,7 +176,8 @@ json counters(const json& stats) {
 
 }  // namespace
 
-TEST_CASE("campaigns/create refuses invalid documents with bad_request", "[service][campaigns]") {
+TEST_CASE("campaigns/create refuses invalid documents with bad_request, a missing package with not_found",
+          "[service][campaigns]") {
   const json base = exec_doc(json::array({{{"hardware_ids", {"dev-001"}}}}));
   auto with = [&](const char* field, json value) {
     json d = base;
@@ -182,20 +187,24 @@ TEST_CASE("campaigns/create refuses invalid documents with bad_request", "[servi
   struct {
     const char* rule;
     json body;
+    ErrorCode code;
     const char* message;
   } cases[] = {
-      {"no groups", with("groups", json::array()), "groups must hold at least one group"},
-      {"unknown type", with("type", "firmware"), "unknown type 'firmware'"},
-      {"threshold over 100", with("success", {{"threshold_percent", 101}}),
+      {"no groups", with("groups", json::array()), ErrorCode::bad_request,
+       "groups must hold at least one group"},
+      {"unknown type", with("type", "firmware"), ErrorCode::bad_request, "unknown type 'firmware'"},
+      {"threshold over 100", with("success", {{"threshold_percent", 101}}), ErrorCode::bad_request,
        "success.threshold_percent must be between 0 and 100"},
-      {"bad member id", with("groups", json::array({{{"hardware_ids", {"a/b"}}}})),
+      {"bad member id", with("groups", json::array({{{"hardware_ids", {"a/b"}}}})), ErrorCode::bad_request,
        "group 1 has an invalid hardware id 'a/b'"},
-      {"negative rate", with("rate", {{"per_minute", -5}}), "rate.per_minute must be positive"},
-      {"negative retries", with("retries", {{"max", -1}}), "retries.max must not be negative"},
+      {"negative rate", with("rate", {{"per_minute", -5}}), ErrorCode::bad_request,
+       "rate.per_minute must be positive"},
+      {"negative retries", with("retries", {{"max", -1}}), ErrorCode::bad_request,
+       "retries.max must not be negative"},
       {"unknown package",
        json{{"name", "t"}, {"type", "provisioning"}, {"package_id", "nope"}, {"groups", base["groups"]}},
-       "package_id 'nope' does not exist"},
-      {"bad request_id", with("request_id", "a b"),
+       ErrorCode::not_found, "no package 'nope'"},
+      {"bad request_id", with("request_id", "a b"), ErrorCode::bad_request,
        "invalid request_id 'a b': must match ^[A-Za-z0-9_.:-]{1,128}$"},
   };
   Fixture f;
@@ -203,7 +212,7 @@ TEST_CASE("campaigns/create refuses invalid documents with bad_request", "[servi
     SECTION(c.rule) {
       auto r = f.service().api("create", c.body);
       REQUIRE_FALSE(r.ok());
-      CHECK(r.error().code == ErrorCode::bad_request);
+      CHECK(r.error().code == c.code);
       CHECK(r.error().message == c.message);
     }
   }
@@ -365,7 +374,7 @@ TEST_CASE("terminate cancels sent executions and their queued publishes", "[serv
   const std::string id = f.create(exec_doc(json::array({{{"hardware_ids", {"dev-001", "dev-002"}}}})));
   REQUIRE(f.call("start", id).ok());
   f.service().tick();
-  CHECK(f.service().outbox_size() == 2);
+  CHECK(f.outbox().size() == 2);
   auto r = f.call("terminate", id);
   REQUIRE(r.ok());
   CHECK((*r)["stats"]["canceled"] == 2);
@@ -389,9 +398,16 @@ TEST_CASE("a timed-out attempt is retried with a new command id, a late reply ch
   REQUIRE(second.size() == 1);
   CHECK(second[0].command_id != first[0].command_id);
   CHECK(f.attempt_ids(id, "dev-001") == std::vector<std::string>{first[0].command_id, second[0].command_id});
-  f.reply(first[0], true);  // superseded: ours, but no effect
+  f.reply(first[0], true);  // superseded: ours, no effect on the execution, recorded in the history
   f.flush();
   CHECK(f.get(id)["stats"]["sent"] == 1);
+  auto history = storage::CampaignStore(f.db()).attempts(id, "dev-001");
+  REQUIRE(history.ok());
+  REQUIRE(history->size() == 2);
+  CHECK((*history)[0].command_id == first[0].command_id);
+  CHECK((*history)[0].replied_at.has_value());
+  CHECK((*history)[0].output == "ok");
+  CHECK_FALSE((*history)[1].replied_at.has_value());
   f.reply(second[0], true);
   f.flush();
   CHECK(f.get(id)["stats"]["succeeded"] == 1);
@@ -431,7 +447,7 @@ TEST_CASE("a restart resumes with identical statistics and republishes every una
   CHECK(after["state"] == "running");
   // Exactly the unanswered sends are published again, each with its command id: acknowledged by the
   // broker or not (a reply may have died with the process after Paho acknowledged it).
-  CHECK(f.service().outbox_size() == 4);
+  CHECK(f.outbox().size() == 4);
   auto again = f.pump();
   REQUIRE(again.size() == 4);
   std::set<std::string> again_hws;
@@ -447,4 +463,31 @@ TEST_CASE("a restart resumes with identical statistics and republishes every una
   auto more = f.step();
   CHECK(more.empty());
   for (const auto& [hw, cid] : ids) CHECK(f.attempt_ids(id, hw) == std::vector<std::string>{cid});
+}
+
+TEST_CASE("verify_version with the latest package needs a version newer than the one reported at send",
+          "[service][campaigns]") {
+  Fixture f;
+  f.add_device("dev-001");
+  REQUIRE(storage::DeviceStore(f.db()).set_reported_version("dev-001", "1.0.0", f.clock.now_ms()).ok());
+  json doc = {{"name", "latest"},
+              {"type", "provisioning"},
+              {"package_id", nullptr},
+              {"groups", json::array({{{"hardware_ids", {"dev-001"}}}})},
+              {"success", {{"threshold_percent", 100}, {"verify_version", true}}},
+              {"reply_timeout_s", 60}};
+  const std::string id = f.create(doc);
+  REQUIRE(f.call("start", id).ok());
+  auto sends = f.step();
+  REQUIRE(sends.size() == 1);
+  f.reply(sends[0], true);
+  f.flush();
+  f.service().on_version("dev-001", "1.0.0");  // the old version again: not an update
+  f.service().tick();
+  f.flush();
+  CHECK(f.get(id)["stats"]["succeeded"] == 0);
+  f.service().on_version("dev-001", "1.1.0");
+  f.service().tick();
+  f.flush();
+  CHECK(f.get(id)["stats"]["succeeded"] == 1);
 }

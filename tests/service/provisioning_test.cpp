@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <thread>
 
@@ -366,8 +368,8 @@ TEST_CASE("fresh token verification per key type", "[provisioning][token]") {
          "nonce-aaaaaaaaaaa8", "unauthorized"},
         {"static token refused in fresh mode", key.sign_base64(hw), "", "", "bad_request"},
         {"nonce too short", token_for(key, hw, ts, "short"), ts, "short", "bad_request"},
-        {"nonce with a bad character", token_for(key, hw, ts, "nonce/aaaaaaaaaaaa"), ts, "nonce/aaaaaaaaaaaa",
-         "bad_request"},
+        {"nonce with a character outside Base64", token_for(key, hw, ts, "nonce.aaaaaaaaaaaa"), ts,
+         "nonce.aaaaaaaaaaaa", "bad_request"},
         {"ts not RFC 3339", good, "yesterday", "nonce-aaaaaaaaaaa9", "bad_request"},
     };
     for (const auto& c : cases) {
@@ -711,4 +713,139 @@ TEST_CASE("two racing first uses of a download token: exactly one wins", "[provi
   }
   CHECK(winners == 1);
   CHECK(invalid == 1);
+}
+
+// ---- issue 15 -----------------------------------------------------------------------------------------
+
+TEST_CASE("one download token pulls at most max_download_factor x the package size",
+          "[provisioning][download][issue15]") {
+  Fixture f;
+  f.config.provisioning_max_chunk_bytes = 100;
+  f.config.provisioning_max_download_factor = 3;
+  f.open(":memory:");
+  f.add_device("dev-1");
+  const std::string data = bytes_of(250);
+  f.add_package("2.0.0", data);
+  auto a = f.signed_query("dev-1", {{"version", "1.0.0"}});
+  const std::string token = a["package"]["download_token"];
+  auto req = [&](std::int64_t offset) {
+    return json{{"download_token", token}, {"offset", offset}, {"length", 100}, {"correlation_id", "d-1"}};
+  };
+  // Chunk 0 again and again: 7 × 100 bytes fit in 3 × 250 = 750, the 8th would not.
+  for (int i = 0; i < 7; ++i) {
+    auto [h, bytes] = f.download("dev-1", req(0));
+    REQUIRE_FALSE(h.contains("error"));
+    CHECK(bytes == data.substr(0, 100));
+  }
+  auto [refused, none] = f.download("dev-1", req(0));
+  CHECK(refused["error"]["code"] == "token_invalid");
+  CHECK(refused["error"]["message"].get<std::string>().rfind("download token exhausted", 0) == 0);
+  CHECK(refused["correlation_id"] == "d-1");
+  CHECK(none.empty());
+  // Spent: even the bytes never served are refused now; a new query gives a new token.
+  CHECK(f.download("dev-1", req(100)).first["error"]["code"] == "token_invalid");
+  CHECK(f.download("dev-1", req(200)).first["error"]["message"] ==
+        "download token is invalid, spent or expired");
+}
+
+TEST_CASE("an upload offset near 2^63 is bad_request and names no path", "[provisioning][upload][issue15]") {
+  Fixture f;
+  auto created = f.api("create", {{"name", "fw"},
+                                  {"version", "1.0.0"},
+                                  {"type", "internal"},
+                                  {"sha256", core::sha256_hex("abcd")},
+                                  {"size", 4},
+                                  {"available", true}});
+  const std::string id = created["id"];
+  for (std::int64_t offset :
+       {std::numeric_limits<std::int64_t>::max() - 1, std::numeric_limits<std::int64_t>::max(),
+        std::int64_t{1} << 62, std::int64_t{5}}) {
+    INFO(offset);
+    auto r = f.upload(id, offset, "ab");
+    CHECK(code_of(r) == "bad_request");
+    const std::string message = r["error"]["message"];
+    CHECK(message.find(f.config.storage_data_dir) == std::string::npos);
+    CHECK(message.find("lies beyond the package size 4") != std::string::npos);
+  }
+  CHECK(f.upload(id, 0, "abcd")["state"] == "ready");
+}
+
+TEST_CASE("start-up cleanup touches only files of packages the database knows", "[provisioning][issue15]") {
+  Fixture f(true);
+  const std::string dir = f.config.storage_data_dir;
+  const std::string ready = f.add_package("1.0.0", "abcd");
+  auto created = f.api("create", {{"name", "fw"},
+                                  {"version", "2.0.0"},
+                                  {"type", "internal"},
+                                  {"sha256", core::sha256_hex("efgh")},
+                                  {"size", 4},
+                                  {"available", true}});
+  const std::string pending = created["id"];
+  REQUIRE(f.upload(pending, 0, "ef")["state"] == "pending_upload");
+  auto write = [&](const std::string& name, const std::string& bytes) {
+    std::FILE* fp = std::fopen((dir + "/" + name).c_str(), "wb");
+    REQUIRE(fp);
+    std::fwrite(bytes.data(), 1, bytes.size(), fp);
+    std::fclose(fp);
+  };
+  write("firmware.bin", "someone else's");
+  write("backup.part", "someone else's");
+  write("01JUNKNOWN0000000000000000.bin", "unknown id");
+  write(ready + ".part", "stale upload of a ready package");
+  f.open(f.dir.path() + "/dispatch.db");  // restart: start() runs the cleanup
+
+  CHECK(std::filesystem::exists(dir + "/firmware.bin"));
+  CHECK(std::filesystem::exists(dir + "/backup.part"));
+  CHECK(std::filesystem::exists(dir + "/01JUNKNOWN0000000000000000.bin"));
+  CHECK_FALSE(std::filesystem::exists(dir + "/" + ready + ".part"));
+  CHECK(testing::read_file(dir + "/" + ready + ".bin") == "abcd");
+  CHECK(testing::read_file(dir + "/" + pending + ".part").substr(0, 2) == "ef");
+  CHECK(f.upload(pending, 2, "gh", true)["state"] == "ready");
+}
+
+TEST_CASE("nonces: 16 to 64 characters of the Base64 alphabets, never twice",
+          "[provisioning][token][issue15]") {
+  Fixture f;
+  f.add_device("dev-1");
+  f.add_package("2.0.0", "abcd");
+  auto with_nonce = [&](const std::string& nonce) {
+    const std::string ts = core::format_rfc3339(f.clock.now_ms());
+    json body{{"version", "1.0.0"},
+              {"ts", ts},
+              {"nonce", nonce},
+              {"token", key_of(KeyType::rsa).sign_base64(core::fresh_token_message("dev-1", ts, nonce))}};
+    return f.query("dev-1", body);
+  };
+  CHECK(with_nonce("q83vEjRWeJq8/+7/AAEC==")["status"] == "update");       // standard Base64 with padding
+  CHECK(code_of(with_nonce("q83vEjRWeJq8/+7/AAEC==")) == "unauthorized");  // replayed
+  f.clock.advance_s(300);
+  CHECK(with_nonce("abcdefghijklmnop")["status"] == "update");  // URL-safe alphabet, 16 chars
+  f.clock.advance_s(300);
+  CHECK(code_of(with_nonce("abcdefghijklmno")) == "bad_request");   // 15 chars
+  CHECK(code_of(with_nonce("abcdefghijklmno!")) == "bad_request");  // not Base64
+}
+
+TEST_CASE("an oversize query counts in the rate window", "[provisioning][issue15]") {
+  Fixture f;
+  f.add_device("dev-1");
+  const std::string big(5000, 'x');
+  auto m = f.message(big, {}, std::string("corr-1"));
+  for (int i = 0; i < 5; ++i) {
+    f.pub.sent.clear();
+    f.prov->on_oversize_request("dev-1", m, 4096);
+    REQUIRE(f.pub.sent.size() == 1);
+    CHECK(f.pub.sent[0].topic == "esthesis/provisioning/reply/dev-1");
+    CHECK(f.pub.sent[0].correlation_data == "corr-1");
+    auto j = json::parse(f.pub.sent[0].payload);
+    CHECK(j["error"]["code"] == "too_large");
+    CHECK(j["error"]["message"] == "message of 5000 bytes exceeds the limit of 4096 bytes");
+  }
+  f.pub.sent.clear();
+  f.prov->on_oversize_request("dev-1", m, 4096);
+  REQUIRE(f.pub.sent.size() == 1);
+  auto limited = json::parse(f.pub.sent[0].payload);
+  CHECK(limited["error"]["code"] == "rate_limited");
+  CHECK(limited["error"]["retry_after_s"] == 300);
+  // …and a well-formed query right after is refused by the same window.
+  CHECK(code_of(f.signed_query("dev-1", {{"version", "1.0.0"}})) == "rate_limited");
 }

@@ -165,6 +165,56 @@ TEST_CASE("execution updates are written all together or not at all", "[storage]
   CHECK(got.next_attempt_at == 90);
   CHECK(got.version_verified);
   CHECK(got.output == "ok");
+  CHECK_FALSE(got.version_at_send.has_value());
+
+  a.version_at_send = "1.4.2";  // schema v3
+  REQUIRE(store.update_executions({a}).ok());
+  CHECK(store.execution("k1", "dev-a")->version_at_send == "1.4.2");
+  ExecutionRow c = make_execution("k1", "dev-c");
+  c.version_at_send = "0.9.0";
+  REQUIRE(store.insert_executions({c}).ok());
+  CHECK(store.executions("k1")->back().version_at_send == "0.9.0");
+}
+
+TEST_CASE("each attempt keeps its own reply: a late reply to a superseded attempt is recorded",
+          "[storage][campaigns]") {
+  TestDb t(GENERATE(backends()));
+  CampaignStore store(*t);
+  REQUIRE(store.insert(make_campaign("k1")).ok());
+  REQUIRE(store.insert_executions({make_execution("k1", "dev-a"), make_execution("k1", "dev-b")}).ok());
+  REQUIRE(store
+              .record_attempts(
+                  {{"k1", "dev-a", 1, "cmd-a1"}, {"k1", "dev-a", 2, "cmd-a2"}, {"k1", "dev-b", 1, "cmd-b1"}})
+              .ok());
+  struct {
+    const char* rule;
+    std::string hw;
+    std::string command_id;
+    bool success;
+    std::string output;
+    bool recorded;
+  } cases[] = {
+      {"the current attempt's reply", "dev-a", "cmd-a2", true, "done", true},
+      {"a late reply to the superseded attempt", "dev-a", "cmd-a1", false, "late boom", true},
+      {"a duplicate keeps the first reply", "dev-a", "cmd-a1", true, "again", false},
+      {"another device's command id", "dev-b", "cmd-a2", true, "", false},
+      {"an unknown command id", "dev-a", "cmd-zz", true, "", false},
+  };
+  for (const auto& c : cases) {
+    INFO(c.rule);
+    auto r = store.record_attempt_reply(c.hw, c.command_id, c.success, c.output, 70);
+    REQUIRE(r.ok());
+    CHECK(*r == c.recorded);
+  }
+  auto history = store.attempts("k1", "dev-a");
+  REQUIRE(history.ok());
+  CHECK(*history ==
+        std::vector<AttemptRow>{{1, "cmd-a1", 70, false, "late boom"}, {2, "cmd-a2", 70, true, "done"}});
+  auto b = store.attempts("k1", "dev-b");
+  REQUIRE(b.ok());
+  CHECK(*b == std::vector<AttemptRow>{{1, "cmd-b1", std::nullopt, std::nullopt, ""}});
+  // The execution row is not touched by the history.
+  CHECK(store.execution("k1", "dev-a")->output.empty());
 }
 
 TEST_CASE("100,000 executions are written and read back quickly", "[storage][campaigns][batch]") {

@@ -1,0 +1,384 @@
+#include "service/commands.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "protocol/command_line.h"
+#include "protocol/core/secrets.h"
+#include "protocol/core/time.h"
+#include "protocol/errors.h"
+#include "protocol/reply_line.h"
+#include "service/api_util.h"
+#include "service/router.h"
+#include "storage/commands.h"
+#include "storage/database.h"
+#include "storage/devices.h"
+#include "storage/packages.h"
+
+namespace dispatch::service {
+
+using core::ErrorCode;
+using core::make_error;
+using core::Result;
+using nlohmann::json;
+using protocol::TopicKind;
+
+namespace {
+
+// Enough to rebuild any realistic backlog at start; more waits for the next restart or presence.
+constexpr int k_outbox_reload_limit = 2'000'000;
+constexpr core::TimeMs k_expiry_period_ms = 1000;
+constexpr std::size_t k_ack_batch = 2000;
+constexpr core::TimeMs k_ack_flush_ms = 100;
+constexpr int k_pending_max = 50;
+
+json opt_time(const std::optional<core::TimeMs>& t) {
+  return t ? json(core::format_rfc3339(*t)) : json(nullptr);
+}
+
+json command_json(const storage::CommandRow& c, const storage::DeliveryCounts& counts) {
+  json j;
+  j["command_id"] = c.id;
+  j["type"] = c.type;
+  j["execution"] = c.execution;
+  j["command"] = c.command;
+  j["arguments"] = c.arguments;
+  if (!c.package_id.empty()) j["package_id"] = c.package_id;
+  j["description"] = c.description;
+  j["ttl_s"] = c.ttl_s ? json(*c.ttl_s) : json(nullptr);
+  j["expires_at"] = opt_time(c.expires_at);
+  j["created_at"] = core::format_rfc3339(c.created_at);
+  j["canceled"] = c.canceled;
+  j["counts"] = {{"queued", counts.queued}, {"sent", counts.sent},       {"succeeded", counts.succeeded},
+                 {"failed", counts.failed}, {"expired", counts.expired}, {"canceled", counts.canceled},
+                 {"total", counts.total()}};
+  return j;
+}
+
+std::string default_description(protocol::CommandType t) {
+  switch (t) {
+    case protocol::CommandType::exec:
+      return "Execute";
+    case protocol::CommandType::firmware:
+      return "Firmware update";
+    case protocol::CommandType::reboot:
+      return "Reboot";
+    case protocol::CommandType::shutdown:
+      return "Shutdown";
+    case protocol::CommandType::ping:
+      return "Ping";
+    case protocol::CommandType::health:
+      return "Health report";
+  }
+  return "";
+}
+
+}  // namespace
+
+CommandsModule::CommandsModule(const Config& config, core::Clock& clock, storage::Database& db,
+                               Publisher& publisher, const protocol::Topics& topics, Outbox& outbox,
+                               BatchEffects& effects)
+    : config_(config),
+      clock_(clock),
+      db_(db),
+      publisher_(publisher),
+      topics_(topics),
+      outbox_(outbox),
+      effects_(effects),
+      commands_(std::make_unique<storage::CommandStore>(db)),
+      devices_(std::make_unique<storage::DeviceStore>(db)),
+      packages_(std::make_unique<storage::PackageStore>(db)),
+      idempotency_(db) {}
+
+CommandsModule::~CommandsModule() = default;
+
+void CommandsModule::register_routes(Router& router) {
+  router.add_api("commands", "send", [this](const json& b) { return send(b); });
+  router.add_api("commands", "get", [this](const json& b) { return get(b); });
+  router.add_api("commands", "list", [this](const json& b) { return list(b); });
+  router.add_api("commands", "cancel", [this](const json& b) { return cancel(b); });
+  // A reply may carry the output limit plus its id.
+  router.add_device(TopicKind::command_reply,
+                    static_cast<std::size_t>(config_.commands_max_output_bytes + 256),
+                    [this](const std::string& hw, const InboundMessage& m) { on_reply(hw, m); });
+  router.add_device_request(TopicKind::command_pending, TopicKind::command_pending_reply,
+                            static_cast<std::size_t>(config_.api_max_request_bytes),
+                            [this](const std::string& hw, const json& b) { return pending(hw, b); });
+}
+
+core::Status CommandsModule::start() {
+  auto queued = commands_->deliveries_to_publish(clock_.now_ms(), k_outbox_reload_limit);
+  if (!queued) return queued.error();
+  for (const auto& d : *queued) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
+  if (!queued->empty()) spdlog::info("outbox: {} committed deliveries to publish", queued->size());
+  return {};
+}
+
+void CommandsModule::enqueue(const std::string& command_id, const std::string& hw, const std::string& line,
+                             std::optional<core::TimeMs> expires_at) {
+  OutboxItem item;
+  item.owner = this;
+  item.command_id = command_id;
+  item.hardware_id = hw;
+  item.payload = line;
+  item.expires_at = expires_at;
+  outbox_.enqueue(std::move(item));
+}
+
+bool CommandsModule::still_wanted(const OutboxItem& item) { return canceled_.count(item.command_id) == 0; }
+
+void CommandsModule::acknowledged(std::vector<OutboxItem> items) {
+  for (auto& item : items) acked_.emplace_back(std::move(item.command_id), std::move(item.hardware_id));
+}
+
+void CommandsModule::flush(bool force) {
+  const core::TimeMs now = clock_.now_ms();
+  // Acknowledgements only move deliveries from queued to sent, which nobody outside sees: write them in
+  // batches (one fsync per batch, not per loop turn). Losing a batch in a crash only means the same
+  // command id is published once more.
+  if (acked_.empty() || !(force || acked_.size() >= k_ack_batch || now - last_ack_flush_ >= k_ack_flush_ms))
+    return;
+  DISPATCH_FAILPOINT("before_mark_sent");
+  if (auto n = commands_->mark_sent(acked_, now); !n) {
+    spdlog::error("cannot mark {} deliveries sent: {} (they stay queued and are published again)",
+                  acked_.size(), n.error().message);
+  }
+  acked_.clear();
+  last_ack_flush_ = now;
+}
+
+void CommandsModule::on_timer() {
+  const core::TimeMs now = clock_.now_ms();
+  if (now - last_expiry_run_ < k_expiry_period_ms) return;
+  last_expiry_run_ = now;
+  if (auto n = commands_->expire(now); n && *n > 0) spdlog::info("{} deliveries expired", *n);
+}
+
+void CommandsModule::on_presence(const std::string& hw) {
+  if (config_.commands_redeliver_interval_s <= 0) return;
+  const core::TimeMs now = clock_.now_ms();
+  // A chatty device (a reply per command, a ping a second) is checked for redelivery at most once per
+  // half interval; nothing becomes redeliverable faster than that.
+  const core::TimeMs half = config_.commands_redeliver_interval_s * 500;
+  auto [it, fresh] = presence_checked_.try_emplace(hw, now);
+  if (!fresh) {
+    if (now - it->second < half) return;
+    it->second = now;
+  }
+  if (presence_checked_.size() > k_presence_memory) presence_checked_.clear();
+  auto again = commands_->redeliverable(hw, now, now - config_.commands_redeliver_interval_s * 1000,
+                                        config_.commands_redeliver_max_attempts);
+  if (!again) return;
+  for (const auto& d : *again) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
+}
+
+Result<json> CommandsModule::send(const json& body) {
+  auto req = protocol::parse_send_command(body);
+  if (!req) return req.error();
+  auto replay = idempotency_.replay("commands/send", req->request_id, body);
+  if (!replay) return replay.error();
+  if (*replay) return **replay;
+
+  if (req->type == protocol::CommandType::firmware && req->package_id) {
+    auto pkg = packages_->get(*req->package_id);
+    if (!pkg) {
+      if (pkg.error().code == ErrorCode::not_found)
+        return make_error(ErrorCode::not_found, fmt::format("no package '{}'", *req->package_id));
+      return pkg.error();
+    }
+    if (!pkg->available || pkg->state != "ready")
+      return make_error(ErrorCode::conflict, fmt::format("package '{}' is not available", *req->package_id));
+  }
+
+  const core::TimeMs now = clock_.now_ms();
+  storage::CommandRow row;
+  row.id = core::new_id(now);
+  row.type = req->type_name;
+  row.execution = std::string(protocol::to_string(req->execution));
+  row.command = req->type == protocol::CommandType::firmware ? req->package_id.value_or("") : req->command;
+  row.arguments = req->arguments;
+  row.package_id = req->package_id.value_or("");
+  row.description = req->description.value_or(default_description(req->type));
+  row.ttl_s = req->ttl_s.value_or(config_.commands_default_ttl_s);
+  row.expires_at = now + *row.ttl_s * 1000;
+  row.created_at = now;
+  row.request_id = req->request_id;
+  if (req->request_id) row.request_hash = request_fingerprint(body);
+
+  protocol::CommandLine line{row.id, req->type, req->execution, row.command, row.arguments};
+  auto text = protocol::encode(line);
+  if (!text) return text.error();
+
+  // Targets: the named devices that exist plus every device with one of the tags, each once.
+  auto known = devices_->existing(req->hardware_ids);
+  if (!known) return known.error();
+  auto tagged = devices_->hardware_ids_with_tags(req->tags);
+  if (!tagged) return tagged.error();
+  std::set<std::string> targets(known->begin(), known->end());
+  targets.insert(tagged->begin(), tagged->end());
+  std::vector<std::string> unknown;
+  {
+    std::set<std::string> known_set(known->begin(), known->end());
+    std::set<std::string> asked(req->hardware_ids.begin(), req->hardware_ids.end());
+    for (const auto& id : asked) {
+      if (!known_set.count(id)) unknown.push_back(id);
+    }
+  }
+  if (targets.empty()) {
+    return make_error(ErrorCode::not_found, unknown.empty()
+                                                ? "no registered device matches the targets"
+                                                : fmt::format("no registered device matches the targets "
+                                                              "({} unknown hardware ids)",
+                                                              unknown.size()));
+  }
+
+  std::vector<storage::DeliveryRow> deliveries;
+  deliveries.reserve(targets.size());
+  for (const auto& hw : targets) {
+    storage::DeliveryRow d;
+    d.command_id = row.id;
+    d.hardware_id = hw;
+    d.command_line = *text;
+    d.expires_at = row.expires_at;
+    d.created_at = now;
+    deliveries.push_back(std::move(d));
+  }
+  // devices_matched counts every target the request named or selected; devices_scheduled those that
+  // got a delivery. They differ exactly by the unknown hardware ids listed.
+  json answer{{"command_id", row.id},
+              {"devices_matched", targets.size() + unknown.size()},
+              {"devices_scheduled", deliveries.size()},
+              {"unknown_hardware_ids", unknown}};
+  auto st = db_.transaction([&]() -> core::Status {
+    if (auto s = commands_->create_with_deliveries(row, deliveries); !s) return s;
+    return idempotency_.record("commands/send", req->request_id, body, answer, now);
+  });
+  if (!st) return st.error();
+  effects_.note("after_delivery_commit");
+  for (auto& d : deliveries) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
+  spdlog::info("command {} ({}) scheduled for {} devices", row.id, row.type, deliveries.size());
+  return answer;
+}
+
+Result<json> CommandsModule::get(const json& body) {
+  auto req = protocol::parse_command_ref(body);
+  if (!req) return req.error();
+  auto c = commands_->get(req->command_id);
+  if (!c) return c.error();
+  auto counts = commands_->counts(req->command_id);
+  if (!counts) return counts.error();
+  auto ds = commands_->deliveries(req->command_id);
+  if (!ds) return ds.error();
+  json devices = json::array();
+  for (const auto& d : *ds) {
+    devices.push_back({{"hardware_id", d.hardware_id},
+                       {"state", d.state},
+                       {"output", d.output},
+                       {"trimmed", d.trimmed},
+                       {"sent_at", opt_time(d.sent_at)},
+                       {"replied_at", opt_time(d.replied_at)},
+                       {"attempts", d.attempts}});
+  }
+  return json{{"command", command_json(*c, *counts)}, {"devices", devices}};
+}
+
+Result<json> CommandsModule::list(const json& body) {
+  auto req = protocol::parse_list_commands(body);
+  if (!req) return req.error();
+  storage::CommandQuery q;
+  q.limit = req->page.limit;
+  q.after = req->page.after;
+  q.hardware_id = req->hardware_id;
+  auto rows = commands_->list(q);
+  if (!rows) return rows.error();
+  json list = json::array();
+  for (const auto& c : *rows) {
+    auto counts = commands_->counts(c.id);
+    if (!counts) return counts.error();
+    list.push_back(command_json(c, *counts));
+  }
+  json out{{"commands", list}};
+  if (static_cast<int>(rows->size()) == q.limit && !rows->empty()) out["next_after"] = rows->back().id;
+  return out;
+}
+
+Result<json> CommandsModule::cancel(const json& body) {
+  auto req = protocol::parse_command_ref(body);
+  if (!req) return req.error();
+  auto n = commands_->cancel(req->command_id);
+  if (!n) return n.error();
+  // Deliveries still in the outbox are dropped when they come up (their row is no longer queued).
+  canceled_.insert(req->command_id);
+  return json{{"command_id", req->command_id}, {"canceled_deliveries", *n}};
+}
+
+void CommandsModule::on_reply(const std::string& hw, const InboundMessage& m) {
+  auto reply = protocol::parse_reply_line(m.payload);
+  if (!reply) {
+    ++counters_.replies_malformed;
+    spdlog::warn("dropping a malformed reply from {}: {}", hw, reply.error().message);
+    return;
+  }
+  std::string output = std::move(reply->output);
+  bool trimmed = false;
+  if (static_cast<std::int64_t>(output.size()) > config_.commands_max_output_bytes) {
+    output.resize(static_cast<std::size_t>(config_.commands_max_output_bytes));
+    trimmed = true;
+  }
+  const core::TimeMs now = clock_.now_ms();
+  DISPATCH_FAILPOINT("before_reply_commit");
+  // Campaign attempts are known in memory: check them first and spare the database a lookup.
+  if (reply_claim_ && reply_claim_(hw, reply->id, reply->success, output)) return;
+  auto outcome = commands_->record_reply(reply->id, hw, reply->success, output, trimmed, now);
+  if (!outcome) {
+    spdlog::error("cannot record the reply of {} for {}: {}", hw, reply->id, outcome.error().message);
+    return;
+  }
+  switch (*outcome) {
+    case storage::ReplyOutcome::accepted: {
+      effects_.note("after_reply_commit");
+      json ev{
+          {"command_id", reply->id}, {"hardware_id", hw},  {"state", reply->success ? "succeeded" : "failed"},
+          {"output", output},        {"trimmed", trimmed}, {"replied_at", core::format_rfc3339(now)}};
+      OutMessage msg;
+      msg.topic = topics_.command_event(reply->id);
+      msg.payload = protocol::dump_json(ev);
+      msg.qos = 1;
+      publisher_.publish(std::move(msg));
+      return;
+    }
+    case storage::ReplyOutcome::duplicate:
+      ++counters_.replies_duplicate;
+      return;
+    case storage::ReplyOutcome::closed:
+      ++counters_.replies_duplicate;
+      spdlog::info("late reply from {} for {} (delivery already closed)", hw, reply->id);
+      return;
+    case storage::ReplyOutcome::unknown:
+      ++counters_.replies_unknown;
+      spdlog::warn("dropping a reply from {} for command id {} that was never sent to it", hw, reply->id);
+      return;
+  }
+}
+
+Result<json> CommandsModule::pending(const std::string& hw, const json&) {
+  const core::TimeMs now = clock_.now_ms();
+  auto pending = commands_->pending_for_device(hw, now, k_pending_max);
+  if (!pending) return pending.error();
+  json lines = json::array();
+  std::vector<storage::DeliveryKey> keys;
+  for (const auto& d : *pending) {
+    lines.push_back(d.command_line);
+    keys.emplace_back(d.command_id, d.hardware_id);
+  }
+  // Handing a command over in the pending list is a delivery: count it before it becomes visible.
+  if (!keys.empty()) {
+    if (auto n = commands_->mark_sent(keys, now); !n) return n.error();
+  }
+  return json{{"commands", lines}};
+}
+
+}  // namespace dispatch::service

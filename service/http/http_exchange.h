@@ -1,0 +1,126 @@
+// The HTTP listener's hand-off to the service loop: what a request looks like to the loop, what the loop
+// answers, and the report of a streamed file. No cpp-httplib types appear here, so the loop and
+// event_queue.h never include httplib.h.
+//
+// One exchange: an HTTP worker thread builds an HttpExchange, pushes it onto the EventQueue and waits
+// (bounded) for the loop to call `reply->answer(...)`. The loop is the only owner of state; the worker
+// only parses, waits and writes bytes.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dispatch::service::http {
+
+struct HttpRequest {
+  std::string method;  // "GET", "HEAD" or "POST" (others are answered 405 by the listener itself)
+  std::string path;    // decoded path without the query, e.g. "/api/v1/provisioning/find"
+  // Decoded query parameters; a key given twice appears twice (the loop decides what that means).
+  std::multimap<std::string, std::string> query;
+  std::string content_type;          // empty when absent
+  std::optional<std::string> range;  // the raw Range header, if any (applied by the listener, see FileBody)
+  std::string body;                  // at most the listener's max_body_bytes
+  std::string peer;                  // "ip:port" of the TCP peer (a reverse proxy's address behind one)
+  bool tls = false;                  // arrived over HTTPS
+
+  // The first value of query parameter `key`, nullopt when absent.
+  std::optional<std::string> param(const std::string& key) const {
+    auto it = query.find(key);
+    if (it == query.end()) return std::nullopt;
+    return it->second;
+  }
+  // How many times `key` appears in the query.
+  size_t param_count(const std::string& key) const { return query.count(key); }
+};
+
+// A byte range of a file on disk that the listener streams without copying it into memory. It is the
+// whole representation: the listener applies the request's Range header to it (206/416) itself.
+struct FileBody {
+  std::string path;
+  std::uint64_t offset = 0;  // where the representation starts in the file
+  std::uint64_t length = 0;  // its length in bytes (Content-Length of a 200)
+  // Reported back in HttpStreamed so the loop can find its download; opaque to the listener.
+  std::uint64_t stream_tag = 0;
+};
+
+struct HttpReply {
+  int status = 200;
+  // Extra headers, e.g. {"Retry-After", "212"}. Content-Length is always computed by the listener.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string content_type;  // of `body` (ignored with `file`); empty and a non-empty body -> text/plain
+  std::string body;
+  // When set, `status`, `content_type` and `body` are ignored: the listener streams `file` (200, or 206
+  // with Content-Range for a satisfiable Range, or 416), `application/octet-stream`, `Accept-Ranges:
+  // bytes`, and afterwards pushes one HttpStreamed event.
+  std::optional<FileBody> file;
+};
+
+// The loop's answer slot for one exchange. Thread-safe; answered at most once.
+class ReplySlot {
+ public:
+  // Called by the loop. True if the listener will send this reply; false if the worker already gave up
+  // (timeout, shutdown): then nothing is sent and, for a FileBody, no HttpStreamed will follow.
+  bool answer(HttpReply reply) {
+    std::lock_guard lk(mu_);
+    if (abandoned_ || reply_) return false;
+    reply_ = std::move(reply);
+    cv_.notify_all();
+    return true;
+  }
+
+  // Called by the worker: waits up to `timeout` for the answer, returning early (nullopt) once `stop`
+  // is true. Without an answer the slot is abandoned atomically, so a later answer() returns false.
+  std::optional<HttpReply> wait(std::chrono::steady_clock::duration timeout, const std::atomic<bool>& stop) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::unique_lock lk(mu_);
+    while (!reply_ && !stop.load() && std::chrono::steady_clock::now() < deadline) {
+      auto slice = std::min<std::chrono::steady_clock::duration>(deadline - std::chrono::steady_clock::now(),
+                                                                 std::chrono::milliseconds(50));
+      cv_.wait_for(lk, slice, [&] { return reply_.has_value(); });
+    }
+    if (!reply_) {
+      abandoned_ = true;
+      return std::nullopt;
+    }
+    return std::move(reply_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<HttpReply> reply_;  // guarded by mu_
+  bool abandoned_ = false;          // guarded by mu_
+};
+
+// Event: one HTTP request for the loop. `reply` must be answered (any status) or dropped; a dropped or
+// late answer makes the listener send 503.
+// The request is held by pointer so that every Event stays as small as an MQTT message (144 bytes, not
+// 312): the queue holds MQTT traffic far more often than HTTP.
+struct HttpExchange {
+  std::string listener;  // the HttpServer's name ("agent", "ops"), so one loop can serve several
+  std::shared_ptr<const HttpRequest> request;  // never null
+  std::shared_ptr<ReplySlot> reply;            // never null
+};
+
+// Event: a FileBody answer has been written (or the connection broke). Bytes are in representation
+// coordinates: [first, first + bytes_sent) of the FileBody was handed to the socket. complete is true
+// when the whole selected range (the 200 body or the 206 part) was written. Not sent for HEAD or 416.
+struct HttpStreamed {
+  std::string listener;
+  std::uint64_t stream_tag = 0;
+  std::uint64_t first = 0;
+  std::uint64_t bytes_sent = 0;
+  bool complete = false;
+};
+
+}  // namespace dispatch::service::http

@@ -1,0 +1,38 @@
+#include "service/idempotency.h"
+
+#include <fmt/format.h>
+
+#include "protocol/errors.h"
+#include "service/api_util.h"
+#include "storage/idempotency.h"
+
+namespace dispatch::service {
+
+core::Result<std::optional<nlohmann::json>> IdempotentRequests::replay(
+    std::string_view scope, const std::optional<std::string>& request_id, const nlohmann::json& body) {
+  if (!request_id) return std::optional<nlohmann::json>();
+  auto seen = storage::IdempotencyStore(db_).find(std::string(scope), *request_id);
+  if (!seen) return seen.error();
+  if (!*seen) return std::optional<nlohmann::json>();
+  if ((*seen)->fingerprint != request_fingerprint(body)) {
+    return core::make_error(
+        core::ErrorCode::conflict,
+        fmt::format("request_id '{}' was already used with a different request", *request_id));
+  }
+  auto answer = nlohmann::json::parse((*seen)->answer, nullptr, false);
+  if (answer.is_discarded()) {
+    return core::make_error(core::ErrorCode::internal,
+                            fmt::format("the stored answer of request_id '{}' is unreadable", *request_id));
+  }
+  return std::optional<nlohmann::json>(std::move(answer));
+}
+
+core::Status IdempotentRequests::record(std::string_view scope, const std::optional<std::string>& request_id,
+                                        const nlohmann::json& body, const nlohmann::json& answer,
+                                        core::TimeMs now) {
+  if (!request_id) return {};
+  return storage::IdempotencyStore(db_).put(std::string(scope), *request_id, request_fingerprint(body),
+                                            protocol::dump_json(answer), now);
+}
+
+}  // namespace dispatch::service

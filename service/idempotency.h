@@ -1,0 +1,39 @@
+// request_id idempotency of the create requests (PROTOCOL §3: commands/send, campaigns/create,
+// packages/create): the first answer to a (scope, request_id) is kept with the fingerprint of its
+// request body; the same request again gets that answer, a different body with the same id conflict.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "protocol/core/clock.h"
+#include "protocol/core/result.h"
+
+namespace dispatch::storage {
+class Database;
+}
+
+namespace dispatch::service {
+
+class IdempotentRequests {
+ public:
+  explicit IdempotentRequests(storage::Database& db) : db_(db) {}
+
+  // nullopt when request_id is absent or not seen in scope (go on and create); the first answer when it
+  // was seen with the same body; conflict "request_id '<id>' was already used with a different request"
+  // when with another body; the store's error otherwise.
+  core::Result<std::optional<nlohmann::json>> replay(std::string_view scope,
+                                                     const std::optional<std::string>& request_id,
+                                                     const nlohmann::json& body);
+  // Records answer for (scope, request_id); ok and nothing done without a request_id. Call inside the
+  // transaction that creates the object, so both are committed together.
+  core::Status record(std::string_view scope, const std::optional<std::string>& request_id,
+                      const nlohmann::json& body, const nlohmann::json& answer, core::TimeMs now);
+
+ private:
+  storage::Database& db_;
+};
+
+}  // namespace dispatch::service

@@ -1,0 +1,68 @@
+#include "service/outbox.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
+
+namespace dispatch::service {
+
+Outbox::Outbox(core::Clock& clock, Publisher& publisher, const protocol::Topics& topics, int qos)
+    : clock_(clock), publisher_(publisher), topics_(topics), qos_(qos) {}
+
+void Outbox::enqueue(OutboxItem item) {
+  if (!keys_.emplace(item.command_id, item.hardware_id).second) return;  // already waiting or in flight
+  queue_.push_back(std::move(item));
+}
+
+std::size_t Outbox::pump(std::size_t budget) {
+  std::size_t n = 0;
+  const core::TimeMs now = clock_.now_ms();
+  while (n < budget && !queue_.empty()) {
+    OutboxItem item = std::move(queue_.front());
+    queue_.pop_front();
+    const bool expired = item.expires_at && *item.expires_at <= now;
+    auto topic = topics_.command_request(item.hardware_id);
+    if (expired || !topic || !item.owner->still_wanted(item)) {
+      // Ids come from the database and were validated on the way in: a topic error is unreachable.
+      if (!topic) spdlog::error("outbox: no command topic for '{}'", item.hardware_id);
+      keys_.erase({item.command_id, item.hardware_id});
+      continue;
+    }
+    OutMessage msg;
+    msg.topic = std::move(*topic);
+    msg.payload = item.payload;
+    msg.qos = qos_;
+    if (item.expires_at) msg.expiry_s = std::max<core::TimeMs>(1, (*item.expires_at - now + 999) / 1000);
+    msg.tag = next_tag_++;
+    in_flight_.emplace(msg.tag, std::move(item));
+    publisher_.publish(std::move(msg));
+    ++n;
+  }
+  return n;
+}
+
+bool Outbox::on_publish_done(std::uint64_t tag, bool ok) {
+  auto it = in_flight_.find(tag);
+  if (it == in_flight_.end()) return false;
+  OutboxItem item = std::move(it->second);
+  in_flight_.erase(it);
+  if (!ok) {
+    // Paho gave up (e.g. the connection dropped): publish again, same command id.
+    queue_.push_front(std::move(item));
+    return true;
+  }
+  keys_.erase({item.command_id, item.hardware_id});
+  acked_.push_back(std::move(item));
+  return true;
+}
+
+void Outbox::hand_back() {
+  if (acked_.empty()) return;
+  std::map<OutboxOwner*, std::vector<OutboxItem>> by_owner;
+  for (auto& item : acked_) by_owner[item.owner].push_back(std::move(item));
+  acked_.clear();
+  for (auto& [owner, items] : by_owner) owner->acknowledged(std::move(items));
+}
+
+}  // namespace dispatch::service

@@ -1,0 +1,280 @@
+#include "service/provisioning/device_query.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "protocol/core/signature.h"
+#include "protocol/core/time.h"
+#include "protocol/errors.h"
+#include "service/failpoint.h"
+
+namespace dispatch::service::provisioning {
+
+using core::Error;
+using core::ErrorCode;
+using core::make_error;
+using core::Result;
+using core::Status;
+using Json = nlohmann::json;
+
+namespace {
+
+constexpr std::string_view k_unauthorized = "unauthorized";
+constexpr int k_list_page = 1000;
+
+// The one reading of provisioning.token.
+protocol::QueryRules rules_of(const Config& c) {
+  protocol::QueryRules r;
+  r.token_required = c.provisioning_token != "off";
+  r.fresh_required = c.provisioning_token == "fresh";
+  r.skew_ms = c.provisioning_skew_s * 1000;
+  return r;
+}
+
+std::optional<std::string> correlation_of(const Result<Json>& body) {
+  if (!body) return std::nullopt;
+  auto it = body->find("correlation_id");
+  if (it == body->end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+// The key used for unknown devices, so that their refusal costs the same RSA verification as a bad
+// signature of a registered device (no enumeration by timing).
+const core::PublicKey& decoy_key() {
+  static const core::PublicKey key = core::PrivateKey::generate(core::KeyType::rsa).public_key();
+  return key;
+}
+
+core::PackageCandidate candidate(const storage::PackageRow& p) {
+  core::PackageCandidate c;
+  c.id = p.id;
+  c.version = p.version;
+  c.prerequisite_version = p.prerequisite_version;
+  c.tags = p.tags;
+  c.available = p.available;
+  c.ready = p.state == "ready";
+  c.prerelease_ok = p.prerelease_ok;
+  c.created_at = p.created_at;
+  return c;
+}
+
+}  // namespace
+
+DeviceQuery::DeviceQuery(const Config& config, core::Clock& clock, storage::Database& db,
+                         DownloadTokens& tokens, DeviceReplies& replies)
+    : config_(config),
+      clock_(clock),
+      db_(db),
+      tokens_(tokens),
+      replies_(replies),
+      packages_(db),
+      rate_(db, std::max(config.provisioning_rate_limit, 0) + 1),
+      nonces_(db),
+      devices_(db),
+      limiter_(clock, config.provisioning_rate_limit, config.provisioning_rate_window_s * 1000,
+               k_limiter_keys) {
+  limits_.max_bytes = static_cast<std::size_t>(config.api_max_request_bytes);
+  limits_.max_depth = config.api_max_depth;
+}
+
+Status DeviceQuery::start() {
+  const auto& mode = config_.provisioning_token;
+  if (mode != "fresh" && mode != "any" && mode != "off") {
+    return make_error(ErrorCode::bad_request, "provisioning.token must be one of fresh, any, off");
+  }
+  if (mode == "off") {
+    spdlog::warn(
+        "*** provisioning.token = off: package queries are answered WITHOUT any device signature. "
+        "Use this only on a trusted network. ***");
+  }
+  (void)decoy_key();
+  return {};
+}
+
+template <class F>
+void DeviceQuery::answer_in_transaction(const std::string& hw, const InboundMessage& m,
+                                        const std::optional<std::string>& correlation, F&& answer_fn) {
+  Result<Json> answer = make_error(ErrorCode::internal, "internal error");
+  try {
+    // Storage failures roll the whole query back; every other outcome (refusals included) commits, so
+    // the rate-limit event of a refused query counts.
+    auto st = db_.transaction([&]() -> Status {
+      answer = answer_fn();
+      if (!answer &&
+          (answer.error().code == ErrorCode::unavailable || answer.error().code == ErrorCode::internal)) {
+        return answer.error();
+      }
+      return {};
+    });
+    if (!st) answer = st.error();
+  } catch (const std::exception& e) {
+    spdlog::error("provisioning query of {} failed unexpectedly: {}", hw, e.what());
+    answer = make_error(ErrorCode::internal, "internal error");
+  }
+  std::string payload;
+  if (answer) {
+    Json out = std::move(*answer);
+    if (correlation) out["correlation_id"] = *correlation;
+    payload = protocol::dump_json(out);
+  } else {
+    if (answer.error().code != ErrorCode::rate_limited) {
+      spdlog::debug("provisioning query of {} refused: {}", hw, answer.error().message);
+    }
+    payload = protocol::error_payload(answer.error(), correlation);
+  }
+  replies_.send(hw, protocol::TopicKind::provisioning_reply, m, std::move(payload));
+}
+
+void DeviceQuery::on_request(const std::string& hw, const InboundMessage& m) {
+  auto body = protocol::parse_json_object(m.payload, limits_);
+  const core::TimeMs now = clock_.now_ms();
+  answer_in_transaction(hw, m, correlation_of(body), [&] { return answer_query(hw, body, now); });
+}
+
+void DeviceQuery::on_oversize_request(const std::string& hw, const InboundMessage& m, std::size_t limit) {
+  const core::TimeMs now = clock_.now_ms();
+  answer_in_transaction(hw, m, std::nullopt, [&]() -> Result<Json> {
+    if (auto st = count_query(hw, now); !st) return st.error();
+    return make_error(ErrorCode::too_large, fmt::format("message of {} bytes exceeds the limit of {} bytes",
+                                                        m.payload.size(), limit));
+  });
+}
+
+// Counts this query and says whether it may proceed (PROTOCOL §2.1: every query counts).
+Status DeviceQuery::count_query(const std::string& hw, core::TimeMs now) {
+  const std::string key = "prov:" + hw;
+  if (!limiter_.contains(key)) {
+    auto events = rate_.events(key, now - config_.provisioning_rate_window_s * 1000 + 1);
+    if (!events) return events.error();
+    limiter_.restore(key, std::move(*events));
+  }
+  const core::RateDecision decision = limiter_.hit(key);
+  if (auto st = rate_.record_event(key, now); !st) return st;
+  if (decision.allowed) return {};
+  // hit() measured the wait with this refused query counted.
+  Error e = make_error(ErrorCode::rate_limited, "too many package queries; retry later");
+  e.retry_after_s = std::max<std::int64_t>(decision.retry_after_s, 1);
+  return e;
+}
+
+Status DeviceQuery::verify(const std::string& hw, const std::optional<storage::DeviceRow>& device,
+                           const protocol::PackageQuery& q, core::TimeMs now) {
+  if (!rules_of(config_).token_required) {
+    if (!device) return make_error(ErrorCode::unauthorized, std::string(k_unauthorized));
+    return {};
+  }
+  const std::string message = q.ts ? core::fresh_token_message(hw, *q.ts, *q.nonce) : hw;
+  bool verified = false;
+  const core::PublicKey* key = device ? device_key(hw, device->public_key_pem) : nullptr;
+  if (key) {
+    verified = key->verify(message, *q.token);
+  } else {
+    (void)decoy_key().verify(message, *q.token);
+  }
+  if (!verified) return make_error(ErrorCode::unauthorized, std::string(k_unauthorized));
+  if (q.nonce) {
+    auto fresh = nonces_.insert_if_new(hw + "\n" + *q.nonce, now);
+    if (!fresh) return fresh.error();
+    if (!*fresh) return make_error(ErrorCode::unauthorized, "token nonce already used");
+  }
+  return {};
+}
+
+Result<Json> DeviceQuery::answer_query(const std::string& hw, const Result<Json>& body, core::TimeMs now) {
+  if (auto st = count_query(hw, now); !st) return st.error();
+  if (!body) return body.error();
+  auto q = protocol::parse_package_query(*body, rules_of(config_), now);
+  if (!q) return q.error();
+
+  auto found = devices_.get(hw);
+  if (!found && found.error().code != ErrorCode::not_found) return found.error();
+  std::optional<storage::DeviceRow> device;
+  if (found) device = std::move(*found);
+  if (auto st = verify(hw, device, *q, now); !st) return st.error();
+
+  auto chosen = select(*device, *q);
+  if (!chosen) return chosen.error();
+  if (!*chosen) return Json{{"status", "up_to_date"}};
+  const storage::PackageRow& p = **chosen;
+  Json pkg{{"id", p.id},     {"name", p.name}, {"version", p.version},
+           {"type", p.type}, {"size", p.size}, {"sha256", p.sha256}};
+  if (p.type == "external") {
+    pkg["url"] = p.url;
+  } else {
+    auto issued = tokens_.issue(hw, p.id, now);
+    if (!issued) return issued.error();
+    DISPATCH_FAILPOINT("before_token_issue_commit");
+    issued_token_ = true;
+    pkg["download_token"] = issued->token;
+    pkg["expires_at"] = core::format_rfc3339(issued->expires_at);
+  }
+  return Json{{"status", "update"}, {"package", std::move(pkg)}};
+}
+
+// The parsed key of a registered device, or null when its PEM does not parse (refused like a bad
+// signature).
+const core::PublicKey* DeviceQuery::device_key(const std::string& hw, const std::string& pem) {
+  if (auto it = keys_.find(hw); it != keys_.end()) {
+    if (it->second.pem == pem) return &it->second.key;
+    keys_.erase(it);
+  }
+  auto key = core::PublicKey::from_pem(pem);
+  if (!key) return nullptr;
+  if (keys_.size() >= k_key_cache_size) keys_.erase(keys_.begin());  // any entry: a miss only costs a parse
+  return &keys_.emplace(hw, ParsedKey{pem, std::move(*key)}).first->second.key;
+}
+
+Result<std::optional<storage::PackageRow>> DeviceQuery::select(const storage::DeviceRow& device,
+                                                               const protocol::PackageQuery& q) {
+  if (q.package_id) {
+    auto p = packages_.get(*q.package_id);
+    if (!p && p.error().code != ErrorCode::not_found) return p.error();
+    if (!p || !core::offerable(candidate(*p), device.tags)) {
+      return make_error(ErrorCode::not_found, fmt::format("no package '{}' for this device", *q.package_id));
+    }
+    return std::optional<storage::PackageRow>(std::move(*p));
+  }
+  std::optional<std::string> version = q.version ? q.version : device.reported_version;
+  if (!version) return make_error(ErrorCode::bad_request, "missing required field 'version'");
+  auto loaded = offered_packages();
+  if (!loaded) return loaded.error();
+  const Offered& o = **loaded;
+  auto best = core::select_latest(o.candidates, *version, device.tags);
+  if (!best) return best.error();
+  if (!*best) return std::optional<storage::PackageRow>();
+  return std::optional<storage::PackageRow>(o.rows[**best]);
+}
+
+Result<const DeviceQuery::Offered*> DeviceQuery::offered_packages() {
+  if (offered_) return &*offered_;
+  Offered o;
+  storage::PackageQuery pq;
+  pq.available = true;
+  pq.limit = k_list_page;
+  for (;;) {
+    auto page = packages_.list(pq);
+    if (!page) return page.error();
+    const bool more = static_cast<int>(page->size()) == pq.limit;
+    if (!page->empty()) pq.after = page->back().id;
+    for (auto& r : *page) o.rows.push_back(std::move(r));
+    if (!more) break;
+  }
+  o.candidates.reserve(o.rows.size());
+  for (const auto& r : o.rows) o.candidates.push_back(candidate(r));
+  offered_ = std::move(o);
+  return &*offered_;
+}
+
+void DeviceQuery::prune(core::TimeMs now) {
+  // A nonce can be presented until its ts + skew, and its ts may lie skew ahead of when it was seen.
+  if (auto n = nonces_.prune(now - 2 * config_.provisioning_skew_s * 1000); !n) {
+    spdlog::warn("nonce pruning failed: {}", n.error().message);
+  }
+  if (auto n = rate_.prune(now - config_.provisioning_rate_window_s * 1000); !n) {
+    spdlog::warn("rate window pruning failed: {}", n.error().message);
+  }
+}
+
+}  // namespace dispatch::service::provisioning

@@ -1,0 +1,105 @@
+// DeviceQuery: the device package query (PROTOCOL §2.1–2.3) in the order that keeps it cheap to refuse:
+// rate limit → parse → device → token (signature, then nonce) → selection → download token. Each query
+// is one write transaction, so its rate-limit event, its nonce and its download token are committed
+// together and survive a restart. Called only from the service loop thread.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "protocol/core/clock.h"
+#include "protocol/core/package_selection.h"
+#include "protocol/core/rate_limiter.h"
+#include "protocol/core/signature.h"
+#include "protocol/json_request.h"
+#include "protocol/package_requests.h"
+#include "service/config.h"
+#include "service/event_queue.h"
+#include "service/provisioning/device_replies.h"
+#include "service/provisioning/download_tokens.h"
+#include "storage/database.h"
+#include "storage/devices.h"
+#include "storage/nonces.h"
+#include "storage/packages.h"
+#include "storage/rate_windows.h"
+
+namespace dispatch::service::provisioning {
+
+class DeviceQuery {
+ public:
+  DeviceQuery(const Config& config, core::Clock& clock, storage::Database& db, DownloadTokens& tokens,
+              DeviceReplies& replies);
+
+  // Checks provisioning.token and warns loudly when it is off. bad_request for an unknown mode.
+  core::Status start();
+
+  // A query on esthesis/provisioning/request/{hw}: exactly one answer on the device's reply topic.
+  void on_request(const std::string& hw, const InboundMessage& m);
+
+  // A query too large to parse (over `limit` bytes): it still counts in hw's rate window (§2.1: every
+  // query counts) and is answered rate_limited (with retry_after_s) when over the limit, else too_large
+  // "message of <n> bytes exceeds the limit of <limit> bytes". Correlation Data is echoed.
+  void on_oversize_request(const std::string& hw, const InboundMessage& m, std::size_t limit);
+
+  // The packages changed: the next selection reads them again.
+  void packages_changed() { offered_.reset(); }
+
+  // Forgets nonces and rate events that can no longer matter at now.
+  void prune(core::TimeMs now);
+
+  // True once after a query issued a download token (for the after_token_issue_commit failpoint).
+  bool take_issued_token() { return std::exchange(issued_token_, false); }
+
+ private:
+  struct Offered {
+    std::vector<storage::PackageRow> rows;
+    std::vector<core::PackageCandidate> candidates;
+  };
+  struct ParsedKey {
+    std::string pem;
+    core::PublicKey key;
+  };
+
+  core::Status count_query(const std::string& hw, core::TimeMs now);
+  core::Result<nlohmann::json> answer_query(const std::string& hw, const core::Result<nlohmann::json>& body,
+                                            core::TimeMs now);
+  core::Status verify(const std::string& hw, const std::optional<storage::DeviceRow>& device,
+                      const protocol::PackageQuery& q, core::TimeMs now);
+  core::Result<std::optional<storage::PackageRow>> select(const storage::DeviceRow& device,
+                                                          const protocol::PackageQuery& q);
+  core::Result<const Offered*> offered_packages();
+  const core::PublicKey* device_key(const std::string& hw, const std::string& pem);
+  // Runs `answer` in one transaction and publishes what it returns (or its error) to hw.
+  template <class F>
+  void answer_in_transaction(const std::string& hw, const InboundMessage& m,
+                             const std::optional<std::string>& correlation, F&& answer);
+
+  const Config& config_;
+  core::Clock& clock_;
+  storage::Database& db_;
+  DownloadTokens& tokens_;
+  DeviceReplies& replies_;
+  protocol::JsonLimits limits_;
+  storage::PackageStore packages_;
+  storage::RateWindowStore rate_;
+  storage::NonceStore nonces_;
+  storage::DeviceStore devices_;
+  // The rate limit decides from memory; every event is also written to rate_events (in the query's
+  // transaction), and a device the limiter does not hold is restored from there first, so a restart
+  // or an eviction loses nothing. Memory is bounded by k_limiter_keys devices (least recently seen go).
+  static constexpr std::size_t k_limiter_keys = 100000;
+  core::SlidingWindowLimiter limiter_;
+  // Parsed device keys by hardware id, each with the PEM it came from (a re-registered key misses and
+  // replaces its entry). OpenSSL's PEM decoding costs several times the RSA verification itself.
+  static constexpr std::size_t k_key_cache_size = 16384;
+  std::unordered_map<std::string, ParsedKey> keys_;
+  // The available packages and their selection candidates, read once and kept until packages_changed().
+  std::optional<Offered> offered_;
+  bool issued_token_ = false;
+};
+
+}  // namespace dispatch::service::provisioning

@@ -1,0 +1,293 @@
+#include "service/router.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "protocol/errors.h"
+#include "protocol/frame.h"
+#include "protocol/json_request.h"
+
+namespace dispatch::service {
+
+using core::ErrorCode;
+using core::make_error;
+using protocol::TopicKind;
+
+namespace {
+
+// A reply_to from an MQTT 3.1.1 payload is used only if it is a plain topic we may publish to.
+bool usable_reply_topic(std::string_view t) {
+  if (t.empty() || t.size() > 1024) return false;
+  for (unsigned char c : t) {
+    if (c == '+' || c == '#' || c < 0x20 || c == 0x7f) return false;
+  }
+  return t.front() != '$';
+}
+
+const std::string* string_field(const nlohmann::json* fields, const char* name) {
+  if (fields == nullptr || !fields->is_object()) return nullptr;
+  auto it = fields->find(name);
+  if (it == fields->end() || !it->is_string()) return nullptr;
+  return &it->get_ref<const std::string&>();
+}
+
+// The one correlation echo: Correlation Data from the MQTT 5 properties, correlation_id from the request
+// document (a JSON body or a frame header) when it has one.
+Correlation correlation_of(const InboundMessage& m, const nlohmann::json* fields) {
+  Correlation c;
+  if (m.has_correlation_data) c.data = m.correlation_data;
+  if (const std::string* id = string_field(fields, "correlation_id")) c.id = *id;
+  return c;
+}
+
+OutMessage answer_message(std::string topic, int qos, const Correlation& c,
+                          const core::Result<nlohmann::json>& result) {
+  OutMessage msg;
+  msg.topic = std::move(topic);
+  msg.qos = qos;
+  if (result) {
+    nlohmann::json out = *result;
+    if (c.id) out["correlation_id"] = *c.id;
+    msg.payload = protocol::dump_json(out);
+  } else {
+    msg.payload = protocol::error_payload(wire_error(result.error()), c.id);
+  }
+  if (c.data) {
+    msg.correlation_data = *c.data;
+    msg.has_correlation_data = true;
+  }
+  return msg;
+}
+
+}  // namespace
+
+core::Error wire_error(const core::Error& e) {
+  // The detail of these two is about our insides (SQLite's text, a file path): it stays in the log.
+  if (e.code == ErrorCode::internal) return make_error(ErrorCode::internal, "internal error");
+  if (e.code == ErrorCode::unavailable) {
+    core::Error out = make_error(ErrorCode::unavailable, "service temporarily unavailable; retry later");
+    out.retry_after_s = e.retry_after_s;
+    return out;
+  }
+  return e;
+}
+
+Router::Router(const protocol::Topics& topics, Publisher& publisher, RouterLimits limits)
+    : topics_(topics), publisher_(publisher), limits_(limits) {}
+
+void Router::add_api(std::string resource, std::string action, ApiHandler handler) {
+  ApiRoute& r = api_routes_[{std::move(resource), std::move(action)}];
+  r = ApiRoute{};
+  r.json = std::move(handler);
+}
+
+void Router::add_api_frame(std::string resource, std::string action, std::size_t max_bytes,
+                           FrameHandler handler) {
+  ApiRoute& r = api_routes_[{std::move(resource), std::move(action)}];
+  r = ApiRoute{};
+  r.frame = std::move(handler);
+  r.frame_max_bytes = max_bytes;
+}
+
+void Router::add_device(TopicKind kind, std::size_t max_bytes, DeviceHandler handler,
+                        std::optional<TopicKind> oversize_answer) {
+  DeviceRoute r;
+  r.max_bytes = max_bytes;
+  r.consume = std::move(handler);
+  r.answer_kind = oversize_answer;
+  device_routes_[kind] = std::move(r);
+}
+
+void Router::add_device_request(TopicKind kind, TopicKind answer_kind, std::size_t max_bytes,
+                                DeviceRequestHandler handler) {
+  DeviceRoute r;
+  r.max_bytes = max_bytes;
+  r.request = std::move(handler);
+  r.answer_kind = answer_kind;
+  device_routes_[kind] = std::move(r);
+}
+
+void Router::set_oversize_handler(TopicKind kind, OversizeHandler handler) {
+  auto it = device_routes_.find(kind);
+  if (it != device_routes_.end()) it->second.oversize = std::move(handler);
+}
+
+template <class F>
+core::Result<nlohmann::json> Router::guarded(std::string_view what, F&& handler) {
+  try {
+    return handler();
+  } catch (const std::exception& e) {
+    // Handlers return errors as values; this is the last line so that a bug never kills the service.
+    ++counters_.handler_failures;
+    spdlog::error("{} failed unexpectedly: {}", what, e.what());
+  } catch (...) {
+    ++counters_.handler_failures;
+    spdlog::error("{} failed unexpectedly", what);
+  }
+  return make_error(ErrorCode::internal, "handler threw");
+}
+
+void Router::dispatch(const InboundMessage& m) {
+  auto t = topics_.parse(m.topic);
+  if (!t) {
+    ++counters_.invalid_topics;
+    spdlog::debug("dropping a message on an unknown topic");
+    return;
+  }
+  if (t->kind == TopicKind::api) {
+    dispatch_api(*t, m);
+    return;
+  }
+  dispatch_device(*t, m);
+}
+
+std::optional<std::string> Router::api_reply_topic(const InboundMessage& m, const nlohmann::json* fields,
+                                                   std::string_view resource, std::string_view action) {
+  std::string topic = m.response_topic;
+  if (topic.empty()) {
+    // MQTT 3.1.1 clients name the answer topic in the payload.
+    if (const std::string* reply_to = string_field(fields, "reply_to");
+        reply_to && usable_reply_topic(*reply_to))
+      topic = *reply_to;
+  }
+  if (topic.empty()) {
+    ++counters_.unanswerable_requests;
+    spdlog::warn("API request on {}/{} has no Response Topic and no usable reply_to: nobody to answer",
+                 resource, action);
+    return std::nullopt;
+  }
+  if (topics_.in_reserved_namespace(topic)) {
+    ++counters_.unanswerable_requests;
+    spdlog::warn("API request on {}/{} asks for its answer on a device, API or event topic: refused",
+                 resource, action);
+    return std::nullopt;
+  }
+  return topic;
+}
+
+void Router::dispatch_api(const protocol::ParsedTopic& t, const InboundMessage& m) {
+  auto route = api_routes_.find({t.resource, t.action});
+  const bool frame_route = route != api_routes_.end() && route->second.frame;
+  const std::string what = fmt::format("API {}/{}", t.resource, t.action);
+
+  if (frame_route) {
+    // One JSON header line (with reply_to / correlation_id for MQTT 3.1.1 clients), then the bytes.
+    const std::size_t limit = route->second.frame_max_bytes;
+    auto frame =
+        m.payload.size() > limit
+            ? core::Result<protocol::Frame>(make_error(
+                  ErrorCode::too_large, fmt::format("upload frame of {} bytes exceeds the limit of {} bytes",
+                                                    m.payload.size(), limit)))
+            : protocol::parse_frame(m.payload);
+    const nlohmann::json* header = frame ? &frame->header : nullptr;
+    auto topic = api_reply_topic(m, header, t.resource, t.action);
+    if (!topic) return;
+    const Correlation c = correlation_of(m, header);
+    if (!frame) {
+      answer_api(*topic, c, frame.error());
+      return;
+    }
+    answer_api(*topic, c, guarded(what, [&] { return route->second.frame(frame->header, frame->body); }));
+    return;
+  }
+
+  // The size limit applies before any parsing (parse_json_object checks it first).
+  protocol::JsonLimits limits;
+  limits.max_bytes = limits_.api_max_bytes;
+  limits.max_depth = limits_.api_max_depth;
+  auto body = protocol::parse_json_object(m.payload, limits);
+  const nlohmann::json* fields = body ? &*body : nullptr;
+  auto topic = api_reply_topic(m, fields, t.resource, t.action);
+  if (!topic) return;
+  const Correlation c = correlation_of(m, fields);
+  if (!body) {
+    answer_api(*topic, c, body.error());
+    return;
+  }
+  if (route == api_routes_.end()) {
+    answer_api(
+        *topic, c,
+        make_error(ErrorCode::not_found, fmt::format("unknown API action {}/{}", t.resource, t.action)));
+    return;
+  }
+  answer_api(*topic, c, guarded(what, [&] { return route->second.json(*body); }));
+}
+
+void Router::dispatch_device(const protocol::ParsedTopic& t, const InboundMessage& m) {
+  if (!t.valid) {
+    // There is no valid device to answer: count and drop (the topic never reaches SQL).
+    ++counters_.invalid_topics;
+    spdlog::warn("dropping a message on {} with an invalid hardware id '{}'", protocol::to_string(t.kind),
+                 t.hardware_id);
+    return;
+  }
+  auto route = device_routes_.find(t.kind);
+  if (route == device_routes_.end()) {
+    ++counters_.invalid_topics;
+    return;
+  }
+  const DeviceRoute& r = route->second;
+  const std::string& hw = t.hardware_id;
+  if (m.payload.size() > r.max_bytes) {
+    ++counters_.oversize_device_messages;
+    spdlog::warn("dropping a {}-byte message on {} from {}: over the limit of {} bytes", m.payload.size(),
+                 protocol::to_string(t.kind), hw, r.max_bytes);
+    if (r.oversize) {
+      (void)guarded(fmt::format("oversize {} from {}", protocol::to_string(t.kind), hw),
+                    [&]() -> core::Result<nlohmann::json> {
+                      r.oversize(hw, m, r.max_bytes);
+                      return nlohmann::json();
+                    });
+    } else if (r.answer_kind) {
+      // The device expects an answer: say why there is none.
+      answer_device(
+          *r.answer_kind, hw, m, correlation_of(m, nullptr),
+          make_error(ErrorCode::too_large, fmt::format("message of {} bytes exceeds the limit of {} bytes",
+                                                       m.payload.size(), r.max_bytes)));
+    }
+    return;
+  }
+  const std::string what = fmt::format("{} from {}", protocol::to_string(t.kind), hw);
+  if (r.consume) {
+    (void)guarded(what, [&]() -> core::Result<nlohmann::json> {
+      if (device_hook_) device_hook_(t.kind, hw);
+      r.consume(hw, m);
+      return nlohmann::json();
+    });
+    return;
+  }
+  std::optional<nlohmann::json> body;
+  auto result = guarded(what, [&]() -> core::Result<nlohmann::json> {
+    if (device_hook_) device_hook_(t.kind, hw);
+    protocol::JsonLimits limits;
+    limits.max_bytes = r.max_bytes;
+    auto parsed = protocol::parse_json_object(
+        m.payload.empty() ? std::string_view("{}") : std::string_view(m.payload), limits);
+    if (!parsed) return parsed.error();
+    body = std::move(*parsed);
+    return r.request(hw, *body);
+  });
+  answer_device(*r.answer_kind, hw, m, correlation_of(m, body ? &*body : nullptr), result);
+}
+
+void Router::answer_api(const std::string& topic, const Correlation& c,
+                        const core::Result<nlohmann::json>& r) {
+  if (!r && (r.error().code == ErrorCode::internal || r.error().code == ErrorCode::unavailable))
+    spdlog::error("answering {} with {}: {}", topic, core::to_string(r.error().code), r.error().message);
+  publisher_.publish(answer_message(topic, 1, c, r));
+}
+
+void Router::answer_device(TopicKind kind, const std::string& hw, const InboundMessage& request,
+                           const Correlation& c, const core::Result<nlohmann::json>& r) {
+  auto own = topics_.device(kind, hw);
+  if (!own) return;  // hw was validated above; unreachable in practice
+  std::string topic = std::move(*own);
+  if (!request.response_topic.empty() && topics_.response_topic_allowed(request.response_topic, kind, hw))
+    topic = request.response_topic;
+  if (!r && (r.error().code == ErrorCode::internal || r.error().code == ErrorCode::unavailable))
+    spdlog::error("answering {} on {} with {}: {}", hw, protocol::to_string(kind),
+                  core::to_string(r.error().code), r.error().message);
+  publisher_.publish(answer_message(std::move(topic), limits_.device_qos, c, r));
+}
+
+}  // namespace dispatch::service

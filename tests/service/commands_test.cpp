@@ -1,0 +1,264 @@
+// The commands module on its own: in-memory SQLite, a manual clock, a recording publisher, the router and
+// the outbox; no App, no broker.
+#include "service/commands.h"
+
+#include <catch2/catch.hpp>
+
+#include "storage/commands.h"
+#include "tests/service/module_fixture.h"
+
+using namespace dispatch;
+using json = nlohmann::json;
+using protocol::TopicKind;
+
+namespace {
+
+class CommandsFixture : public testing::ModuleFixture {
+ public:
+  CommandsFixture() : commands(config, clock, *db, pub, topics, *outbox, effects) {
+    commands.register_routes(*router);
+    router->set_device_hook([this](TopicKind, const std::string& hw) { commands.on_presence(hw); });
+    REQUIRE(commands.start().ok());
+  }
+  // Publishes the outbox and acknowledges every publish; returns the command requests.
+  std::vector<service::OutMessage> deliver() {
+    const size_t from = pub.sent.size();
+    outbox->pump(1000);
+    auto sent = sent_on("esthesis/command/request/", from);
+    for (const auto& m : sent) outbox->on_publish_done(m.tag, true);
+    outbox->hand_back();
+    commands.flush(true);
+    return sent;
+  }
+  json command(const std::string& id) { return api("commands/get", {{"command_id", id}}); }
+
+  service::CommandsModule commands;
+};
+
+}  // namespace
+
+TEST_CASE("send by hardware ids schedules the known devices and reports the unknown ones",
+          "[service][commands]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  f.add_device("dev-2");
+  auto a = f.api("commands/send", {{"type", "reboot"}, {"hardware_ids", {"dev-1", "dev-2", "dev-9"}}});
+  CHECK(a["devices_matched"] == 3);
+  CHECK(a["devices_scheduled"] == 2);
+  CHECK(a["unknown_hardware_ids"] == json::array({"dev-9"}));
+  CHECK(f.effects.noted("after_delivery_commit"));
+  auto sent = f.deliver();
+  REQUIRE(sent.size() == 2);
+  const std::string id = a["command_id"];
+  for (const auto& m : sent) CHECK(m.payload == id + " rs");
+  CHECK(f.command(id)["command"]["counts"]["sent"] == 2);
+}
+
+TEST_CASE("send by tags reaches every tagged device once", "[service][commands]") {
+  CommandsFixture f;
+  f.add_device("dev-1", {"a", "b"});
+  f.add_device("dev-2", {"b"});
+  f.add_device("dev-3", {"c"});
+  auto a = f.api("commands/send",
+                 {{"type", "exec"}, {"command", "ls"}, {"tags", {"a", "b"}}, {"hardware_ids", {"dev-1"}}});
+  CHECK(a["devices_scheduled"] == 2);
+  auto sent = f.deliver();
+  REQUIRE(sent.size() == 2);
+  CHECK(sent[0].topic == "esthesis/command/request/dev-1");
+  CHECK(sent[1].topic == "esthesis/command/request/dev-2");
+}
+
+TEST_CASE("send with a request_id answers the first answer again, a different body conflicts",
+          "[service][commands]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  const json body{{"type", "ping"}, {"hardware_ids", {"dev-1"}}, {"request_id", "r-1"}};
+  auto first = f.api("commands/send", body);
+  auto again = f.api("commands/send", body);
+  CHECK(again == first);
+  CHECK(f.deliver().size() == 1);  // one command, one delivery
+  json other = body;
+  other["type"] = "health";
+  auto conflict = f.api("commands/send", other);
+  CHECK(conflict["error"]["code"] == "conflict");
+  CHECK(conflict["error"]["message"] == "request_id 'r-1' was already used with a different request");
+}
+
+TEST_CASE("bad send requests are answered with the rule's error and the correlation echoed",
+          "[service][commands]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  struct {
+    const char* rule;
+    std::string payload;
+    const char* code;
+  } cases[] = {
+      {"not JSON", "{", "bad_request"},
+      {"unknown type", R"({"type":"format","hardware_ids":["dev-1"],"correlation_id":"c-1"})", "bad_request"},
+      {"no targets", R"({"type":"ping","correlation_id":"c-1"})", "bad_request"},
+      {"no known device", R"({"type":"ping","hardware_ids":["dev-9"],"correlation_id":"c-1"})", "not_found"},
+      {"missing package", R"({"type":"firmware","package_id":"nope","tags":["t"],"correlation_id":"c-1"})",
+       "not_found"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.rule);
+    auto a = f.api_raw("commands/send", c.payload);
+    CHECK(a["error"]["code"] == c.code);
+    if (c.payload != "{") CHECK(a["correlation_id"] == "c-1");
+  }
+  CHECK(f.outbox->size() == 0);
+}
+
+TEST_CASE("replies: own id accepted once, foreign id dropped, malformed counted", "[service][commands]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  f.add_device("dev-2");
+  const std::string id = f.api(
+      "commands/send", {{"type", "exec"}, {"command", "ls"}, {"hardware_ids", {"dev-1"}}})["command_id"];
+  f.deliver();
+  f.effects.after_commit();
+
+  f.device(TopicKind::command_reply, "dev-2", id + " s done");  // not sent to dev-2
+  CHECK(f.commands.counters().replies_unknown == 1);
+  CHECK_FALSE(f.effects.noted("after_reply_commit"));
+
+  const size_t from = f.pub.sent.size();
+  f.device(TopicKind::command_reply, "dev-1", id + " s");  // no output, no trailing space
+  auto events = f.sent_on("esthesis/events/v1/commands/", from);
+  REQUIRE(events.size() == 1);
+  auto ev = json::parse(events[0].payload);
+  CHECK(ev["state"] == "succeeded");
+  CHECK(ev["output"] == "");
+  CHECK(f.effects.noted("after_reply_commit"));
+
+  f.device(TopicKind::command_reply, "dev-1", id + " f late");  // duplicate: no-op
+  CHECK(f.commands.counters().replies_duplicate == 1);
+  CHECK(f.sent_on("esthesis/events/v1/commands/", from).size() == 1);
+  auto got = f.command(id);
+  CHECK(got["devices"][0]["state"] == "succeeded");
+
+  f.device(TopicKind::command_reply, "dev-1", "not a reply line");
+  CHECK(f.commands.counters().replies_malformed == 1);
+}
+
+TEST_CASE("a reply claimed by another module is not recorded as a command reply", "[service][commands]") {
+  CommandsFixture f;
+  std::string claimed;
+  f.commands.set_reply_claim([&](const std::string& hw, const std::string& id, bool, const std::string&) {
+    claimed = hw + "/" + id;
+    return true;
+  });
+  f.device(TopicKind::command_reply, "dev-1", "01ABC s ok");
+  CHECK(claimed == "dev-1/01ABC");
+  CHECK(f.commands.counters().replies_unknown == 0);
+}
+
+TEST_CASE("a pending pull hands over unanswered commands and echoes the correlation", "[service][commands]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  const std::string id =
+      f.api("commands/send", {{"type", "reboot"}, {"hardware_ids", {"dev-1"}}})["command_id"];
+  size_t from = f.pub.sent.size();
+  f.device(TopicKind::command_pending, "dev-1", R"({"correlation_id":"p-1"})");
+  auto answers = f.sent_on("esthesis/command/pending-reply/dev-1", from);
+  REQUIRE(answers.size() == 1);
+  auto a = json::parse(answers[0].payload);
+  CHECK(a["commands"] == json::array({id + " rs"}));
+  CHECK(a["correlation_id"] == "p-1");
+  CHECK(f.command(id)["command"]["counts"]["sent"] == 1);
+
+  // Unanswered commands are listed again; answered ones no more.
+  from = f.pub.sent.size();
+  f.device(TopicKind::command_pending, "dev-1", "");  // an empty payload reads as {}
+  answers = f.sent_on("esthesis/command/pending-reply/dev-1", from);
+  REQUIRE(answers.size() == 1);
+  CHECK(json::parse(answers[0].payload)["commands"] == json::array({id + " rs"}));
+  f.device(TopicKind::command_reply, "dev-1", id + " s");
+  from = f.pub.sent.size();
+  f.device(TopicKind::command_pending, "dev-1", "{}");
+  answers = f.sent_on("esthesis/command/pending-reply/dev-1", from);
+  REQUIRE(answers.size() == 1);
+  CHECK(json::parse(answers[0].payload)["commands"].empty());
+
+  from = f.pub.sent.size();
+  f.device(TopicKind::command_pending, "dev-1", "[1]");
+  answers = f.sent_on("esthesis/command/pending-reply/dev-1", from);
+  REQUIRE(answers.size() == 1);
+  CHECK(json::parse(answers[0].payload)["error"]["code"] == "bad_request");
+}
+
+TEST_CASE("cancel drops deliveries still waiting in the outbox", "[service][commands]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  f.add_device("dev-2");
+  const std::string id =
+      f.api("commands/send", {{"type", "reboot"}, {"hardware_ids", {"dev-1", "dev-2"}}})["command_id"];
+  auto a = f.api("commands/cancel", {{"command_id", id}});
+  CHECK(a["canceled_deliveries"] == 2);
+  CHECK(f.deliver().empty());
+  CHECK(f.command(id)["command"]["canceled"] == true);
+  CHECK(f.api("commands/cancel", {{"command_id", "nope"}})["error"]["code"] == "not_found");
+}
+
+TEST_CASE("expired deliveries are neither published nor handed over", "[service][commands]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  const std::string id =
+      f.api("commands/send", {{"type", "reboot"}, {"hardware_ids", {"dev-1"}}, {"ttl_s", 10}})["command_id"];
+  f.clock.advance_s(11);
+  f.commands.on_timer();
+  CHECK(f.deliver().empty());
+  CHECK(f.command(id)["command"]["counts"]["expired"] == 1);
+  const size_t from = f.pub.sent.size();
+  f.device(TopicKind::command_pending, "dev-1", "{}");
+  CHECK(json::parse(f.sent_on("esthesis/command/pending-reply/", from).at(0).payload)["commands"].empty());
+}
+
+TEST_CASE("a device that shows up again gets what it never answered, same command id",
+          "[service][commands]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  const std::string id =
+      f.api("commands/send", {{"type", "reboot"}, {"hardware_ids", {"dev-1"}}})["command_id"];
+  REQUIRE(f.deliver().size() == 1);
+  f.clock.advance_s(f.config.commands_redeliver_interval_s + 1);
+  f.device(TopicKind::command_pending, "dev-1", "{}");
+  // The pending pull itself hands the command over; the presence check also queued it for publishing.
+  auto again = f.deliver();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].payload == id + " rs");
+}
+
+TEST_CASE("commands/list pages by command id and filters by device", "[service][commands]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  f.add_device("dev-2");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    f.clock.advance_ms(5);
+    ids.push_back(f.api("commands/send",
+                        {{"type", "ping"}, {"hardware_ids", {i == 2 ? "dev-2" : "dev-1"}}})["command_id"]);
+  }
+  auto page = f.api("commands/list", {{"limit", 2}});
+  REQUIRE(page["commands"].size() == 2);
+  auto rest = f.api("commands/list", {{"limit", 2}, {"after", page["next_after"]}});
+  CHECK(rest["commands"].size() == 1);
+  auto dev2 = f.api("commands/list", {{"hardware_id", "dev-2"}});
+  REQUIRE(dev2["commands"].size() == 1);
+  CHECK(dev2["commands"][0]["command_id"] == ids[2]);
+  CHECK(f.api("commands/list", {{"limit", 0}})["error"]["code"] == "bad_request");
+}
+
+TEST_CASE("a storage failure is answered with a generic message, its detail only logged",
+          "[service][commands]") {
+  CommandsFixture f;
+  f.db->db().exec("DROP TABLE deliveries");
+  f.db->db().exec("DROP TABLE commands");
+  auto a = f.api("commands/get", {{"command_id", "01ABC"}, {"correlation_id", "c-1"}});
+  const std::string code = a["error"]["code"];
+  CHECK((code == "internal" || code == "unavailable"));
+  const std::string message = a["error"]["message"];
+  CHECK(message.find("no such table") == std::string::npos);
+  CHECK(message.find("commands") == std::string::npos);
+  CHECK(a["correlation_id"] == "c-1");
+}
