@@ -49,7 +49,7 @@ App::App(const Config& config, core::Clock& clock, storage::Database& db, Publis
       devices_(config, clock, db),
       commands_(config, clock, db, publisher_, topics_, outbox_, effects_),
       provisioning_(config, clock, db, publisher_, topics_, effects_),
-      campaigns_(config, clock, db, publisher_, topics_, outbox_) {
+      campaigns_(config, clock, db, publisher_, topics_, outbox_, effects_) {
   devices_.register_routes(router_);
   commands_.register_routes(router_);
   campaigns_.register_routes(router_);
