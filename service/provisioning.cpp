@@ -8,6 +8,7 @@
 #include "service/provisioning/download_tokens.h"
 #include "service/provisioning/downloads.h"
 #include "service/provisioning/packages.h"
+#include "service/router.h"
 
 namespace dispatch::service {
 

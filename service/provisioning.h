@@ -17,7 +17,6 @@
 #include "service/config.h"
 #include "service/event_queue.h"
 #include "service/publisher.h"
-#include "service/router.h"
 
 namespace dispatch::storage {
 class Database;
@@ -25,6 +24,7 @@ class Database;
 
 namespace dispatch::service {
 
+class Router;
 namespace provisioning {
 class PackageFiles;
 }
