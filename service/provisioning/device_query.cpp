@@ -33,13 +33,6 @@ protocol::QueryRules rules_of(const Config& c) {
   return r;
 }
 
-std::optional<std::string> correlation_of(const Result<Json>& body) {
-  if (!body) return std::nullopt;
-  auto it = body->find("correlation_id");
-  if (it == body->end() || !it->is_string()) return std::nullopt;
-  return it->get<std::string>();
-}
-
 // The key used for unknown devices, so that their refusal costs the same RSA verification as a bad
 // signature of a registered device (no enumeration by timing).
 const core::PublicKey& decoy_key() {
@@ -63,12 +56,13 @@ core::PackageCandidate candidate(const storage::PackageRow& p) {
 }  // namespace
 
 DeviceQuery::DeviceQuery(const Config& config, core::Clock& clock, storage::Database& db,
-                         DownloadTokens& tokens, DeviceReplies& replies)
+                         DownloadTokens& tokens, DeviceAnswers& answers, BatchEffects& effects)
     : config_(config),
       clock_(clock),
       db_(db),
       tokens_(tokens),
-      replies_(replies),
+      answers_(answers),
+      effects_(effects),
       packages_(db),
       rate_(db, std::max(config.provisioning_rate_limit, 0) + 1),
       nonces_(db),
@@ -92,7 +86,7 @@ Status DeviceQuery::start() {
 
 template <class F>
 void DeviceQuery::answer_in_transaction(const std::string& hw, const InboundMessage& m,
-                                        const std::optional<std::string>& correlation, F&& answer_fn) {
+                                        const Correlation& correlation, F&& answer_fn) {
   Result<Json> answer = make_error(ErrorCode::internal, "internal error");
   try {
     // Storage failures roll the whole query back; every other outcome (refusals included) commits, so
@@ -110,29 +104,22 @@ void DeviceQuery::answer_in_transaction(const std::string& hw, const InboundMess
     spdlog::error("provisioning query of {} failed unexpectedly: {}", hw, e.what());
     answer = make_error(ErrorCode::internal, "internal error");
   }
-  std::string payload;
-  if (answer) {
-    Json out = std::move(*answer);
-    if (correlation) out["correlation_id"] = *correlation;
-    payload = protocol::dump_json(out);
-  } else {
-    if (answer.error().code != ErrorCode::rate_limited) {
-      spdlog::debug("provisioning query of {} refused: {}", hw, answer.error().message);
-    }
-    payload = protocol::error_payload(answer.error(), correlation);
+  if (!answer && answer.error().code != ErrorCode::rate_limited) {
+    spdlog::debug("provisioning query of {} refused: {}", hw, answer.error().message);
   }
-  replies_.send(hw, protocol::TopicKind::provisioning_reply, m, std::move(payload));
+  answers_.answer(protocol::TopicKind::provisioning_reply, hw, m, correlation, answer);
 }
 
 void DeviceQuery::on_request(const std::string& hw, const InboundMessage& m) {
   auto body = protocol::parse_json_object(m.payload, limits_);
   const core::TimeMs now = clock_.now_ms();
-  answer_in_transaction(hw, m, correlation_of(body), [&] { return answer_query(hw, body, now); });
+  answer_in_transaction(hw, m, correlation_of(m, body ? &*body : nullptr),
+                        [&] { return answer_query(hw, body, now); });
 }
 
 void DeviceQuery::on_oversize_request(const std::string& hw, const InboundMessage& m, std::size_t limit) {
   const core::TimeMs now = clock_.now_ms();
-  answer_in_transaction(hw, m, std::nullopt, [&]() -> Result<Json> {
+  answer_in_transaction(hw, m, correlation_of(m, nullptr), [&]() -> Result<Json> {
     if (auto st = count_query(hw, now); !st) return st.error();
     return make_error(ErrorCode::too_large, fmt::format("message of {} bytes exceeds the limit of {} bytes",
                                                         m.payload.size(), limit));
@@ -203,7 +190,7 @@ Result<Json> DeviceQuery::answer_query(const std::string& hw, const Result<Json>
     auto issued = tokens_.issue(hw, p.id, now);
     if (!issued) return issued.error();
     DISPATCH_FAILPOINT("before_token_issue_commit");
-    issued_token_ = true;
+    effects_.note("after_token_issue_commit");
     pkg["download_token"] = issued->token;
     pkg["expires_at"] = core::format_rfc3339(issued->expires_at);
   }

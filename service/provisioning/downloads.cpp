@@ -18,8 +18,14 @@ using core::Result;
 using Json = nlohmann::json;
 
 Downloads::Downloads(const Config& config, core::Clock& clock, storage::Database& db, PackageFiles& files,
-                     DownloadTokens& tokens, DeviceReplies& replies)
-    : config_(config), clock_(clock), files_(files), tokens_(tokens), replies_(replies), packages_(db) {
+                     DownloadTokens& tokens, DeviceAnswers& answers, BatchEffects& effects)
+    : config_(config),
+      clock_(clock),
+      files_(files),
+      tokens_(tokens),
+      answers_(answers),
+      effects_(effects),
+      packages_(db) {
   limits_.max_bytes = static_cast<std::size_t>(config.api_max_request_bytes);
   limits_.max_depth = config.api_max_depth;
 }
@@ -51,7 +57,7 @@ Result<Downloads::Chunk> Downloads::serve(const std::string& hw, const Result<Js
   if (!served) return served.error();
   if (served->spent_now) {
     DISPATCH_FAILPOINT("before_token_spend_commit");
-    spent_token_ = true;
+    effects_.note("after_token_spend_commit");
     spdlog::info("download token of {} for package {} fully served", hw, p->id);
   }
   c.header = Json{{"offset", r->offset},
@@ -64,12 +70,6 @@ Result<Downloads::Chunk> Downloads::serve(const std::string& hw, const Result<Js
 
 void Downloads::on_download(const std::string& hw, const InboundMessage& m) {
   auto body = protocol::parse_json_object(m.payload, limits_);
-  std::optional<std::string> correlation;
-  if (body) {
-    if (auto it = body->find("correlation_id"); it != body->end() && it->is_string()) {
-      correlation = it->get<std::string>();
-    }
-  }
   Result<Chunk> chunk = make_error(ErrorCode::internal, "internal error");
   try {
     chunk = serve(hw, body, clock_.now_ms());
@@ -77,16 +77,13 @@ void Downloads::on_download(const std::string& hw, const InboundMessage& m) {
     spdlog::error("provisioning download of {} failed unexpectedly: {}", hw, e.what());
     chunk = make_error(ErrorCode::internal, "internal error");
   }
-  std::string payload;
-  if (chunk) {
-    if (correlation) chunk->header["correlation_id"] = *correlation;
-    payload = protocol::encode_frame(chunk->header, chunk->bytes);
-  } else {
-    Json header = protocol::error_json(chunk.error());
-    if (correlation) header["correlation_id"] = *correlation;
-    payload = protocol::encode_frame(header, {});
+  const Correlation correlation = correlation_of(m, body ? &*body : nullptr);
+  if (!chunk) {
+    answers_.answer_frame(protocol::TopicKind::provisioning_data, hw, m, correlation, chunk.error());
+    return;
   }
-  replies_.send(hw, protocol::TopicKind::provisioning_data, m, std::move(payload));
+  answers_.answer_frame(protocol::TopicKind::provisioning_data, hw, m, correlation,
+                        protocol::Frame{std::move(chunk->header), chunk->bytes});
 }
 
 }  // namespace dispatch::service::provisioning

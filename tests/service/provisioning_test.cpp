@@ -41,6 +41,7 @@ struct Fixture {
   protocol::Topics topics;
   std::unique_ptr<storage::Database> db;
   service::RecordingPublisher pub;
+  service::BatchEffects effects;
   std::unique_ptr<service::Provisioning> prov;
   int nonce_counter = 0;
 
@@ -54,7 +55,7 @@ struct Fixture {
     auto d = storage::Database::open(path);
     REQUIRE(d.ok());
     db = std::move(d).value();
-    prov = std::make_unique<service::Provisioning>(config, clock, *db, pub, topics);
+    prov = std::make_unique<service::Provisioning>(config, clock, *db, pub, topics, effects);
     REQUIRE(prov->start().ok());
   }
 
@@ -683,6 +684,7 @@ TEST_CASE("two racing first uses of a download token: exactly one wins", "[provi
   struct Side {
     std::unique_ptr<storage::Database> db;
     service::RecordingPublisher pub;
+    service::BatchEffects effects;
     std::unique_ptr<service::Provisioning> prov;
   };
   Side sides[2];
@@ -690,7 +692,7 @@ TEST_CASE("two racing first uses of a download token: exactly one wins", "[provi
     auto d = storage::Database::open(f.dir.path() + "/dispatch.db");
     REQUIRE(d.ok());
     s.db = std::move(d).value();
-    s.prov = std::make_unique<service::Provisioning>(f.config, f.clock, *s.db, s.pub, f.topics);
+    s.prov = std::make_unique<service::Provisioning>(f.config, f.clock, *s.db, s.pub, f.topics, s.effects);
   }
   std::thread t0([&] { sides[0].prov->on_download("dev-1", f.message(body)); });
   std::thread t1([&] { sides[1].prov->on_download("dev-1", f.message(body)); });
