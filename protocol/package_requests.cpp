@@ -8,6 +8,7 @@
 #include "protocol/core/time.h"
 #include "protocol/ids.h"
 #include "protocol/json_request.h"
+#include "protocol/request_fields.h"
 
 namespace dispatch::protocol {
 
@@ -45,21 +46,6 @@ std::string_view to_string(PackageType type) {
   return type == PackageType::internal ? "internal" : "external";
 }
 
-Result<std::vector<std::string>> parse_package_tags(const Json& body, std::string_view field) {
-  auto tags = optional_string_array(body, field);
-  if (!tags) return tags.error();
-  std::vector<std::string> out = tags->value_or(std::vector<std::string>{});
-  for (const auto& t : out) {
-    if (!valid_object_id(t)) {
-      return make_error(ErrorCode::bad_request,
-                        fmt::format("invalid tag in '{}': tags must match {}", field, k_object_id_pattern));
-    }
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
 Result<PackageCreate> parse_package_create(const Json& body) {
   PackageCreate c;
   auto name = required_string(body, "name");
@@ -95,7 +81,7 @@ Result<PackageCreate> parse_package_create(const Json& body) {
   auto size = optional_int(body, "size", 0);
   if (!size) return size.error();
   c.size = *size;
-  auto tags = parse_package_tags(body, "tags");
+  auto tags = optional_tags(body, "tags");
   if (!tags) return tags.error();
   c.tags = std::move(*tags);
   auto available = required_bool(body, "available");
@@ -157,7 +143,7 @@ Result<PackageUpdate> parse_package_update(const Json& body) {
   if (!available) return available.error();
   u.available = *available;
   if (body.contains("tags") && !body["tags"].is_null()) {
-    auto t = parse_package_tags(body, "tags");
+    auto t = optional_tags(body, "tags");
     if (!t) return t.error();
     u.tags = std::move(*t);
   }

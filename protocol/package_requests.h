@@ -20,10 +20,6 @@ namespace dispatch::protocol {
 enum class PackageType { internal, external };
 std::string_view to_string(PackageType type);
 
-// An optional array of tags; each must be an object id. Sorted, without duplicates. Error:
-// "invalid tag in '<field>': tags must match ^[A-Za-z0-9_.:-]{1,128}$".
-core::Result<std::vector<std::string>> parse_package_tags(const nlohmann::json& body, std::string_view field);
-
 // packages/create. Checks, in order: name (1–256 chars), version (SemVer, normalized), prerequisite_version
 // (SemVer, normalized), type (internal|external), url, sha256, size (≥ 0), tags, available, prerelease_ok,
 // attributes, request_id; then sha256 is 64 lowercase hex; an internal package takes no url and needs

@@ -131,9 +131,20 @@ core::Status validate(const TopicRoots& roots) {
       return make_error(ErrorCode::bad_request, fmt::format("topic root '{}' has an empty level", name));
     }
     for (std::size_t j = 0; j < i; ++j) {
-      if (*named[j].second == root) {
+      const std::string_view other = *named[j].second;
+      if (other == root) {
         return make_error(ErrorCode::bad_request,
                           fmt::format("topic root '{}' equals topic root '{}'", name, named[j].first));
+      }
+      // One root a level-prefix of another ("a/b" and "a/b/c") would let a topic of one parse as a topic
+      // of the other: a device could publish on what the service reads as an API request.
+      const bool root_below =
+          root.size() > other.size() && root.substr(0, other.size()) == other && root[other.size()] == '/';
+      const bool other_below =
+          other.size() > root.size() && other.substr(0, root.size()) == root && other[root.size()] == '/';
+      if (root_below || other_below) {
+        return make_error(ErrorCode::bad_request,
+                          fmt::format("topic root '{}' overlaps topic root '{}'", name, named[j].first));
       }
     }
   }

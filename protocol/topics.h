@@ -31,7 +31,8 @@ struct TopicRoots {
 };
 
 // ok when every root is non-empty, has no empty level, no leading '$', no '+', '#' or NUL, and no two
-// roots are equal; otherwise bad_request "topic root '<name>' …" naming the offending setting.
+// roots are equal or overlap (one a level-prefix of another: "a/b" and "a/b/c"); otherwise bad_request
+// "topic root '<name>' …" naming the offending setting first.
 core::Status validate(const TopicRoots& roots);
 
 enum class TopicKind {

@@ -109,11 +109,12 @@ AgentApi::AgentApi(const Config& config, DevicesModule& devices, Provisioning& p
     : config_(config), devices_(devices), provisioning_(provisioning) {}
 
 core::Status AgentApi::start() const {
-  if (config_.registration_mode == "open_with_secret" && config_.registration_secret.empty()) {
+  if (config_.registration_mode == RegistrationMode::open_with_secret &&
+      config_.registration_secret.empty()) {
     return core::make_error(ErrorCode::bad_request,
                             "registration.mode = open_with_secret needs a non-empty registration.secret");
   }
-  if (config_.registration_mode == "open") {
+  if (config_.registration_mode == RegistrationMode::open) {
     spdlog::warn("registration.mode = open: any client reaching the agent listener can register a device");
   }
   return {};
@@ -160,7 +161,7 @@ http::HttpReply AgentApi::find(const http::HttpRequest& r, bool by_id) {
   }
   if (auto t = r.param("token"); t && !t->empty()) {
     body["token"] = *t;
-  } else if (config_.provisioning_token != "off") {
+  } else if (config_.provisioning_token != TokenMode::off) {
     // An agent without --secureProvisioning sends no token: a signature that verifies nothing, so the
     // query is counted and refused (401) like a bad signature, not as a malformed query.
     body["token"] = "AAAA";
@@ -223,9 +224,8 @@ void AgentApi::on_abandoned(const http::HttpReply& reply, Answers& out) {
 }
 
 http::HttpReply AgentApi::register_agent(const http::HttpRequest& r) {
-  const std::string& mode = config_.registration_mode;
-  if (mode != "open" && mode != "open_with_secret" && mode != "id")
-    return text(403, "registration is disabled");
+  const RegistrationMode mode = config_.registration_mode;
+  if (mode == RegistrationMode::disabled) return text(403, "registration is disabled");
   Json body = Json::parse(r.body, nullptr, false);
   if (body.is_discarded() || !body.is_object()) return text(400, "the body must be a JSON object");
   auto hw = string_field(body, "hardwareId");
@@ -236,7 +236,8 @@ http::HttpReply AgentApi::register_agent(const http::HttpRequest& r) {
     return text(400, "hardwareId, tags, attributes and registrationSecret must be strings");
   }
   if (auto st = protocol::check_hardware_id(*hw, "hardwareId"); !st) return text(400, st.error().message);
-  if (mode == "open_with_secret" && !core::constant_time_equal(*secret, config_.registration_secret)) {
+  if (mode == RegistrationMode::open_with_secret &&
+      !core::constant_time_equal(*secret, config_.registration_secret)) {
     spdlog::warn("registration of {} refused: wrong registration secret", *hw);
     return status_only(401);
   }
@@ -253,7 +254,7 @@ http::HttpReply AgentApi::register_agent(const http::HttpRequest& r) {
   if (!existing && existing.error().code != ErrorCode::not_found) return refusal(existing.error());
   if (existing && !existing->value("public_key", "").empty())
     return text(409, "the device is already registered");
-  if (!existing && mode == "id") {
+  if (!existing && mode == RegistrationMode::id) {
     spdlog::warn("registration of {} refused: not pre-registered (registration.mode = id)", *hw);
     return text(403, "the device is not pre-registered");
   }
@@ -272,7 +273,7 @@ http::HttpReply AgentApi::register_agent(const http::HttpRequest& r) {
   device["public_key"] = key->public_key_spki_pem;
   auto stored = devices_.register_device(device);
   if (!stored) return refusal(stored.error());
-  spdlog::info("device {} registered over HTTP (registration.mode = {})", *hw, mode);
+  spdlog::info("device {} registered over HTTP (registration.mode = {})", *hw, to_string(mode));
   return json_reply(Json{{"certificate", ""},
                          {"publicKey", key->public_key_spki_pem},
                          {"privateKey", key->private_key_pkcs8_pem},

@@ -13,23 +13,6 @@ using protocol::TopicKind;
 
 namespace {
 
-protocol::TopicRoots roots_from(const Config& c) {
-  protocol::TopicRoots r;
-  r.command_request = c.topics_command_request;
-  r.command_reply = c.topics_command_reply;
-  r.command_pending = c.topics_command_pending;
-  r.command_pending_reply = c.topics_command_pending_reply;
-  r.provisioning_request = c.topics_provisioning_request;
-  r.provisioning_reply = c.topics_provisioning_reply;
-  r.provisioning_download = c.topics_provisioning_download;
-  r.provisioning_data = c.topics_provisioning_data;
-  r.metadata = c.topics_metadata;
-  r.ping = c.topics_ping;
-  r.api = c.topics_api;
-  r.events = c.topics_events;
-  return r;
-}
-
 RouterLimits router_limits(const Config& c) {
   RouterLimits l;
   l.api_max_bytes = static_cast<std::size_t>(c.api_max_request_bytes);
@@ -41,21 +24,20 @@ RouterLimits router_limits(const Config& c) {
 }  // namespace
 
 App::App(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher)
-    : config_(config),
-      db_(db),
+    : db_(db),
       publisher_(publisher),
-      topics_(roots_from(config)),
+      topics_(config.topics),
       outbox_(clock, publisher_, topics_, config.mqtt_qos),
       router_(topics_, publisher_, router_limits(config)),
       devices_(config, clock, db),
       commands_(config, clock, db, publisher_, topics_, outbox_, effects_),
-      provisioning_(config, clock, db, publisher_, topics_),
-      campaigns_(config, clock, db, publisher_, topics_, outbox_),
+      provisioning_(config, clock, db, publisher_, topics_, effects_),
+      campaigns_(config, clock, db, publisher_, topics_, outbox_, effects_),
       agent_api_(config, devices_, provisioning_) {
   devices_.register_routes(router_);
   commands_.register_routes(router_);
   campaigns_.register_routes(router_);
-  register_provisioning_routes();
+  provisioning_.register_routes(router_);
   // The modules do not know each other: what one learns that another needs is wired here.
   commands_.set_reply_claim(
       [this](const std::string& hw, const std::string& id, bool success, const std::string& output) {
@@ -67,36 +49,6 @@ App::App(const Config& config, core::Clock& clock, storage::Database& db, Publis
 }
 
 App::~App() = default;
-
-// Provisioning keeps its own action dispatch (Provisioning::api); the adapter gives the router one route
-// per action, and the device topics, which Provisioning answers itself.
-void App::register_provisioning_routes() {
-  for (const char* action : {"create", "get", "list", "update", "delete"}) {
-    router_.add_api("packages", action, [this, a = std::string(action)](const nlohmann::json& body) {
-      return provisioning_.api(a, body);
-    });
-  }
-  // The chunk limit plus room for the frame's header.
-  router_.add_api_frame("packages", "upload",
-                        static_cast<std::size_t>(config_.provisioning_max_chunk_bytes) + 4096,
-                        [this](const nlohmann::json& header, std::string_view bytes) {
-                          return provisioning_.upload(header, bytes);
-                        });
-  const auto limit = static_cast<std::size_t>(config_.api_max_request_bytes);
-  router_.add_device(
-      TopicKind::provisioning_request, limit,
-      [this](const std::string& hw, const InboundMessage& m) { provisioning_.on_request(hw, m); },
-      TopicKind::provisioning_reply);
-  // Every query to the topic counts in the device's rate window, an oversize one too (PROTOCOL §2.1).
-  router_.set_oversize_handler(TopicKind::provisioning_request,
-                               [this](const std::string& hw, const InboundMessage& m, std::size_t limit) {
-                                 provisioning_.on_oversize_request(hw, m, limit);
-                               });
-  router_.add_device(
-      TopicKind::provisioning_download, limit,
-      [this](const std::string& hw, const InboundMessage& m) { provisioning_.on_download(hw, m); },
-      TopicKind::provisioning_data);
-}
 
 // Presence: every device message refreshes last_seen; a command-side message (reply, pending pull,
 // metadata, ping) also lets the commands module redeliver what the device never answered.
@@ -146,7 +98,6 @@ void App::handle_batch(const std::vector<InboundMessage>& batch, std::vector<Htt
   // The one after-commit hook: the durability failpoints of what the batch's handlers committed.
   DISPATCH_FAILPOINT("after_batch_commit");
   effects_.after_commit();
-  provisioning_.after_commit();
   publisher_.release();
   // A download the listener gave up on releases its token; waiting ones are answered in turn (their
   // answers change nothing in the database: a waiting download only starts a stream).

@@ -80,10 +80,8 @@ class App {
   AppCounters counters() const;
 
  private:
-  void register_provisioning_routes();
   void on_device_message(protocol::TopicKind kind, const std::string& hw);
 
-  const Config& config_;
   storage::Database& db_;
   BufferedPublisher publisher_;
   protocol::Topics topics_;

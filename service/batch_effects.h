@@ -26,6 +26,18 @@ class BatchEffects {
 #endif
     noted_.clear();
   }
+  // A module's own transaction just ended: when it was nested in the batch's (a savepoint of an API
+  // request), name is noted for after the batch's commit; when it was a real commit (a timer's work),
+  // name fires now.
+  void committed(std::string_view name, bool nested) {
+    if (nested) {
+      note(name);
+      return;
+    }
+#ifdef DISPATCH_FAILPOINTS
+    failpoint_hit(name);
+#endif
+  }
   bool noted(std::string_view name) const {
     return std::find(noted_.begin(), noted_.end(), name) != noted_.end();
   }

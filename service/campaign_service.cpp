@@ -259,13 +259,14 @@ struct CampaignService::Impl final : OutboxOwner {
   };
 
   Impl(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher,
-       const protocol::Topics& topics, Outbox& outbox)
+       const protocol::Topics& topics, Outbox& outbox, BatchEffects& effects)
       : config_(config),
         clock_(clock),
         db_(db),
         publisher_(publisher),
         topics_(topics),
         outbox_(outbox),
+        effects_(effects),
         store_(db),
         devices_(db),
         packages_(db),
@@ -278,6 +279,7 @@ struct CampaignService::Impl final : OutboxOwner {
   Publisher& publisher_;
   const protocol::Topics& topics_;
   Outbox& outbox_;
+  BatchEffects& effects_;
   storage::CampaignStore store_;
   storage::DeviceStore devices_;
   storage::PackageStore packages_;
@@ -428,6 +430,10 @@ struct CampaignService::Impl final : OutboxOwner {
 
   // Commits r (plus the campaign's rows changed by replies since its last write) in one transaction,
   // then applies it to memory and queues its sends.
+  // The after-commit failpoint name of a transaction of ours that just ended: fired now after a real
+  // commit (a tick), after the batch's commit when ours was a savepoint in it (an API request).
+  void committed(std::string_view name) { effects_.committed(name, db_.in_transaction()); }
+
   Status commit(Active& a, const TickResult& r) {
     const TimeMs now = clock_.now_ms();
     const bool transition = r.progress && r.progress->state != a.snap.progress.state;
@@ -465,8 +471,8 @@ struct CampaignService::Impl final : OutboxOwner {
       return {};
     });
     if (!st) return st;
-    if (transition) DISPATCH_FAILPOINT("after_campaign_transition_commit");
-    if (!r.sends.empty()) DISPATCH_FAILPOINT("after_execution_commit");
+    if (transition) committed("after_campaign_transition_commit");
+    if (!r.sends.empty()) committed("after_execution_commit");
     a.dirty.clear();
     campaigns::apply(a.snap, r);
     for (const auto& s : r.sends) {
@@ -653,7 +659,7 @@ struct CampaignService::Impl final : OutboxOwner {
       return {};
     });
     if (!st) return st.error();
-    DISPATCH_FAILPOINT("after_campaign_transition_commit");
+    committed("after_campaign_transition_commit");
     spdlog::info("campaign {} started: {} members, {} missing", a.snap.id, rows.size(), x.missing_ids.size());
     auto fresh = load(row);
     if (!fresh) return fresh.error();
@@ -734,8 +740,9 @@ struct CampaignService::Impl final : OutboxOwner {
 };
 
 CampaignService::CampaignService(const Config& config, core::Clock& clock, storage::Database& db,
-                                 Publisher& publisher, const protocol::Topics& topics, Outbox& outbox)
-    : impl_(std::make_unique<Impl>(config, clock, db, publisher, topics, outbox)) {}
+                                 Publisher& publisher, const protocol::Topics& topics, Outbox& outbox,
+                                 BatchEffects& effects)
+    : impl_(std::make_unique<Impl>(config, clock, db, publisher, topics, outbox, effects)) {}
 
 // A clean stop writes what flush() was still batching.
 CampaignService::~CampaignService() {

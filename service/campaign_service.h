@@ -12,6 +12,7 @@
 #include "protocol/core/clock.h"
 #include "protocol/core/result.h"
 #include "protocol/topics.h"
+#include "service/batch_effects.h"
 #include "service/config.h"
 #include "service/publisher.h"
 
@@ -26,9 +27,10 @@ class Router;
 
 class CampaignService {
  public:
-  // Sends go through outbox (shared with the command deliveries).
+  // Sends go through outbox (shared with the command deliveries). The after-commit failpoints of a
+  // transition or of sends committed inside a batch (API requests) go through effects.
   CampaignService(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher,
-                  const protocol::Topics& topics, Outbox& outbox);
+                  const protocol::Topics& topics, Outbox& outbox, BatchEffects& effects);
   ~CampaignService();
   CampaignService(const CampaignService&) = delete;
   CampaignService& operator=(const CampaignService&) = delete;

@@ -11,7 +11,6 @@
 #include "protocol/core/time.h"
 #include "protocol/errors.h"
 #include "protocol/reply_line.h"
-#include "service/api_util.h"
 #include "service/router.h"
 #include "storage/commands.h"
 #include "storage/database.h"

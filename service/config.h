@@ -1,14 +1,41 @@
-// Config: every setting of dispatchd, with its default, its TOML key, its DISPATCH_… environment variable
-// and its --flag. Precedence: default < config file < environment < command line.
+// Config: every setting of dispatchd, typed and validated at load. One key table (config.cpp) names each
+// key's TOML name, DISPATCH_… environment variable, --flag, type, default and description; --help,
+// --print-config, --print-config-markdown (docs/configuration.md) and the loader all read it.
+// Precedence: default < config file < environment < command line.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "protocol/core/result.h"
+#include "protocol/topics.h"
 
 namespace dispatch::service {
+
+// provisioning.token: what a package query must carry (PROTOCOL §2.1).
+enum class TokenMode {
+  fresh,  // a signature over hardware id, ts and nonce (single use, within the clock skew)
+  any,    // a fresh token, or a static signature over the hardware id
+  off,    // nothing: answered without a signature (trusted networks only)
+};
+// registration.mode: who may register a device over the agent HTTP API (PROTOCOL §6).
+enum class RegistrationMode {
+  disabled,          // nobody
+  open,              // anyone reaching the listener
+  open_with_secret,  // whoever sends registration.secret
+  id,                // only devices created beforehand
+};
+enum class LogFormat { text, json };
+enum class LogLevel { trace, debug, info, warn, error };
+
+std::string_view to_string(TokenMode mode);
+std::string_view to_string(RegistrationMode mode);
+std::string_view to_string(LogFormat format);
+std::string_view to_string(LogLevel level);
 
 struct Config {
   // [mqtt]
@@ -19,6 +46,8 @@ struct Config {
   std::string mqtt_ca_file;
   std::string mqtt_cert_file;
   std::string mqtt_key_file;
+  // TLS: the broker's certificate must name the host of mqtt_uri. Off only for tests and emergencies.
+  bool mqtt_tls_verify_hostname = true;
   int mqtt_qos = 1;
   int mqtt_keepalive_s = 30;
   int mqtt_session_expiry_s = 3600;
@@ -32,8 +61,8 @@ struct Config {
   std::string storage_data_dir = "var/packages";
 
   // [log]
-  std::string log_format = "text";  // text | json
-  std::string log_level = "info";   // trace debug info warn error
+  LogFormat log_format = LogFormat::text;
+  LogLevel log_level = LogLevel::info;
 
   // [api]
   std::int64_t api_max_request_bytes = 256 * 1024;
@@ -46,7 +75,7 @@ struct Config {
   int commands_redeliver_max_attempts = 5;
 
   // [provisioning]
-  std::string provisioning_token = "fresh";  // fresh | any | off
+  TokenMode provisioning_token = TokenMode::fresh;
   std::int64_t provisioning_skew_s = 300;
   int provisioning_rate_limit = 5;
   std::int64_t provisioning_rate_window_s = 300;
@@ -55,6 +84,8 @@ struct Config {
   std::int64_t provisioning_max_package_bytes = 2LL * 1024 * 1024 * 1024;
   // One download token pulls at most this many times its package's size (re-requests included).
   std::int64_t provisioning_max_download_factor = 3;
+  // Devices whose rate-limit windows are held in memory (least recently seen are dropped and reloaded
+  // from storage when they query again).
   int provisioning_max_tracked_devices = 100000;
 
   // [campaigns]
@@ -64,49 +95,58 @@ struct Config {
   std::string http_agent_listen;  // "host:port"; empty = no agent listener
   std::string http_tls_cert_file;
   std::string http_tls_key_file;
-  std::string registration_mode = "disabled";  // disabled | open | open_with_secret | id
+  RegistrationMode registration_mode = RegistrationMode::disabled;
   std::string registration_secret;
   std::string registration_mqtt_server;
   std::string registration_provisioning_url;
 
-  // [topics] roots; defaults keep esthesis CORE's device-facing topics.
-  std::string topics_command_request = "esthesis/command/request";
-  std::string topics_command_reply = "esthesis/command/reply";
-  std::string topics_command_pending = "esthesis/command/pending";
-  std::string topics_command_pending_reply = "esthesis/command/pending-reply";
-  std::string topics_provisioning_request = "esthesis/provisioning/request";
-  std::string topics_provisioning_reply = "esthesis/provisioning/reply";
-  std::string topics_provisioning_download = "esthesis/provisioning/download";
-  std::string topics_provisioning_data = "esthesis/provisioning/data";
-  std::string topics_metadata = "esthesis/metadata";
-  std::string topics_ping = "esthesis/ping";
-  std::string topics_api = "esthesis/api/v1";
-  std::string topics_events = "esthesis/events/v1";
+  // [topics]: validated at load (protocol::validate); defaults keep esthesis CORE's device-facing topics.
+  protocol::TopicRoots topics;
 };
+
+enum class ValueType { string, integer, boolean, choice };
+std::string_view to_string(ValueType type);
 
 struct ConfigKeyInfo {
   std::string key;   // "mqtt.uri"
   std::string env;   // "DISPATCH_MQTT_URI"
   std::string flag;  // "--mqtt.uri"
-  std::string default_value;
+  ValueType type = ValueType::string;
+  std::string default_value;         // as text: "tcp://127.0.0.1:1883", "30", "true", "fresh"; "" = none
+  std::vector<std::string> choices;  // choice: the allowed values
+  std::int64_t min = 0, max = 0;     // integer: the allowed range
+  std::string description;           // one line
+  bool secret = false;               // never printed (mqtt.password)
 };
 
-// Every key with its environment variable and flag, for --help and docs.
+// Every key, in table order, for --help and the generated docs.
 std::vector<ConfigKeyInfo> config_keys();
 
 // What the command line asked for besides settings.
 struct CommandLineRequest {
   bool help = false;
   bool version = false;
+  bool print_config = false;           // --print-config: the sample TOML of the loaded config
+  bool print_config_markdown = false;  // --print-config-markdown: docs/configuration.md
   std::string config_file;
 };
 
 // Builds the configuration from defaults, the TOML file named by --config (if any), the environment
-// (envp, "K=V" strings) and the command line. A missing file, a TOML syntax error, an unknown key or a
-// value of the wrong type or out of range is a bad_request error whose message names the key.
+// (envp, "K=V" strings) and the command line, then validates it as a whole. A missing file, a TOML syntax
+// error, an unknown key, a value of the wrong type, out of range or not one of the choices, an empty
+// mqtt.uri / mqtt.client_id / storage.path, or an invalid topic root is a bad_request error whose message
+// names the key. With --help, --version or --print-config-markdown nothing but the command line is read.
 core::Result<Config> load_config(const std::vector<std::string>& args, const std::vector<std::string>& env,
                                  CommandLineRequest& request);
 
 std::string config_help();
+
+// The full commented sample TOML: every key with its description, default, env variable and flag. Keys
+// whose value in `config` differs from the default are set; the others are commented out with the
+// default. A secret (mqtt.password) is never printed.
+std::string config_sample(const Config& config);
+
+// docs/configuration.md: the reference table (key, type, default, env, flag, description).
+std::string config_markdown();
 
 }  // namespace dispatch::service

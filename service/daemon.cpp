@@ -13,7 +13,7 @@
 #include "service/app.h"
 #include "service/event_queue.h"
 #include "service/http/http_server.h"
-#include "service/mqtt_link.h"
+#include "service/mqtt/mqtt_link.h"
 #include "service/publisher.h"
 #include "storage/database.h"
 
@@ -34,6 +34,7 @@ LinkOptions link_options(const Config& c) {
   o.ca_file = c.mqtt_ca_file;
   o.cert_file = c.mqtt_cert_file;
   o.key_file = c.mqtt_key_file;
+  o.tls_verify_hostname = c.mqtt_tls_verify_hostname;
   o.keepalive_s = c.mqtt_keepalive_s;
   o.session_expiry_s = c.mqtt_session_expiry_s;
   o.max_inflight = c.mqtt_max_inflight;
@@ -115,7 +116,7 @@ int run_daemon(const Config& config) {
     auto hp = http::parse_listen_address(config.http_agent_listen);
     spdlog::info("agent HTTP API listening on {}://{}:{} (registration.mode = {})",
                  agent_http->tls() ? "https" : "http", hp ? hp->first : config.http_agent_listen,
-                 agent_http->port(), config.registration_mode);
+                 agent_http->port(), to_string(config.registration_mode));
   }
 
   const auto tick = std::chrono::milliseconds(config.campaigns_tick_ms);

@@ -12,37 +12,26 @@
 #include <string>
 #include <variant>
 
+#include "service/mqtt/message.h"
 #include "service/http/http_exchange.h"
 
 namespace dispatch::service {
 
-struct InboundMessage {
-  std::string topic;
-  std::string payload;
-  std::string response_topic;    // MQTT 5 Response Topic, empty when absent
-  std::string correlation_data;  // MQTT 5 Correlation Data, empty when absent
-  bool has_correlation_data = false;
-};
-
-// The broker acknowledged (ok) or Paho gave up on (!ok) the publish tagged `tag`.
-struct PublishDone {
-  std::uint64_t tag = 0;
-  bool ok = false;
-};
-
-struct LinkUp {};
-struct LinkDown {
-  std::string cause;
-};
 // SIGTERM / SIGINT: finish what is in hand, disconnect, exit 0.
 struct StopRequested {};
 
 using Event = std::variant<InboundMessage, PublishDone, LinkUp, LinkDown, StopRequested, http::HttpExchange,
                            http::HttpStreamed>;
 
-class EventQueue {
+class EventQueue final : public LinkEvents {
  public:
   explicit EventQueue(size_t capacity = 200000) : capacity_(capacity) {}
+
+  // LinkEvents, on Paho's threads: a received message waits for room, the rest never blocks.
+  void on_message(InboundMessage m) override { push(std::move(m)); }
+  void on_publish_done(PublishDone d) override { push_nonblocking(d); }
+  void on_link_up() override { push_nonblocking(LinkUp{}); }
+  void on_link_down(std::string cause) override { push_nonblocking(LinkDown{std::move(cause)}); }
 
   void push(Event e) {
     std::unique_lock lk(mu_);

@@ -2,11 +2,19 @@
 
 #include <fmt/format.h>
 
+#include "protocol/core/secrets.h"
 #include "protocol/errors.h"
-#include "service/api_util.h"
 #include "storage/idempotency.h"
 
 namespace dispatch::service {
+
+std::string request_fingerprint(const nlohmann::json& body) {
+  nlohmann::json copy = body;
+  copy.erase("reply_to");
+  copy.erase("correlation_id");
+  // nlohmann's object keys are sorted, so dump() is canonical.
+  return core::sha256_hex(protocol::dump_json(copy));
+}
 
 core::Result<std::optional<nlohmann::json>> IdempotentRequests::replay(
     std::string_view scope, const std::optional<std::string>& request_id, const nlohmann::json& body) {

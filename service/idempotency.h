@@ -17,6 +17,10 @@ class Database;
 
 namespace dispatch::service {
 
+// SHA-256 of the canonical JSON of a request body without the transport fields (reply_to, correlation_id):
+// the identity of a request for request_id idempotency.
+std::string request_fingerprint(const nlohmann::json& body);
+
 class IdempotentRequests {
  public:
   explicit IdempotentRequests(storage::Database& db) : db_(db) {}

@@ -3,13 +3,12 @@
 
 #include <spdlog/spdlog.h>
 
-#include "service/failpoint.h"
 #include "service/provisioning/device_query.h"
-#include "service/provisioning/device_replies.h"
 #include "service/provisioning/disk_package_files.h"
 #include "service/provisioning/download_tokens.h"
 #include "service/provisioning/downloads.h"
 #include "service/provisioning/packages.h"
+#include "service/router.h"
 
 namespace dispatch::service {
 
@@ -19,20 +18,22 @@ constexpr core::TimeMs k_prune_period_ms = 10'000;
 
 struct Provisioning::Impl {
   Impl(const Config& c, core::Clock& clk, storage::Database& db, Publisher& p, const protocol::Topics& t,
-       provisioning::PackageFiles* given)
-      : clock(clk),
+       BatchEffects& effects, provisioning::PackageFiles* given)
+      : config(c),
+        clock(clk),
         own_files(given ? nullptr : std::make_unique<provisioning::DiskPackageFiles>(c.storage_data_dir)),
         files(given ? *given : *own_files),
-        replies(p, t),
+        answers(t, p, c.mqtt_qos),
         tokens(db, c.provisioning_download_token_ttl_s * 1000, c.provisioning_max_download_factor),
-        packages(c, clk, db, files, tokens),
-        query(c, clk, db, tokens, replies),
-        downloads(c, clk, db, files, tokens, replies) {}
+        packages(c, clk, db, files, tokens, effects),
+        query(c, clk, db, tokens, answers, effects),
+        downloads(c, clk, db, files, tokens, answers, effects) {}
 
+  const Config& config;
   core::Clock& clock;
   std::unique_ptr<provisioning::DiskPackageFiles> own_files;
   provisioning::PackageFiles& files;
-  provisioning::DeviceReplies replies;
+  DeviceAnswers answers;  // the router's answer to a device, for the queries and downloads answered here
   provisioning::DownloadTokens tokens;
   provisioning::Packages packages;
   provisioning::DeviceQuery query;
@@ -41,13 +42,39 @@ struct Provisioning::Impl {
 };
 
 Provisioning::Provisioning(const Config& config, core::Clock& clock, storage::Database& db,
-                           Publisher& publisher, const protocol::Topics& topics)
-    : impl_(std::make_unique<Impl>(config, clock, db, publisher, topics, nullptr)) {}
+                           Publisher& publisher, const protocol::Topics& topics, BatchEffects& effects)
+    : impl_(std::make_unique<Impl>(config, clock, db, publisher, topics, effects, nullptr)) {}
 Provisioning::Provisioning(const Config& config, core::Clock& clock, storage::Database& db,
-                           Publisher& publisher, const protocol::Topics& topics,
+                           Publisher& publisher, const protocol::Topics& topics, BatchEffects& effects,
                            provisioning::PackageFiles& files)
-    : impl_(std::make_unique<Impl>(config, clock, db, publisher, topics, &files)) {}
+    : impl_(std::make_unique<Impl>(config, clock, db, publisher, topics, effects, &files)) {}
 Provisioning::~Provisioning() = default;
+
+void Provisioning::register_routes(Router& router) {
+  using protocol::TopicKind;
+  for (const char* action : {"create", "get", "list", "update", "delete"}) {
+    router.add_api("packages", action,
+                   [this, a = std::string(action)](const nlohmann::json& body) { return api(a, body); });
+  }
+  // The chunk limit plus room for the frame's header.
+  router.add_api_frame(
+      "packages", "upload", static_cast<std::size_t>(impl_->config.provisioning_max_chunk_bytes) + 4096,
+      [this](const nlohmann::json& header, std::string_view bytes) { return upload(header, bytes); });
+  const auto limit = static_cast<std::size_t>(impl_->config.api_max_request_bytes);
+  router.add_device(
+      TopicKind::provisioning_request, limit,
+      [this](const std::string& hw, const InboundMessage& m) { on_request(hw, m); },
+      TopicKind::provisioning_reply);
+  // Every query to the topic counts in the device's rate window, an oversize one too (PROTOCOL §2.1).
+  router.set_oversize_handler(TopicKind::provisioning_request,
+                              [this](const std::string& hw, const InboundMessage& m, std::size_t max_bytes) {
+                                on_oversize_request(hw, m, max_bytes);
+                              });
+  router.add_device(
+      TopicKind::provisioning_download, limit,
+      [this](const std::string& hw, const InboundMessage& m) { on_download(hw, m); },
+      TopicKind::provisioning_data);
+}
 
 core::Status Provisioning::start() {
   if (auto st = impl_->query.start(); !st) return st;
@@ -95,13 +122,6 @@ void Provisioning::on_timer() {
   impl_->query.prune(now);
   if (auto st = impl_->tokens.prune(now); !st)
     spdlog::warn("download token pruning failed: {}", st.error().message);
-}
-
-void Provisioning::after_commit() {
-  // The batch's answers (a download token, the last chunk, "ready") are not published yet.
-  if (impl_->query.take_issued_token()) DISPATCH_FAILPOINT("after_token_issue_commit");
-  if (impl_->downloads.take_spent_token()) DISPATCH_FAILPOINT("after_token_spend_commit");
-  if (impl_->packages.take_finished_upload()) DISPATCH_FAILPOINT("after_package_ready_commit");
 }
 
 }  // namespace dispatch::service

@@ -14,6 +14,7 @@
 #include "protocol/core/clock.h"
 #include "protocol/core/result.h"
 #include "protocol/topics.h"
+#include "service/batch_effects.h"
 #include "service/config.h"
 #include "service/event_queue.h"
 #include "service/provisioning/downloads.h"
@@ -25,21 +26,28 @@ class Database;
 
 namespace dispatch::service {
 
+class Router;
 namespace provisioning {
 class PackageFiles;
 }
 
 class Provisioning {
  public:
-  // Package files go to storage.data_dir.
+  // Package files go to storage.data_dir. The durability boundaries a batch crossed (a download token
+  // issued or spent, a package made ready) are noted in effects, which fires their failpoints
+  // (after_token_issue_commit, after_token_spend_commit, after_package_ready_commit) after the commit.
   Provisioning(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher,
-               const protocol::Topics& topics);
+               const protocol::Topics& topics, BatchEffects& effects);
   // The same with the package files given (tests pass a fake); `files` must outlive this object.
   Provisioning(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher,
-               const protocol::Topics& topics, provisioning::PackageFiles& files);
+               const protocol::Topics& topics, BatchEffects& effects, provisioning::PackageFiles& files);
   ~Provisioning();
   Provisioning(const Provisioning&) = delete;
   Provisioning& operator=(const Provisioning&) = delete;
+
+  // packages/create|get|list|update|delete|upload, and the device topics provisioning/request (with its
+  // oversize handler) and provisioning/download.
+  void register_routes(Router& router);
 
   // Start-up work (e.g. removing half-written upload files, pruning expired state).
   core::Status start();
@@ -49,7 +57,8 @@ class Provisioning {
   // packages/upload: one frame (header already parsed as JSON; body = the raw bytes).
   core::Result<nlohmann::json> upload(const nlohmann::json& header, std::string_view body);
 
-  // esthesis/provisioning/request/{hw} and …/download/{hw}: answer on the device's own topics.
+  // esthesis/provisioning/request/{hw} and …/download/{hw}: answered through DeviceAnswers (the device's
+  // own topics, or an allowed Response Topic).
   void on_request(const std::string& hw, const InboundMessage& m);
   void on_download(const std::string& hw, const InboundMessage& m);
   // A request on …/request/{hw} larger than `limit` bytes, which the router does not parse: it counts in
@@ -67,11 +76,6 @@ class Provisioning {
 
   // Periodic pruning of nonces, rate windows and expired download tokens.
   void on_timer();
-
-  // Called by the loop once a batch's transaction is committed and before its answers are published:
-  // the place of the failpoints after_token_issue_commit, after_token_spend_commit and
-  // after_package_ready_commit (test builds only; otherwise it only resets the batch's flags).
-  void after_commit();
 
  private:
   struct Impl;

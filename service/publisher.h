@@ -4,7 +4,8 @@
 
 #include <vector>
 
-#include "service/mqtt_link.h"
+#include "service/mqtt/message.h"
+#include "service/mqtt/mqtt_link.h"
 
 namespace dispatch::service {
 

@@ -31,27 +31,20 @@ const std::string* string_field(const nlohmann::json* fields, const char* name) 
   return &it->get_ref<const std::string&>();
 }
 
-// The one correlation echo: Correlation Data from the MQTT 5 properties, correlation_id from the request
-// document (a JSON body or a frame header) when it has one.
-Correlation correlation_of(const InboundMessage& m, const nlohmann::json* fields) {
-  Correlation c;
-  if (m.has_correlation_data) c.data = m.correlation_data;
-  if (const std::string* id = string_field(fields, "correlation_id")) c.id = *id;
-  return c;
+// The answer document with the correlation_id echoed, or the error in its wire form.
+std::string answer_payload(const Correlation& c, const core::Result<nlohmann::json>& result) {
+  if (!result) return protocol::error_payload(wire_error(result.error()), c.id);
+  nlohmann::json out = *result;
+  if (c.id) out["correlation_id"] = *c.id;
+  return protocol::dump_json(out);
 }
 
-OutMessage answer_message(std::string topic, int qos, const Correlation& c,
-                          const core::Result<nlohmann::json>& result) {
+// The answer on topic, with the Correlation Data echoed.
+OutMessage answer_message(std::string topic, int qos, const Correlation& c, std::string payload) {
   OutMessage msg;
   msg.topic = std::move(topic);
   msg.qos = qos;
-  if (result) {
-    nlohmann::json out = *result;
-    if (c.id) out["correlation_id"] = *c.id;
-    msg.payload = protocol::dump_json(out);
-  } else {
-    msg.payload = protocol::error_payload(wire_error(result.error()), c.id);
-  }
+  msg.payload = std::move(payload);
   if (c.data) {
     msg.correlation_data = *c.data;
     msg.has_correlation_data = true;
@@ -59,7 +52,18 @@ OutMessage answer_message(std::string topic, int qos, const Correlation& c,
   return msg;
 }
 
+bool logged_error(const core::Error& e) {
+  return e.code == ErrorCode::internal || e.code == ErrorCode::unavailable;
+}
+
 }  // namespace
+
+Correlation correlation_of(const InboundMessage& m, const nlohmann::json* fields) {
+  Correlation c;
+  if (m.has_correlation_data) c.data = m.correlation_data;
+  if (const std::string* id = string_field(fields, "correlation_id")) c.id = *id;
+  return c;
+}
 
 core::Error wire_error(const core::Error& e) {
   // The detail of these two is about our insides (SQLite's text, a file path): it stays in the log.
@@ -73,7 +77,10 @@ core::Error wire_error(const core::Error& e) {
 }
 
 Router::Router(const protocol::Topics& topics, Publisher& publisher, RouterLimits limits)
-    : topics_(topics), publisher_(publisher), limits_(limits) {}
+    : topics_(topics),
+      publisher_(publisher),
+      limits_(limits),
+      device_answers_(topics, publisher, limits.device_qos) {}
 
 void Router::add_api(std::string resource, std::string action, ApiHandler handler) {
   ApiRoute& r = api_routes_[{std::move(resource), std::move(action)}];
@@ -240,7 +247,7 @@ void Router::dispatch_device(const protocol::ParsedTopic& t, const InboundMessag
                     });
     } else if (r.answer_kind) {
       // The device expects an answer: say why there is none.
-      answer_device(
+      device_answers_.answer(
           *r.answer_kind, hw, m, correlation_of(m, nullptr),
           make_error(ErrorCode::too_large, fmt::format("message of {} bytes exceeds the limit of {} bytes",
                                                        m.payload.size(), r.max_bytes)));
@@ -267,27 +274,40 @@ void Router::dispatch_device(const protocol::ParsedTopic& t, const InboundMessag
     body = std::move(*parsed);
     return r.request(hw, *body);
   });
-  answer_device(*r.answer_kind, hw, m, correlation_of(m, body ? &*body : nullptr), result);
+  device_answers_.answer(*r.answer_kind, hw, m, correlation_of(m, body ? &*body : nullptr), result);
 }
 
 void Router::answer_api(const std::string& topic, const Correlation& c,
                         const core::Result<nlohmann::json>& r) {
-  if (!r && (r.error().code == ErrorCode::internal || r.error().code == ErrorCode::unavailable))
+  if (!r && logged_error(r.error()))
     spdlog::error("answering {} with {}: {}", topic, core::to_string(r.error().code), r.error().message);
-  publisher_.publish(answer_message(topic, 1, c, r));
+  publisher_.publish(answer_message(topic, 1, c, answer_payload(c, r)));
 }
 
-void Router::answer_device(TopicKind kind, const std::string& hw, const InboundMessage& request,
+void DeviceAnswers::answer(TopicKind kind, const std::string& hw, const InboundMessage& request,
                            const Correlation& c, const core::Result<nlohmann::json>& r) {
+  publish(kind, hw, request, c, answer_payload(c, r), r ? nullptr : &r.error());
+}
+
+void DeviceAnswers::answer_frame(TopicKind kind, const std::string& hw, const InboundMessage& request,
+                                 const Correlation& c, const core::Result<protocol::Frame>& r) {
+  nlohmann::json header = r ? r->header : protocol::error_json(wire_error(r.error()));
+  if (c.id) header["correlation_id"] = *c.id;
+  publish(kind, hw, request, c, protocol::encode_frame(header, r ? r->body : std::string_view()),
+          r ? nullptr : &r.error());
+}
+
+void DeviceAnswers::publish(TopicKind kind, const std::string& hw, const InboundMessage& request,
+                            const Correlation& c, std::string payload, const core::Error* error) {
   auto own = topics_.device(kind, hw);
-  if (!own) return;  // hw was validated above; unreachable in practice
+  if (!own) return;  // hw was validated by the router; unreachable in practice
   std::string topic = std::move(*own);
   if (!request.response_topic.empty() && topics_.response_topic_allowed(request.response_topic, kind, hw))
     topic = request.response_topic;
-  if (!r && (r.error().code == ErrorCode::internal || r.error().code == ErrorCode::unavailable))
+  if (error && logged_error(*error))
     spdlog::error("answering {} on {} with {}: {}", hw, protocol::to_string(kind),
-                  core::to_string(r.error().code), r.error().message);
-  publisher_.publish(answer_message(std::move(topic), limits_.device_qos, c, r));
+                  core::to_string(error->code), error->message);
+  publisher_.publish(answer_message(std::move(topic), qos_, c, std::move(payload)));
 }
 
 }  // namespace dispatch::service

@@ -24,6 +24,7 @@
 #include <utility>
 
 #include "protocol/core/result.h"
+#include "protocol/frame.h"
 #include "protocol/topics.h"
 #include "service/event_queue.h"
 #include "service/publisher.h"
@@ -50,8 +51,37 @@ struct Correlation {
   std::optional<std::string> id;    // JSON correlation_id, echoed in the answer document
 };
 
+// The one correlation echo: Correlation Data from the MQTT 5 properties, correlation_id from the request
+// document (a JSON body or a frame header; null when there is none).
+Correlation correlation_of(const InboundMessage& m, const nlohmann::json* fields);
+
 // The generic form of an error for the wire: unavailable and internal lose their detail.
 core::Error wire_error(const core::Error& e);
+
+// The one answer to a device request, for the router's device routes and for handlers that answer
+// themselves (provisioning): on the device's own topic of `kind`, or on the request's Response Topic when
+// PROTOCOL §2.1 allows it; Correlation Data and correlation_id echoed; errors in their wire form
+// (wire_error; unavailable and internal are logged with their detail).
+class DeviceAnswers {
+ public:
+  DeviceAnswers(const protocol::Topics& topics, Publisher& publisher, int qos)
+      : topics_(topics), publisher_(publisher), qos_(qos) {}
+
+  // `hw` must be a valid hardware id. A JSON answer: the document, or the error payload.
+  void answer(protocol::TopicKind kind, const std::string& hw, const InboundMessage& request,
+              const Correlation& c, const core::Result<nlohmann::json>& r);
+  // A frame answer (PROTOCOL §2.4): the header and the bytes, or an error-only frame.
+  void answer_frame(protocol::TopicKind kind, const std::string& hw, const InboundMessage& request,
+                    const Correlation& c, const core::Result<protocol::Frame>& r);
+
+ private:
+  void publish(protocol::TopicKind kind, const std::string& hw, const InboundMessage& request,
+               const Correlation& c, std::string payload, const core::Error* error);
+
+  const protocol::Topics& topics_;
+  Publisher& publisher_;
+  int qos_;
+};
 
 class Router {
  public:
@@ -120,12 +150,11 @@ class Router {
   std::optional<std::string> api_reply_topic(const InboundMessage& m, const nlohmann::json* fields,
                                              std::string_view resource, std::string_view action);
   void answer_api(const std::string& topic, const Correlation& c, const core::Result<nlohmann::json>& r);
-  void answer_device(protocol::TopicKind kind, const std::string& hw, const InboundMessage& request,
-                     const Correlation& c, const core::Result<nlohmann::json>& r);
 
   const protocol::Topics& topics_;
   Publisher& publisher_;
   RouterLimits limits_;
+  DeviceAnswers device_answers_;
   std::map<std::pair<std::string, std::string>, ApiRoute> api_routes_;
   std::map<protocol::TopicKind, DeviceRoute> device_routes_;
   DeviceHook device_hook_;

@@ -25,7 +25,7 @@ constexpr const char* k_execution_columns =
     "next_attempt_at, output, version_verified, updated_at, first_sent_at, finished_at, reply_ok, "
     "published_attempt, version_at_send";
 
-CampaignRow read_campaign(SQLite::Statement& q) {
+CampaignRow read_campaign(Statement& q) {
   CampaignRow row;
   row.id = q.getColumn(0).getString();
   row.name = q.getColumn(1).getString();
@@ -44,7 +44,7 @@ CampaignRow read_campaign(SQLite::Statement& q) {
   return row;
 }
 
-ExecutionRow read_execution(SQLite::Statement& q) {
+ExecutionRow read_execution(Statement& q) {
   ExecutionRow row;
   row.campaign_id = q.getColumn(0).getString();
   row.hardware_id = q.getColumn(1).getString();
@@ -165,28 +165,47 @@ Status CampaignStore::remove(const std::string& id) {
 
 Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& rows) {
   return db_.transaction([&]() -> Result<int> {
-    auto q = db_.prepare(std::string("INSERT OR IGNORE INTO campaign_executions(") + k_execution_columns +
-                         ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)");
+    auto bind_row = [&](Statement& q, int p, const ExecutionRow& r) {
+      q.bindNoCopy(p + 1, r.campaign_id);
+      q.bindNoCopy(p + 2, r.hardware_id);
+      q.bind(p + 3, r.group_index);
+      q.bindNoCopy(p + 4, r.state);
+      q.bind(p + 5, r.attempt);
+      bind_opt(q, p + 6, r.command_id);
+      bind_opt(q, p + 7, r.sent_at);
+      bind_opt(q, p + 8, r.replied_at);
+      bind_opt(q, p + 9, r.next_attempt_at);
+      q.bindNoCopy(p + 10, r.output);
+      q.bind(p + 11, r.version_verified ? 1 : 0);
+      q.bind(p + 12, r.updated_at);
+      bind_opt(q, p + 13, r.first_sent_at);
+      bind_opt(q, p + 14, r.finished_at);
+      q.bind(p + 15, r.reply_ok ? 1 : 0);
+      bind_opt(q, p + 16, r.version_at_send);
+    };
+    const std::string insert_rows =
+        std::string("INSERT INTO campaign_executions(") + k_execution_columns + ") VALUES";
+    const char* const row_placeholders = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)";
+    const char* const ignore_existing = " ON CONFLICT DO NOTHING";
     int inserted = 0;
-    for (const ExecutionRow& r : rows) {
-      q->reset();
-      q->bindNoCopy(1, r.campaign_id);
-      q->bindNoCopy(2, r.hardware_id);
-      q->bind(3, r.group_index);
-      q->bindNoCopy(4, r.state);
-      q->bind(5, r.attempt);
-      bind_opt(*q, 6, r.command_id);
-      bind_opt(*q, 7, r.sent_at);
-      bind_opt(*q, 8, r.replied_at);
-      bind_opt(*q, 9, r.next_attempt_at);
-      q->bindNoCopy(10, r.output);
-      q->bind(11, r.version_verified ? 1 : 0);
-      q->bind(12, r.updated_at);
-      bind_opt(*q, 13, r.first_sent_at);
-      bind_opt(*q, 14, r.finished_at);
-      q->bind(15, r.reply_ok ? 1 : 0);
-      bind_opt(*q, 16, r.version_at_send);
+    if (db_.backend() == Backend::sqlite) {
+      auto q = db_.prepare(insert_rows + row_placeholders + ignore_existing);
+      for (const ExecutionRow& r : rows) {
+        q->reset();
+        bind_row(*q, 0, r);
+        inserted += q->exec();
+      }
+      return inserted;
+    }
+    // PostgreSQL: batches of rows per round trip, as CommandStore::create_with_deliveries.
+    std::size_t done = 0;
+    while (done < rows.size()) {
+      std::size_t n = detail::k_pg_batch;
+      while (n > rows.size() - done) n /= 2;
+      auto q = db_.prepare(insert_rows + detail::value_rows(row_placeholders, n) + ignore_existing);
+      for (std::size_t k = 0; k < n; ++k) bind_row(*q, static_cast<int>(k) * 16, rows[done + k]);
       inserted += q->exec();
+      done += n;
     }
     return inserted;
   });

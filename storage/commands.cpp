@@ -26,7 +26,7 @@ constexpr const char* k_delivery_columns =
     "command_id, hardware_id, command_line, state, output, trimmed, attempts, sent_at, replied_at, "
     "expires_at, created_at";
 
-CommandRow read_command(SQLite::Statement& q) {
+CommandRow read_command(Statement& q) {
   CommandRow row;
   row.id = q.getColumn(0).getString();
   row.type = q.getColumn(1).getString();
@@ -44,7 +44,7 @@ CommandRow read_command(SQLite::Statement& q) {
   return row;
 }
 
-DeliveryRow read_delivery(SQLite::Statement& q) {
+DeliveryRow read_delivery(Statement& q) {
   DeliveryRow row;
   row.command_id = q.getColumn(0).getString();
   row.hardware_id = q.getColumn(1).getString();
@@ -60,7 +60,7 @@ DeliveryRow read_delivery(SQLite::Statement& q) {
   return row;
 }
 
-std::vector<DeliveryRow> read_deliveries(SQLite::Statement& q) {
+std::vector<DeliveryRow> read_deliveries(Statement& q) {
   std::vector<DeliveryRow> rows;
   while (q.executeStep()) rows.push_back(read_delivery(q));
   return rows;
@@ -74,41 +74,59 @@ std::string select_deliveries(const std::string& where) {
 
 Status CommandStore::create_with_deliveries(const CommandRow& c, const std::vector<DeliveryRow>& deliveries) {
   return db_.transaction([&]() -> Status {
-    auto& db = db_.db();
-    SQLite::Statement insert(db, std::string("INSERT INTO commands(") + k_command_columns +
-                                     ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    insert.bind(1, c.id);
-    insert.bind(2, c.type);
-    insert.bind(3, c.execution);
-    insert.bind(4, c.command);
-    insert.bind(5, encode_strings(c.arguments));
-    insert.bind(6, c.package_id);
-    insert.bind(7, c.description);
-    bind_opt(insert, 8, c.ttl_s);
-    bind_opt(insert, 9, c.expires_at);
-    insert.bind(10, c.created_at);
-    bind_opt(insert, 11, c.request_id);
-    bind_opt(insert, 12, c.request_hash);
-    insert.bind(13, c.canceled ? 1 : 0);
-    insert.exec();
+    auto insert = db_.prepare(std::string("INSERT INTO commands(") + k_command_columns +
+                              ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    insert->bind(1, c.id);
+    insert->bind(2, c.type);
+    insert->bind(3, c.execution);
+    insert->bind(4, c.command);
+    insert->bind(5, encode_strings(c.arguments));
+    insert->bind(6, c.package_id);
+    insert->bind(7, c.description);
+    bind_opt(*insert, 8, c.ttl_s);
+    bind_opt(*insert, 9, c.expires_at);
+    insert->bind(10, c.created_at);
+    bind_opt(*insert, 11, c.request_id);
+    bind_opt(*insert, 12, c.request_hash);
+    insert->bind(13, c.canceled ? 1 : 0);
+    insert->exec();
 
-    SQLite::Statement d(db, std::string("INSERT INTO deliveries(") + k_delivery_columns +
-                                ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    for (const DeliveryRow& row : deliveries) {
-      d.reset();
+    auto bind_row = [&](Statement& d, int p, const DeliveryRow& row) {
       // No copies of the strings: the rows outlive the statement's execution.
-      d.bindNoCopy(1, c.id);
-      d.bindNoCopy(2, row.hardware_id);
-      d.bindNoCopy(3, row.command_line);
-      d.bindNoCopy(4, row.state);
-      d.bindNoCopy(5, row.output);
-      d.bind(6, row.trimmed ? 1 : 0);
-      d.bind(7, row.attempts);
-      bind_opt(d, 8, row.sent_at);
-      bind_opt(d, 9, row.replied_at);
-      bind_opt(d, 10, row.expires_at);
-      d.bind(11, row.created_at);
-      d.exec();
+      d.bindNoCopy(p + 1, c.id);
+      d.bindNoCopy(p + 2, row.hardware_id);
+      d.bindNoCopy(p + 3, row.command_line);
+      d.bindNoCopy(p + 4, row.state);
+      d.bindNoCopy(p + 5, row.output);
+      d.bind(p + 6, row.trimmed ? 1 : 0);
+      d.bind(p + 7, row.attempts);
+      bind_opt(d, p + 8, row.sent_at);
+      bind_opt(d, p + 9, row.replied_at);
+      bind_opt(d, p + 10, row.expires_at);
+      d.bind(p + 11, row.created_at);
+    };
+    const std::string insert_rows = std::string("INSERT INTO deliveries(") + k_delivery_columns + ") VALUES";
+    const char* const row_placeholders = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    if (db_.backend() == Backend::sqlite) {
+      // One row per execution: no round trip, the prepared statement is reused.
+      auto d = db_.prepare(insert_rows + row_placeholders);
+      for (const DeliveryRow& row : deliveries) {
+        d->reset();
+        bind_row(*d, 0, row);
+        d->exec();
+      }
+      return {};
+    }
+    // PostgreSQL: every execution is a round trip, so the rows go k_pg_batch at a time in one multi-row
+    // VALUES, then in halving batches for the rest (few distinct statement texts, all cached).
+    std::size_t done = 0;
+    while (done < deliveries.size()) {
+      std::size_t n = detail::k_pg_batch;
+      while (n > deliveries.size() - done) n /= 2;
+      auto d = db_.prepare(insert_rows + detail::value_rows(row_placeholders, n));
+      for (std::size_t k = 0; k < n; ++k) bind_row(*d, static_cast<int>(k) * 11, deliveries[done + k]);
+      d->exec();
+      done += n;
     }
     return {};
   });
@@ -182,10 +200,30 @@ Result<std::vector<DeliveryRow>> CommandStore::deliveries_to_publish(TimeMs now,
 
 Result<int> CommandStore::mark_sent(const std::vector<DeliveryKey>& keys, TimeMs t) {
   return db_.transaction([&]() -> Result<int> {
+    int changed = 0;
+    if (db_.backend() == Backend::postgres) {
+      // One round trip per batch of keys instead of one per key (a key listed twice counts once here).
+      std::size_t done = 0;
+      while (done < keys.size()) {
+        std::size_t n = detail::k_pg_batch;
+        while (n > keys.size() - done) n /= 2;
+        auto q = db_.prepare(
+            "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = ?1 "
+            "WHERE state IN ('queued', 'sent') AND (command_id, hardware_id) IN (VALUES " +
+            detail::value_rows("(?, ?)", n) + ")");
+        q->bind(1, t);
+        for (std::size_t k = 0; k < n; ++k) {
+          q->bindNoCopy(2 + 2 * static_cast<int>(k), keys[done + k].first);
+          q->bindNoCopy(3 + 2 * static_cast<int>(k), keys[done + k].second);
+        }
+        changed += q->exec();
+        done += n;
+      }
+      return changed;
+    }
     auto q = db_.prepare(
         "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = ? "
         "WHERE command_id = ? AND hardware_id = ? AND state IN ('queued', 'sent')");
-    int changed = 0;
     for (const auto& [command_id, hardware_id] : keys) {
       q->reset();
       q->bind(1, t);
@@ -207,7 +245,7 @@ Result<ReplyOutcome> CommandStore::record_reply(const std::string& command_id, c
         "UPDATE deliveries SET state = ?, output = ?, trimmed = ?, replied_at = ?, "
         // A reply can overtake the broker's acknowledgement of the publish: the device
         // evidently got the command, so count the attempt and its send time.
-        "attempts = MAX(attempts, 1), sent_at = COALESCE(sent_at, ?4) "
+        "attempts = CASE WHEN attempts < 1 THEN 1 ELSE attempts END, sent_at = COALESCE(sent_at, ?4) "
         "WHERE command_id = ? AND hardware_id = ? AND state IN ('queued', 'sent')");
     u->bind(1, success ? "succeeded" : "failed");
     u->bind(2, output);

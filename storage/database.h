@@ -1,11 +1,15 @@
-// Database: one SQLite connection with the service's pragmas, ordered schema migrations and
-// transactions that nest.
+// Database: one connection to SQLite (the embedded default) or PostgreSQL (several instances), with
+// ordered schema migrations per backend, transactions that nest, and a cache of prepared statements.
 //
 // A Database is one connection and is not thread-safe: use it from one thread (the service loop), or
-// open one Database per thread on the same file (WAL lets readers and one writer work together; writers
-// wait up to busy_timeout = 5 s for each other). Every SQLite exception is caught here or in a store
-// and returned as an Error: busy/locked/I/O/full/read-only/cannot-open → unavailable, unique or
-// primary-key violation → conflict, foreign-key violation → not_found, anything else → internal.
+// open one Database per thread (SQLite: on the same file; WAL lets readers and one writer work
+// together; writers wait up to busy_timeout = 5 s for each other). Every backend exception is caught
+// here or in a store and returned as an Error:
+//   SQLite: busy/locked/I/O/full/read-only/cannot-open → unavailable;
+//   PostgreSQL: connection lost or refused, server shutting down, too many connections, serialization
+//   failure or deadlock → unavailable;
+//   both: unique or primary-key violation → conflict, foreign-key violation → not_found, anything else →
+//   internal.
 #pragma once
 
 #include <SQLiteCpp/SQLiteCpp.h>
@@ -19,8 +23,19 @@
 #include <vector>
 
 #include "protocol/core/result.h"
+#include "storage/statement.h"
 
 namespace dispatch::storage {
+
+namespace detail {
+class PgConnection;
+}
+
+enum class Backend { sqlite, postgres };
+
+// True for a "postgresql://…" or "postgres://…" connection URI (libpq's URI syntax; key=value strings
+// are not accepted so that a file name can never be taken for one).
+bool is_postgres_url(const std::string& location);
 
 // One step of the schema. Versions start at 1 and increase by one; sql may hold several statements.
 struct Migration {
@@ -28,49 +43,67 @@ struct Migration {
   std::string sql;
 };
 
-// The migrations this build knows, oldest first (schema.cpp).
-const std::vector<Migration>& schema_migrations();
+// The migrations this build knows for a backend, oldest first (schema.cpp). Both lists have the same
+// versions; each step is written in its backend's dialect.
+const std::vector<Migration>& schema_migrations(Backend backend = Backend::sqlite);
 
-// Turns an exception thrown by SQLiteCpp (or anything else) into an Error with the codes above.
+// Turns an exception thrown by SQLiteCpp, libpqxx (or anything else) into an Error with the codes above.
 core::Error error_from_exception(const std::exception& e);
 
 class Database {
  public:
-  // Opens (creating if needed) the database at path; ":memory:" gives a private in-memory database.
-  // Sets journal_mode=WAL (files only), synchronous=FULL, foreign_keys=ON, busy_timeout=5000, then
-  // applies every pending migration, each in its own transaction.
-  // Errors: unavailable when the file cannot be opened or its schema_version is newer than the
-  // newest migration ("database schema version N is newer than this build (M)"); internal when a
-  // migration fails.
-  static core::Result<std::unique_ptr<Database>> open(const std::string& path);
+  // Opens a database. location is either a PostgreSQL URI (is_postgres_url: "postgresql://user@host:
+  // port/db", libpq's parameters such as ?options=-csearch_path%3Dx allowed) or a SQLite path
+  // (created if needed; ":memory:" gives a private in-memory database).
+  // SQLite: sets journal_mode=WAL (files only), synchronous=FULL, foreign_keys=ON, busy_timeout=5000.
+  // PostgreSQL: connects (connect_timeout 5 s unless the URI says otherwise); the migrations run under
+  // an advisory lock, so instances starting together migrate once.
+  // Then applies every pending migration, each in its own transaction.
+  // Errors: unavailable when the database cannot be opened or reached, or its schema_version is newer
+  // than the newest migration ("database schema version N is newer than this build (M)"); internal
+  // when a migration fails.
+  static core::Result<std::unique_ptr<Database>> open(const std::string& location);
   // The same with an explicit migration list (tests of the migration machinery).
-  static core::Result<std::unique_ptr<Database>> open(const std::string& path,
+  static core::Result<std::unique_ptr<Database>> open(const std::string& location,
                                                       const std::vector<Migration>& migrations);
+  ~Database();
 
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
 
   // The schema version after open (the newest applied migration).
   int schema_version() const { return schema_version_; }
+  // The location given to open() (a PostgreSQL URI as given, password included if it had one).
   const std::string& path() const { return path_; }
+  Backend backend() const { return backend_; }
+  // The SQL text for this connection's backend, for the few statements whose dialects differ.
+  const char* dialect(const char* sqlite, const char* postgres) const {
+    return backend_ == Backend::sqlite ? sqlite : postgres;
+  }
+  // Runs SQL without parameters (may hold several statements; no result). Throws like prepare().
+  void exec(const std::string& sql);
 
   // Runs f inside a write transaction: BEGIN IMMEDIATE at the outermost level (so the write lock is
   // taken up front and a busy database fails early with unavailable), a SAVEPOINT when already inside
-  // one. f returns Status or Result<T>. The work is committed when f returns ok, and rolled back when
-  // it returns an error or throws; an exception becomes an Error (see the header comment).
+  // one. On PostgreSQL the outermost level is a plain BEGIN (READ COMMITTED): writers do not exclude
+  // each other, so what must be decided once across connections is decided by one statement (a state
+  // guard in an UPDATE, ON CONFLICT), a row lock (FOR UPDATE) or an advisory lock in the store. f returns
+  // Status or Result<T>. The work is committed when f returns ok, and rolled back when it returns an error or
+  // throws; an exception becomes an Error (see the header comment).
   template <class F>
   auto transaction(F&& f) -> std::invoke_result_t<F> {
     return run_in_transaction(true, std::forward<F>(f));
   }
 
   // Like transaction() but starts a deferred (read) transaction at the outermost level: a consistent
-  // snapshot for several SELECTs without taking the write lock.
+  // snapshot for several SELECTs without taking the write lock (PostgreSQL: REPEATABLE READ).
   template <class F>
   auto read(F&& f) -> std::invoke_result_t<F> {
     return run_in_transaction(false, std::forward<F>(f));
   }
 
   // Runs SQLite's integrity check; "ok" when the file is sound, otherwise SQLite's first findings.
+  // PostgreSQL checks its own pages: "ok" when the server answers.
   core::Result<std::string> integrity_check();
 
   // A prepared statement lent from this connection's cache (prepared on first use, SQLite re-prepares
@@ -85,32 +118,33 @@ class Database {
     Lease& operator=(const Lease&) = delete;
     Lease& operator=(Lease&&) = delete;
     ~Lease();
-    SQLite::Statement& operator*() { return *statement_; }
-    SQLite::Statement* operator->() { return statement_; }
+    Statement& operator*() { return *statement_; }
+    Statement* operator->() { return statement_; }
 
    private:
     friend class Database;
-    Lease(SQLite::Statement* cached, bool* lent) : statement_(cached), lent_(lent) {}
-    explicit Lease(std::unique_ptr<SQLite::Statement> owned)
-        : owned_(std::move(owned)), statement_(owned_.get()) {}
-    std::unique_ptr<SQLite::Statement> owned_;
-    SQLite::Statement* statement_ = nullptr;
+    Lease(Statement* cached, bool* lent) : statement_(cached), lent_(lent) {}
+    explicit Lease(std::unique_ptr<Statement> owned) : owned_(std::move(owned)), statement_(owned_.get()) {}
+    std::unique_ptr<Statement> owned_;
+    Statement* statement_ = nullptr;
     bool* lent_ = nullptr;  // the cache entry's "in use" flag, or null for an owned statement
   };
   static constexpr std::size_t k_statement_cache_size = 256;
-  // Throws SQLite::Exception when sql does not prepare (the stores turn it into an Error).
+  // Throws SQLite::Exception / pqxx::failure when sql does not prepare (the stores turn it into an Error).
   Lease prepare(const std::string& sql);
 
-  // The underlying connection, for the stores of this folder.
-  SQLite::Database& db() { return db_; }
+  // The underlying SQLite connection (SQLite only: tests of pragmas and files).
+  SQLite::Database& db() { return *sqlite_; }
   // True while a transaction() or read() is running on this connection.
   bool in_transaction() const { return depth_ > 0; }
 
  private:
-  explicit Database(const std::string& path);
+  Database(const std::string& location, Backend backend);
+  std::unique_ptr<Statement> make_statement(const std::string& sql);
 
   core::Status configure();
   core::Status migrate(const std::vector<Migration>& migrations);
+  core::Status migrate_locked(const std::vector<Migration>& migrations);
 
   void begin(bool write);
   void commit();
@@ -139,13 +173,15 @@ class Database {
   }
 
   struct CachedStatement {
-    std::unique_ptr<SQLite::Statement> statement;
+    std::unique_ptr<Statement> statement;
     bool lent = false;
   };
 
   std::string path_;
-  SQLite::Database db_;
-  // Declared after db_ so that the statements are finalised before the connection closes.
+  Backend backend_;
+  std::unique_ptr<SQLite::Database> sqlite_;
+  std::unique_ptr<detail::PgConnection> pg_;
+  // Declared after the connections so that the statements are finalised before a connection closes.
   std::unordered_map<std::string, CachedStatement> statements_;
   int depth_ = 0;  // nesting of transaction()/read(); 0 = autocommit
   int schema_version_ = 0;

@@ -22,7 +22,7 @@ constexpr const char* k_columns =
     "hardware_id, public_key_pem, key_type, attributes, reported_version, properties, created_at, "
     "updated_at, last_seen";
 
-DeviceRow read_row(SQLite::Statement& q) {
+DeviceRow read_row(Statement& q) {
   DeviceRow row;
   row.hardware_id = q.getColumn(0).getString();
   row.public_key_pem = q.getColumn(1).getString();
@@ -36,7 +36,7 @@ DeviceRow read_row(SQLite::Statement& q) {
   return row;
 }
 
-std::vector<std::string> tags_of(SQLite::Statement& q, const std::string& hardware_id) {
+std::vector<std::string> tags_of(Statement& q, const std::string& hardware_id) {
   q.reset();
   q.bind(1, hardware_id);
   std::vector<std::string> tags;
@@ -52,37 +52,36 @@ Status not_found(const std::string& hardware_id) {
 
 Result<bool> DeviceStore::upsert(const DeviceRow& row, TimeMs now) {
   return db_.transaction([&]() -> Result<bool> {
-    auto& db = db_.db();
-    SQLite::Statement update(db,
-                             "UPDATE devices SET public_key_pem = ?, key_type = ?, attributes = ?, "
-                             "updated_at = ? WHERE hardware_id = ?");
-    update.bind(1, row.public_key_pem);
-    update.bind(2, row.key_type);
-    update.bind(3, encode_map(row.attributes));
-    update.bind(4, now);
-    update.bind(5, row.hardware_id);
-    const bool created = update.exec() == 0;
+    auto update = db_.prepare(
+        "UPDATE devices SET public_key_pem = ?, key_type = ?, attributes = ?, "
+        "updated_at = ? WHERE hardware_id = ?");
+    update->bind(1, row.public_key_pem);
+    update->bind(2, row.key_type);
+    update->bind(3, encode_map(row.attributes));
+    update->bind(4, now);
+    update->bind(5, row.hardware_id);
+    const bool created = update->exec() == 0;
     if (created) {
-      SQLite::Statement insert(db,
-                               "INSERT INTO devices(hardware_id, public_key_pem, key_type, attributes, "
-                               "properties, created_at, updated_at) VALUES(?, ?, ?, ?, '', ?, ?)");
-      insert.bind(1, row.hardware_id);
-      insert.bind(2, row.public_key_pem);
-      insert.bind(3, row.key_type);
-      insert.bind(4, encode_map(row.attributes));
-      insert.bind(5, now);
-      insert.bind(6, now);
-      insert.exec();
+      auto insert = db_.prepare(
+          "INSERT INTO devices(hardware_id, public_key_pem, key_type, attributes, "
+          "properties, created_at, updated_at) VALUES(?, ?, ?, ?, '', ?, ?)");
+      insert->bind(1, row.hardware_id);
+      insert->bind(2, row.public_key_pem);
+      insert->bind(3, row.key_type);
+      insert->bind(4, encode_map(row.attributes));
+      insert->bind(5, now);
+      insert->bind(6, now);
+      insert->exec();
     }
-    SQLite::Statement clear(db, "DELETE FROM device_tags WHERE hardware_id = ?");
-    clear.bind(1, row.hardware_id);
-    clear.exec();
-    SQLite::Statement tag(db, "INSERT OR IGNORE INTO device_tags(hardware_id, tag) VALUES(?, ?)");
+    auto clear = db_.prepare("DELETE FROM device_tags WHERE hardware_id = ?");
+    clear->bind(1, row.hardware_id);
+    clear->exec();
+    auto tag = db_.prepare("INSERT INTO device_tags(hardware_id, tag) VALUES(?, ?) ON CONFLICT DO NOTHING");
     for (const auto& t : row.tags) {
-      tag.reset();
-      tag.bind(1, row.hardware_id);
-      tag.bind(2, t);
-      tag.exec();
+      tag->reset();
+      tag->bind(1, row.hardware_id);
+      tag->bind(2, t);
+      tag->exec();
     }
     return created;
   });

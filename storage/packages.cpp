@@ -22,7 +22,7 @@ constexpr const char* k_columns =
     "id, name, version, prerequisite_version, type, url, sha256, size, available, prerelease_ok, "
     "attributes, state, file_path, created_at, updated_at";
 
-PackageRow read_row(SQLite::Statement& q) {
+PackageRow read_row(Statement& q) {
   PackageRow row;
   row.id = q.getColumn(0).getString();
   row.name = q.getColumn(1).getString();
@@ -42,7 +42,7 @@ PackageRow read_row(SQLite::Statement& q) {
   return row;
 }
 
-std::vector<std::string> tags_of(SQLite::Statement& q, const std::string& id) {
+std::vector<std::string> tags_of(Statement& q, const std::string& id) {
   q.reset();
   q.bind(1, id);
   std::vector<std::string> tags;
@@ -50,16 +50,16 @@ std::vector<std::string> tags_of(SQLite::Statement& q, const std::string& id) {
   return tags;
 }
 
-void write_tags(SQLite::Database& db, const std::string& id, const std::vector<std::string>& tags) {
-  SQLite::Statement clear(db, "DELETE FROM package_tags WHERE package_id = ?");
-  clear.bind(1, id);
-  clear.exec();
-  SQLite::Statement add(db, "INSERT OR IGNORE INTO package_tags(package_id, tag) VALUES(?, ?)");
+void write_tags(Database& db, const std::string& id, const std::vector<std::string>& tags) {
+  auto clear = db.prepare("DELETE FROM package_tags WHERE package_id = ?");
+  clear->bind(1, id);
+  clear->exec();
+  auto add = db.prepare("INSERT INTO package_tags(package_id, tag) VALUES(?, ?) ON CONFLICT DO NOTHING");
   for (const auto& tag : tags) {
-    add.reset();
-    add.bind(1, id);
-    add.bind(2, tag);
-    add.exec();
+    add->reset();
+    add->bind(1, id);
+    add->bind(2, tag);
+    add->exec();
   }
 }
 
@@ -67,10 +67,10 @@ core::Error no_package(const std::string& id) {
   return make_error(ErrorCode::not_found, "package " + id + " does not exist");
 }
 
-bool package_exists(SQLite::Database& db, const std::string& id) {
-  SQLite::Statement q(db, "SELECT 1 FROM packages WHERE id = ?");
-  q.bind(1, id);
-  return q.executeStep();
+bool package_exists(Database& db, const std::string& id) {
+  auto q = db.prepare("SELECT 1 FROM packages WHERE id = ?");
+  q->bind(1, id);
+  return q->executeStep();
 }
 
 }  // namespace
@@ -95,7 +95,7 @@ Status PackageStore::insert(const PackageRow& p) {
     q->bind(14, p.created_at);
     q->bind(15, p.updated_at);
     q->exec();
-    write_tags(db_.db(), p.id, p.tags);
+    write_tags(db_, p.id, p.tags);
     return {};
   });
 }
@@ -149,7 +149,7 @@ Status PackageStore::update(const std::string& id, std::optional<bool> available
     q->bind(2, now);
     q->bind(3, id);
     if (q->exec() == 0) return no_package(id);
-    if (tags) write_tags(db_.db(), id, *tags);
+    if (tags) write_tags(db_, id, *tags);
     return {};
   });
 }
@@ -184,10 +184,10 @@ Status PackageStore::set_ready(const std::string& id, const std::string& file_pa
 
 Status PackageStore::record_chunk(const std::string& package_id, std::int64_t offset, std::int64_t length) {
   return db_.transaction([&]() -> Status {
-    if (!package_exists(db_.db(), package_id)) return no_package(package_id);
+    if (!package_exists(db_, package_id)) return no_package(package_id);
     auto q = db_.prepare(
-        "INSERT INTO package_chunks(package_id, offset, length) VALUES(?, ?, ?) "
-        "ON CONFLICT(package_id, offset) DO UPDATE SET length = excluded.length");
+        "INSERT INTO package_chunks(package_id, \"offset\", length) VALUES(?, ?, ?) "
+        "ON CONFLICT(package_id, \"offset\") DO UPDATE SET length = excluded.length");
     q->bind(1, package_id);
     q->bind(2, offset);
     q->bind(3, length);
@@ -198,7 +198,8 @@ Status PackageStore::record_chunk(const std::string& package_id, std::int64_t of
 
 Result<std::vector<ChunkRow>> PackageStore::chunks(const std::string& package_id) {
   return db_.read([&]() -> Result<std::vector<ChunkRow>> {
-    auto q = db_.prepare("SELECT offset, length FROM package_chunks WHERE package_id = ? ORDER BY offset");
+    auto q =
+        db_.prepare("SELECT \"offset\", length FROM package_chunks WHERE package_id = ? ORDER BY \"offset\"");
     q->bind(1, package_id);
     std::vector<ChunkRow> rows;
     while (q->executeStep()) rows.push_back(ChunkRow{q->getColumn(0).getInt64(), q->getColumn(1).getInt64()});

@@ -1,6 +1,7 @@
 #include "storage/rate_windows.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace dispatch::storage {
 
@@ -36,6 +37,25 @@ Result<std::vector<TimeMs>> RateWindowStore::events(const std::string& key, Time
     while (q->executeStep()) times.push_back(q->getColumn(0).getInt64());
     std::reverse(times.begin(), times.end());
     return times;
+  });
+}
+
+Result<core::RateDecision> RateWindowStore::hit(const std::string& key, TimeMs now, int limit,
+                                                std::int64_t window_ms) {
+  return db_.transaction([&]() -> Result<core::RateDecision> {
+    if (db_.backend() == Backend::postgres) {
+      auto lock = db_.prepare("SELECT pg_advisory_xact_lock(hashtext(?))");
+      lock->bind(1, key);
+      lock->executeStep();
+    }
+    auto earlier = events(key, now - window_ms + 1);
+    if (!earlier) return earlier.error();
+    std::vector<TimeMs> times = std::move(*earlier);
+    const core::RateDecision before = core::decide(times, now, limit, window_ms);
+    if (auto st = record_event(key, now); !st) return st.error();
+    if (before.allowed) return before;
+    times.insert(std::upper_bound(times.begin(), times.end(), now), now);
+    return core::decide(times, now, limit, window_ms);
   });
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "protocol/core/clock.h"
+#include "protocol/core/rate_limiter.h"
 #include "protocol/core/result.h"
 #include "storage/database.h"
 
@@ -21,6 +22,14 @@ class RateWindowStore {
   core::Status record_event(const std::string& key, core::TimeMs t);
   // Times of key's newest (at most max_per_key) events with t >= since, ascending.
   core::Result<std::vector<core::TimeMs>> events(const std::string& key, core::TimeMs since);
+  // The limit decided in the database, exact across connections and instances: records an event for key
+  // at now and says whether it was allowed, like core::SlidingWindowLimiter::hit (every hit counts, a
+  // refusal's retry_after_s accounts for the refused event). At most `limit` events in any window_ms.
+  // The count and the insert are one critical section per key: the write lock on SQLite, a transaction
+  // advisory lock on the key's hash on PostgreSQL (two instances hitting the same key wait for each
+  // other; different keys do not). limit must not exceed max_per_key.
+  core::Result<core::RateDecision> hit(const std::string& key, core::TimeMs now, int limit,
+                                       std::int64_t window_ms);
   // Deletes every event with t < older_than; returns how many.
   core::Result<int> prune(core::TimeMs older_than);
 

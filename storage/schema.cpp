@@ -178,6 +178,179 @@ ALTER TABLE campaign_executions ADD COLUMN reply_ok INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE campaign_executions ADD COLUMN published_attempt INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// PostgreSQL: the same versions with the same tables, columns, keys and indexes. The differences are
+// the dialect's: 64-bit BIGINT for SQLite's INTEGER, TEXT compared bytewise (COLLATE "C", as SQLite
+// compares, so that ORDER BY and the "after" cursors of the lists agree on both backends), "offset"
+// quoted (a reserved word), no WITHOUT ROWID, and an explicit rowid column where the stores order by
+// insertion (deliveries).
+const char* const k_pg_schema_v1 = R"sql(
+CREATE TABLE meta(
+  key   TEXT COLLATE "C" PRIMARY KEY,
+  value TEXT COLLATE "C" NOT NULL
+);
+
+CREATE TABLE devices(
+  hardware_id      TEXT COLLATE "C" PRIMARY KEY,
+  public_key_pem   TEXT COLLATE "C" NOT NULL,
+  key_type         TEXT COLLATE "C" NOT NULL,
+  attributes       TEXT COLLATE "C" NOT NULL DEFAULT '',
+  reported_version TEXT COLLATE "C",
+  properties       TEXT COLLATE "C" NOT NULL DEFAULT '',
+  created_at       BIGINT NOT NULL,
+  updated_at       BIGINT NOT NULL,
+  last_seen        BIGINT
+);
+CREATE TABLE device_tags(
+  hardware_id TEXT COLLATE "C" NOT NULL REFERENCES devices(hardware_id) ON DELETE CASCADE,
+  tag         TEXT COLLATE "C" NOT NULL,
+  PRIMARY KEY(hardware_id, tag)
+);
+CREATE INDEX device_tags_by_tag ON device_tags(tag, hardware_id);
+
+CREATE TABLE packages(
+  id                   TEXT COLLATE "C" PRIMARY KEY,
+  name                 TEXT COLLATE "C" NOT NULL,
+  version              TEXT COLLATE "C" NOT NULL,
+  prerequisite_version TEXT COLLATE "C",
+  type                 TEXT COLLATE "C" NOT NULL CHECK(type IN ('internal', 'external')),
+  url                  TEXT COLLATE "C" NOT NULL DEFAULT '',
+  sha256               TEXT COLLATE "C" NOT NULL DEFAULT '',
+  size                 BIGINT NOT NULL DEFAULT 0,
+  available            BIGINT NOT NULL DEFAULT 0,
+  prerelease_ok        BIGINT NOT NULL DEFAULT 0,
+  attributes           TEXT COLLATE "C" NOT NULL DEFAULT '',
+  state                TEXT COLLATE "C" NOT NULL CHECK(state IN ('pending_upload', 'ready')),
+  file_path            TEXT COLLATE "C" NOT NULL DEFAULT '',
+  created_at           BIGINT NOT NULL,
+  updated_at           BIGINT NOT NULL
+);
+CREATE INDEX packages_by_name ON packages(name);
+CREATE TABLE package_tags(
+  package_id TEXT COLLATE "C" NOT NULL REFERENCES packages(id) ON DELETE CASCADE,
+  tag        TEXT COLLATE "C" NOT NULL,
+  PRIMARY KEY(package_id, tag)
+);
+CREATE INDEX package_tags_by_tag ON package_tags(tag, package_id);
+CREATE TABLE package_chunks(
+  package_id TEXT COLLATE "C" NOT NULL REFERENCES packages(id) ON DELETE CASCADE,
+  "offset"     BIGINT NOT NULL,
+  length     BIGINT NOT NULL,
+  PRIMARY KEY(package_id, "offset")
+);
+
+CREATE TABLE commands(
+  id           TEXT COLLATE "C" PRIMARY KEY,
+  type         TEXT COLLATE "C" NOT NULL,
+  execution    TEXT COLLATE "C" NOT NULL,
+  command      TEXT COLLATE "C" NOT NULL DEFAULT '',
+  arguments    TEXT COLLATE "C" NOT NULL DEFAULT '',
+  package_id   TEXT COLLATE "C" NOT NULL DEFAULT '',
+  description  TEXT COLLATE "C" NOT NULL DEFAULT '',
+  ttl_s        BIGINT,
+  expires_at   BIGINT,
+  created_at   BIGINT NOT NULL,
+  request_id   TEXT COLLATE "C" UNIQUE,
+  request_hash TEXT COLLATE "C",
+  canceled     BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE deliveries(
+  rowid        BIGINT GENERATED ALWAYS AS IDENTITY,
+  command_id   TEXT COLLATE "C" NOT NULL REFERENCES commands(id) ON DELETE CASCADE,
+  hardware_id  TEXT COLLATE "C" NOT NULL,
+  command_line TEXT COLLATE "C" NOT NULL,
+  state        TEXT COLLATE "C" NOT NULL
+               CHECK(state IN ('queued', 'sent', 'succeeded', 'failed', 'expired', 'canceled')),
+  output       TEXT COLLATE "C" NOT NULL DEFAULT '',
+  trimmed      BIGINT NOT NULL DEFAULT 0,
+  attempts     BIGINT NOT NULL DEFAULT 0,
+  sent_at      BIGINT,
+  replied_at   BIGINT,
+  expires_at   BIGINT,
+  created_at   BIGINT NOT NULL,
+  PRIMARY KEY(command_id, hardware_id)
+);
+CREATE INDEX deliveries_by_device ON deliveries(hardware_id, created_at);
+CREATE INDEX deliveries_queued ON deliveries(created_at) WHERE state = 'queued';
+CREATE INDEX deliveries_open_expiry ON deliveries(expires_at) WHERE state IN ('queued', 'sent');
+
+CREATE TABLE campaigns(
+  id               TEXT COLLATE "C" PRIMARY KEY,
+  name             TEXT COLLATE "C" NOT NULL,
+  type             TEXT COLLATE "C" NOT NULL,
+  document_json    TEXT COLLATE "C" NOT NULL,
+  state            TEXT COLLATE "C" NOT NULL,
+  reason           TEXT COLLATE "C" NOT NULL DEFAULT '',
+  created_at       BIGINT NOT NULL,
+  started_at       BIGINT,
+  ended_at         BIGINT,
+  current_group    BIGINT NOT NULL DEFAULT 0,
+  group_done_at    BIGINT,
+  ramp_successes   BIGINT NOT NULL DEFAULT 0,
+  engine_state     TEXT COLLATE "C" NOT NULL DEFAULT '',
+  updated_at       BIGINT NOT NULL
+);
+CREATE TABLE campaign_executions(
+  campaign_id      TEXT COLLATE "C" NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+  hardware_id      TEXT COLLATE "C" NOT NULL,
+  group_index      BIGINT NOT NULL,
+  state            TEXT COLLATE "C" NOT NULL
+                   CHECK(state IN ('queued', 'sent', 'succeeded', 'failed', 'timed_out', 'canceled')),
+  attempt          BIGINT NOT NULL DEFAULT 0,
+  command_id       TEXT COLLATE "C",
+  sent_at          BIGINT,
+  replied_at       BIGINT,
+  next_attempt_at  BIGINT,
+  output           TEXT COLLATE "C" NOT NULL DEFAULT '',
+  version_verified BIGINT NOT NULL DEFAULT 0,
+  updated_at       BIGINT NOT NULL,
+  PRIMARY KEY(campaign_id, hardware_id)
+);
+CREATE TABLE campaign_attempts(
+  campaign_id TEXT COLLATE "C" NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+  hardware_id TEXT COLLATE "C" NOT NULL,
+  attempt     BIGINT NOT NULL,
+  command_id  TEXT COLLATE "C" NOT NULL UNIQUE,
+  PRIMARY KEY(campaign_id, hardware_id, attempt)
+);
+
+CREATE TABLE download_tokens(
+  token_hash   TEXT COLLATE "C" PRIMARY KEY,
+  hardware_id  TEXT COLLATE "C" NOT NULL,
+  package_id   TEXT COLLATE "C" NOT NULL,
+  created_at   BIGINT NOT NULL,
+  expires_at   BIGINT NOT NULL,
+  spent        BIGINT NOT NULL DEFAULT 0,
+  served_bytes BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX download_tokens_by_package ON download_tokens(package_id);
+CREATE TABLE token_ranges(
+  token_hash TEXT COLLATE "C" NOT NULL REFERENCES download_tokens(token_hash) ON DELETE CASCADE,
+  "offset"     BIGINT NOT NULL,
+  length     BIGINT NOT NULL
+);
+CREATE INDEX token_ranges_by_token ON token_ranges(token_hash, "offset");
+
+CREATE TABLE rate_events(
+  key TEXT COLLATE "C" NOT NULL,
+  t   BIGINT NOT NULL
+);
+CREATE INDEX rate_events_by_key ON rate_events(key, t);
+CREATE INDEX rate_events_by_time ON rate_events(t);
+
+CREATE TABLE nonces(
+  nonce_key TEXT COLLATE "C" PRIMARY KEY,
+  t         BIGINT NOT NULL
+);
+CREATE INDEX nonces_by_time ON nonces(t);
+)sql";
+
+constexpr const char* k_pg_schema_v2 = R"sql(
+ALTER TABLE campaign_executions ADD COLUMN first_sent_at BIGINT;
+ALTER TABLE campaign_executions ADD COLUMN finished_at BIGINT;
+ALTER TABLE campaign_executions ADD COLUMN reply_ok BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE campaign_executions ADD COLUMN published_attempt BIGINT NOT NULL DEFAULT 0;
+)sql";
+
 // v3 (issue 15): the device's reported version when an attempt was sent (verify_version of "latest"
 // needs a newer one), and each attempt's own reply, so that a late reply to a superseded attempt is
 // recorded (PROTOCOL §4) without changing the execution.
@@ -188,15 +361,27 @@ ALTER TABLE campaign_attempts ADD COLUMN success INTEGER;
 ALTER TABLE campaign_attempts ADD COLUMN output TEXT NOT NULL DEFAULT '';
 )sql";
 
+constexpr const char* k_pg_schema_v3 = R"sql(
+ALTER TABLE campaign_executions ADD COLUMN version_at_send TEXT COLLATE "C";
+ALTER TABLE campaign_attempts ADD COLUMN replied_at BIGINT;
+ALTER TABLE campaign_attempts ADD COLUMN success BIGINT;
+ALTER TABLE campaign_attempts ADD COLUMN output TEXT COLLATE "C" NOT NULL DEFAULT '';
+)sql";
+
 }  // namespace
 
-const std::vector<Migration>& schema_migrations() {
-  static const std::vector<Migration> migrations = {
+const std::vector<Migration>& schema_migrations(Backend backend) {
+  static const std::vector<Migration> sqlite = {
       {1, k_schema_v1},
       {2, k_schema_v2},
       {3, k_schema_v3},
   };
-  return migrations;
+  static const std::vector<Migration> postgres = {
+      {1, k_pg_schema_v1},
+      {2, k_pg_schema_v2},
+      {3, k_pg_schema_v3},
+  };
+  return backend == Backend::postgres ? postgres : sqlite;
 }
 
 }  // namespace dispatch::storage

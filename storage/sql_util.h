@@ -7,22 +7,36 @@
 // turn into an internal error (the column was not written by this code).
 #pragma once
 
-#include <SQLiteCpp/SQLiteCpp.h>
-
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "storage/statement.h"
+
 namespace dispatch::storage::detail {
+
+// Rows per multi-row INSERT on PostgreSQL (parameters per statement stay far below its 65,535).
+constexpr std::size_t k_pg_batch = 512;
+
+// "row, row, …" n times: the VALUES list of a multi-row INSERT.
+inline std::string value_rows(const std::string& row, std::size_t n) {
+  std::string out;
+  out.reserve((row.size() + 2) * n);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i > 0) out += ", ";
+    out += row;
+  }
+  return out;
+}
 
 std::string encode_strings(const std::vector<std::string>& values);
 std::vector<std::string> decode_strings(const std::string& text);
 std::string encode_map(const std::map<std::string, std::string>& values);
 std::map<std::string, std::string> decode_map(const std::string& text);
 
-inline void bind_opt(SQLite::Statement& s, int index, const std::optional<std::int64_t>& v) {
+inline void bind_opt(Statement& s, int index, const std::optional<std::int64_t>& v) {
   if (v) {
     s.bind(index, static_cast<std::int64_t>(*v));
   } else {
@@ -30,7 +44,7 @@ inline void bind_opt(SQLite::Statement& s, int index, const std::optional<std::i
   }
 }
 
-inline void bind_opt(SQLite::Statement& s, int index, const std::optional<std::string>& v) {
+inline void bind_opt(Statement& s, int index, const std::optional<std::string>& v) {
   if (v) {
     s.bind(index, *v);
   } else {
@@ -38,12 +52,12 @@ inline void bind_opt(SQLite::Statement& s, int index, const std::optional<std::s
   }
 }
 
-inline std::optional<std::int64_t> opt_int64(const SQLite::Column& c) {
+inline std::optional<std::int64_t> opt_int64(const Column& c) {
   if (c.isNull()) return std::nullopt;
   return c.getInt64();
 }
 
-inline std::optional<std::string> opt_string(const SQLite::Column& c) {
+inline std::optional<std::string> opt_string(const Column& c) {
   if (c.isNull()) return std::nullopt;
   return c.getString();
 }

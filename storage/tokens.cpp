@@ -61,10 +61,14 @@ Result<SpendResult> TokenStore::serve(const std::string& token_hash, const std::
   if (!empty_package && (offset < 0 || length < 1 || total < 0 || offset > total - length)) {
     return make_error(ErrorCode::bad_request, "chunk range is outside the package");
   }
-  // IMMEDIATE: the check and the spend happen under the write lock, so two connections cannot both
-  // see the token unspent and both spend it.
+  // IMMEDIATE (SQLite) or the token's row lock (PostgreSQL): the check and the spend happen under the
+  // lock, so two connections cannot both see the token unspent and both spend it.
   return db_.transaction([&]() -> Result<SpendResult> {
-    auto q = db_.prepare("SELECT hardware_id, expires_at, spent FROM download_tokens WHERE token_hash = ?");
+    // PostgreSQL: the row lock makes a racing connection wait here and then read the row as the
+    // winner left it (spent), so the check below sees it.
+    auto q = db_.prepare(db_.dialect(
+        "SELECT hardware_id, expires_at, spent FROM download_tokens WHERE token_hash = ?",
+        "SELECT hardware_id, expires_at, spent FROM download_tokens WHERE token_hash = ? FOR UPDATE"));
     q->bind(1, token_hash);
     if (!q->executeStep()) return invalid();
     if (q->getColumn(0).getString() != hardware_id || now >= q->getColumn(1).getInt64() ||
@@ -76,7 +80,7 @@ Result<SpendResult> TokenStore::serve(const std::string& token_hash, const std::
     // Merge the stored ranges with the new one and store the merged set back: the table stays as
     // small as the number of gaps, however many times chunks are re-requested.
     std::vector<std::pair<std::int64_t, std::int64_t>> ranges;  // [begin, end)
-    auto r = db_.prepare("SELECT offset, length FROM token_ranges WHERE token_hash = ?");
+    auto r = db_.prepare("SELECT \"offset\", length FROM token_ranges WHERE token_hash = ?");
     r->bind(1, token_hash);
     while (r->executeStep()) {
       const std::int64_t begin = r->getColumn(0).getInt64();
@@ -103,7 +107,7 @@ Result<SpendResult> TokenStore::serve(const std::string& token_hash, const std::
     clear->bind(1, token_hash);
     clear->exec();
     if (!spent) {
-      auto add = db_.prepare("INSERT INTO token_ranges(token_hash, offset, length) VALUES(?, ?, ?)");
+      auto add = db_.prepare("INSERT INTO token_ranges(token_hash, \"offset\", length) VALUES(?, ?, ?)");
       for (const auto& [begin, end] : merged) {
         add->reset();
         add->bind(1, token_hash);

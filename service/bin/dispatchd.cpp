@@ -23,10 +23,19 @@ int main(int argc, char** argv) {
     std::printf("dispatchd %s\n", DISPATCH_VERSION);
     return 0;
   }
+  if (req.print_config_markdown) {
+    std::fputs(dispatch::service::config_markdown().c_str(), stdout);
+    return 0;
+  }
   if (!config) {
     std::fprintf(stderr, "dispatchd: %s\n", config.error().message.c_str());
     return 2;
   }
-  dispatch::service::setup_logging(config->log_format, config->log_level);
+  if (req.print_config) {
+    std::fputs(dispatch::service::config_sample(*config).c_str(), stdout);
+    return 0;
+  }
+  dispatch::service::setup_logging(std::string(to_string(config->log_format)),
+                                   std::string(to_string(config->log_level)));
   return dispatch::service::run_daemon(*config);
 }

@@ -27,17 +27,10 @@ constexpr int k_list_page = 1000;
 // The one reading of provisioning.token.
 protocol::QueryRules rules_of(const Config& c) {
   protocol::QueryRules r;
-  r.token_required = c.provisioning_token != "off";
-  r.fresh_required = c.provisioning_token == "fresh";
+  r.token_required = c.provisioning_token != TokenMode::off;
+  r.fresh_required = c.provisioning_token == TokenMode::fresh;
   r.skew_ms = c.provisioning_skew_s * 1000;
   return r;
-}
-
-std::optional<std::string> correlation_of(const Result<Json>& body) {
-  if (!body) return std::nullopt;
-  auto it = body->find("correlation_id");
-  if (it == body->end() || !it->is_string()) return std::nullopt;
-  return it->get<std::string>();
 }
 
 // The key used for unknown devices, so that their refusal costs the same RSA verification as a bad
@@ -63,28 +56,26 @@ core::PackageCandidate candidate(const storage::PackageRow& p) {
 }  // namespace
 
 DeviceQuery::DeviceQuery(const Config& config, core::Clock& clock, storage::Database& db,
-                         DownloadTokens& tokens, DeviceReplies& replies)
+                         DownloadTokens& tokens, DeviceAnswers& answers, BatchEffects& effects)
     : config_(config),
       clock_(clock),
       db_(db),
       tokens_(tokens),
-      replies_(replies),
+      answers_(answers),
+      effects_(effects),
       packages_(db),
       rate_(db, std::max(config.provisioning_rate_limit, 0) + 1),
       nonces_(db),
       devices_(db),
       limiter_(clock, config.provisioning_rate_limit, config.provisioning_rate_window_s * 1000,
-               k_limiter_keys) {
+               static_cast<std::size_t>(config.provisioning_max_tracked_devices)) {
   limits_.max_bytes = static_cast<std::size_t>(config.api_max_request_bytes);
   limits_.max_depth = config.api_max_depth;
 }
 
 Status DeviceQuery::start() {
-  const auto& mode = config_.provisioning_token;
-  if (mode != "fresh" && mode != "any" && mode != "off") {
-    return make_error(ErrorCode::bad_request, "provisioning.token must be one of fresh, any, off");
-  }
-  if (mode == "off") {
+  // The mode itself was validated when the configuration was loaded.
+  if (config_.provisioning_token == TokenMode::off) {
     spdlog::warn(
         "*** provisioning.token = off: package queries are answered WITHOUT any device signature. "
         "Use this only on a trusted network. ***");
@@ -117,26 +108,19 @@ Result<Json> DeviceQuery::run_in_transaction(const std::string& hw, F&& answer_f
 
 template <class F>
 void DeviceQuery::answer_in_transaction(const std::string& hw, const InboundMessage& m,
-                                        const std::optional<std::string>& correlation, F&& answer_fn) {
+                                        const Correlation& correlation, F&& answer_fn) {
   Result<Json> answer = run_in_transaction(hw, std::forward<F>(answer_fn));
-  std::string payload;
-  if (answer) {
-    Json out = std::move(*answer);
-    if (correlation) out["correlation_id"] = *correlation;
-    payload = protocol::dump_json(out);
-  } else {
-    if (answer.error().code != ErrorCode::rate_limited) {
-      spdlog::debug("provisioning query of {} refused: {}", hw, answer.error().message);
-    }
-    payload = protocol::error_payload(answer.error(), correlation);
+  if (!answer && answer.error().code != ErrorCode::rate_limited) {
+    spdlog::debug("provisioning query of {} refused: {}", hw, answer.error().message);
   }
-  replies_.send(hw, protocol::TopicKind::provisioning_reply, m, std::move(payload));
+  answers_.answer(protocol::TopicKind::provisioning_reply, hw, m, correlation, answer);
 }
 
 void DeviceQuery::on_request(const std::string& hw, const InboundMessage& m) {
   auto body = protocol::parse_json_object(m.payload, limits_);
   const core::TimeMs now = clock_.now_ms();
-  answer_in_transaction(hw, m, correlation_of(body), [&] { return answer_query(hw, body, now); });
+  answer_in_transaction(hw, m, correlation_of(m, body ? &*body : nullptr),
+                        [&] { return answer_query(hw, body, now); });
 }
 
 Result<Json> DeviceQuery::query(const std::string& hw, const Json& body) {
@@ -147,7 +131,7 @@ Result<Json> DeviceQuery::query(const std::string& hw, const Json& body) {
 
 void DeviceQuery::on_oversize_request(const std::string& hw, const InboundMessage& m, std::size_t limit) {
   const core::TimeMs now = clock_.now_ms();
-  answer_in_transaction(hw, m, std::nullopt, [&]() -> Result<Json> {
+  answer_in_transaction(hw, m, correlation_of(m, nullptr), [&]() -> Result<Json> {
     if (auto st = count_query(hw, now); !st) return st.error();
     return make_error(ErrorCode::too_large, fmt::format("message of {} bytes exceeds the limit of {} bytes",
                                                         m.payload.size(), limit));
@@ -220,7 +204,7 @@ Result<Json> DeviceQuery::answer_query(const std::string& hw, const Result<Json>
     auto issued = tokens_.issue(hw, p.id, now);
     if (!issued) return issued.error();
     DISPATCH_FAILPOINT("before_token_issue_commit");
-    issued_token_ = true;
+    effects_.note("after_token_issue_commit");
     pkg["download_token"] = issued->token;
     pkg["expires_at"] = core::format_rfc3339(issued->expires_at);
   }

@@ -17,10 +17,11 @@
 #include "protocol/core/signature.h"
 #include "protocol/json_request.h"
 #include "protocol/package_requests.h"
+#include "service/batch_effects.h"
 #include "service/config.h"
 #include "service/event_queue.h"
-#include "service/provisioning/device_replies.h"
 #include "service/provisioning/download_tokens.h"
+#include "service/router.h"
 #include "storage/database.h"
 #include "storage/devices.h"
 #include "storage/nonces.h"
@@ -31,8 +32,9 @@ namespace dispatch::service::provisioning {
 
 class DeviceQuery {
  public:
+  // A query that issues a download token notes after_token_issue_commit in effects.
   DeviceQuery(const Config& config, core::Clock& clock, storage::Database& db, DownloadTokens& tokens,
-              DeviceReplies& replies);
+              DeviceAnswers& answers, BatchEffects& effects);
 
   // Checks provisioning.token and warns loudly when it is off. bad_request for an unknown mode.
   core::Status start();
@@ -56,9 +58,6 @@ class DeviceQuery {
 
   // Forgets nonces and rate events that can no longer matter at now.
   void prune(core::TimeMs now);
-
-  // True once after a query issued a download token (for the after_token_issue_commit failpoint).
-  bool take_issued_token() { return std::exchange(issued_token_, false); }
 
  private:
   struct Offered {
@@ -84,14 +83,15 @@ class DeviceQuery {
   core::Result<nlohmann::json> run_in_transaction(const std::string& hw, F&& answer);
   // Runs `answer` in one transaction and publishes what it returns (or its error) to hw.
   template <class F>
-  void answer_in_transaction(const std::string& hw, const InboundMessage& m,
-                             const std::optional<std::string>& correlation, F&& answer);
+  void answer_in_transaction(const std::string& hw, const InboundMessage& m, const Correlation& correlation,
+                             F&& answer);
 
   const Config& config_;
   core::Clock& clock_;
   storage::Database& db_;
   DownloadTokens& tokens_;
-  DeviceReplies& replies_;
+  DeviceAnswers& answers_;
+  BatchEffects& effects_;
   protocol::JsonLimits limits_;
   storage::PackageStore packages_;
   storage::RateWindowStore rate_;
@@ -99,8 +99,8 @@ class DeviceQuery {
   storage::DeviceStore devices_;
   // The rate limit decides from memory; every event is also written to rate_events (in the query's
   // transaction), and a device the limiter does not hold is restored from there first, so a restart
-  // or an eviction loses nothing. Memory is bounded by k_limiter_keys devices (least recently seen go).
-  static constexpr std::size_t k_limiter_keys = 100000;
+  // or an eviction loses nothing. Memory is bounded by provisioning.max_tracked_devices devices (least
+  // recently seen go).
   core::SlidingWindowLimiter limiter_;
   // Parsed device keys by hardware id, each with the PEM it came from (a re-registered key misses and
   // replaces its entry). OpenSSL's PEM decoding costs several times the RSA verification itself.
@@ -108,7 +108,6 @@ class DeviceQuery {
   std::unordered_map<std::string, ParsedKey> keys_;
   // The available packages and their selection candidates, read once and kept until packages_changed().
   std::optional<Offered> offered_;
-  bool issued_token_ = false;
 };
 
 }  // namespace dispatch::service::provisioning

@@ -19,12 +19,13 @@ using core::Result;
 using Json = nlohmann::json;
 
 Downloads::Downloads(const Config& config, core::Clock& clock, storage::Database& db, PackageFiles& files,
-                     DownloadTokens& tokens, DeviceReplies& replies)
+                     DownloadTokens& tokens, DeviceAnswers& answers, BatchEffects& effects)
     : config_(config),
       clock_(clock),
       files_(files),
       tokens_(tokens),
-      replies_(replies),
+      answers_(answers),
+      effects_(effects),
       packages_(db),
       db_(db) {
   limits_.max_bytes = static_cast<std::size_t>(config.api_max_request_bytes);
@@ -58,7 +59,7 @@ Result<Downloads::Chunk> Downloads::serve(const std::string& hw, const Result<Js
   if (!served) return served.error();
   if (served->spent_now) {
     DISPATCH_FAILPOINT("before_token_spend_commit");
-    spent_token_ = true;
+    effects_.note("after_token_spend_commit");
     spdlog::info("download token of {} for package {} fully served", hw, p->id);
   }
   c.header = Json{{"offset", r->offset},
@@ -71,12 +72,6 @@ Result<Downloads::Chunk> Downloads::serve(const std::string& hw, const Result<Js
 
 void Downloads::on_download(const std::string& hw, const InboundMessage& m) {
   auto body = protocol::parse_json_object(m.payload, limits_);
-  std::optional<std::string> correlation;
-  if (body) {
-    if (auto it = body->find("correlation_id"); it != body->end() && it->is_string()) {
-      correlation = it->get<std::string>();
-    }
-  }
   Result<Chunk> chunk = make_error(ErrorCode::internal, "internal error");
   try {
     chunk = serve(hw, body, clock_.now_ms());
@@ -84,16 +79,13 @@ void Downloads::on_download(const std::string& hw, const InboundMessage& m) {
     spdlog::error("provisioning download of {} failed unexpectedly: {}", hw, e.what());
     chunk = make_error(ErrorCode::internal, "internal error");
   }
-  std::string payload;
-  if (chunk) {
-    if (correlation) chunk->header["correlation_id"] = *correlation;
-    payload = protocol::encode_frame(chunk->header, chunk->bytes);
-  } else {
-    Json header = protocol::error_json(chunk.error());
-    if (correlation) header["correlation_id"] = *correlation;
-    payload = protocol::encode_frame(header, {});
+  const Correlation correlation = correlation_of(m, body ? &*body : nullptr);
+  if (!chunk) {
+    answers_.answer_frame(protocol::TopicKind::provisioning_data, hw, m, correlation, chunk.error());
+    return;
   }
-  replies_.send(hw, protocol::TopicKind::provisioning_data, m, std::move(payload));
+  answers_.answer_frame(protocol::TopicKind::provisioning_data, hw, m, correlation,
+                        protocol::Frame{std::move(chunk->header), chunk->bytes});
 }
 
 Result<Downloads::Stream> Downloads::begin_stream(const std::string& token) {
@@ -138,7 +130,7 @@ void Downloads::end_stream(std::uint64_t tag, std::int64_t first, std::int64_t b
     auto served = tokens_.record(s.token, now, first, bytes, s.total);
     if (!served) return served.error();
     if (served->spent_now) {
-      spent_token_ = true;
+      effects_.note("after_token_spend_commit");
       spdlog::info("download token of {} for package {} fully served over HTTP", s.token.hardware_id,
                    s.token.package_id);
     }

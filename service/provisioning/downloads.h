@@ -11,11 +11,12 @@
 
 #include "protocol/core/clock.h"
 #include "protocol/json_request.h"
+#include "service/batch_effects.h"
 #include "service/config.h"
 #include "service/event_queue.h"
-#include "service/provisioning/device_replies.h"
 #include "service/provisioning/download_tokens.h"
 #include "service/provisioning/package_files.h"
+#include "service/router.h"
 #include "storage/database.h"
 #include "storage/packages.h"
 
@@ -24,12 +25,13 @@ namespace dispatch::service::provisioning {
 class Downloads {
  public:
   Downloads(const Config& config, core::Clock& clock, storage::Database& db, PackageFiles& files,
-            DownloadTokens& tokens, DeviceReplies& replies);
+            DownloadTokens& tokens, DeviceAnswers& answers, BatchEffects& effects);
 
   // A request on esthesis/provisioning/download/{hw}: exactly one frame back. Errors (in the header):
   // the request's (protocol::parse_download_request), token_invalid (unknown, spent, expired, another
   // device's, its package gone or not ready, or the token exhausted its bound), bad_request "offset <o>
-  // lies beyond the package size <n>", unavailable (files or storage).
+  // lies beyond the package size <n>", unavailable (files or storage). A request that spends its token
+  // notes after_token_spend_commit in effects.
   void on_download(const std::string& hw, const InboundMessage& m);
 
   // HTTP downloads (PROTOCOL §6, `download?token=`): the listener streams the published file itself.
@@ -51,9 +53,6 @@ class Downloads {
   // The stream never started (the listener gave up before the answer): forget it.
   void abandon_stream(std::uint64_t tag) { streams_.erase(tag); }
 
-  // True once after a request spent its token (for the after_token_spend_commit failpoint).
-  bool take_spent_token() { return std::exchange(spent_token_, false); }
-
  private:
   struct Chunk {
     nlohmann::json header;
@@ -66,10 +65,10 @@ class Downloads {
   core::Clock& clock_;
   PackageFiles& files_;
   DownloadTokens& tokens_;
-  DeviceReplies& replies_;
+  DeviceAnswers& answers_;
+  BatchEffects& effects_;
   storage::PackageStore packages_;
   protocol::JsonLimits limits_;
-  bool spent_token_ = false;
   struct Streaming {
     storage::DownloadTokenRow token;
     std::int64_t total = 0;

@@ -11,7 +11,6 @@
 #include "protocol/errors.h"
 #include "protocol/ids.h"
 #include "protocol/package_requests.h"
-#include "service/api_util.h"
 
 namespace dispatch::service::provisioning {
 
@@ -42,14 +41,15 @@ std::int64_t covered_bytes(std::vector<storage::ChunkRow> chunks) {
 }  // namespace
 
 Packages::Packages(const Config& config, core::Clock& clock, storage::Database& db, PackageFiles& files,
-                   DownloadTokens& tokens)
+                   DownloadTokens& tokens, BatchEffects& effects)
     : config_(config),
       clock_(clock),
       db_(db),
       files_(files),
       tokens_(tokens),
       packages_(db),
-      idempotency_(db) {}
+      idempotency_(db),
+      effects_(effects) {}
 
 Status Packages::start() {
   if (auto st = files_.open(); !st) return st;
@@ -124,19 +124,9 @@ Result<Json> Packages::create(const Json& body) {
                                                         *c->size, config_.provisioning_max_package_bytes));
   }
 
-  const std::string fingerprint = request_fingerprint(body);
-  if (c->request_id) {
-    auto seen = idempotency_.find("packages/create", *c->request_id);
-    if (!seen) return seen.error();
-    if (*seen) {
-      if ((*seen)->fingerprint != fingerprint) {
-        return make_error(
-            ErrorCode::conflict,
-            fmt::format("request_id '{}' was already used with a different request", *c->request_id));
-      }
-      return Json::parse((*seen)->answer);
-    }
-  }
+  auto seen = idempotency_.replay("packages/create", c->request_id, body);
+  if (!seen) return seen.error();
+  if (*seen) return std::move(**seen);
 
   const core::TimeMs now = clock_.now_ms();
   storage::PackageRow row;
@@ -157,11 +147,7 @@ Result<Json> Packages::create(const Json& body) {
   Json answer{{"id", row.id}};
   auto st = db_.transaction([&]() -> Status {
     if (auto s = packages_.insert(row); !s) return s;
-    if (c->request_id) {
-      return idempotency_.put("packages/create", *c->request_id, fingerprint, protocol::dump_json(answer),
-                              now);
-    }
-    return {};
+    return idempotency_.record("packages/create", c->request_id, body, answer, now);
   });
   if (!st) return st.error();
   spdlog::info("package {} created: {} {} ({})", row.id, row.name, row.version, row.type);
@@ -281,7 +267,7 @@ Status Packages::finish_upload(const storage::PackageRow& p) {
   }
   const std::string path = config_.storage_data_dir + "/" + p.id + ".bin";
   if (auto st = packages_.set_ready(p.id, path, p.size, p.sha256, clock_.now_ms()); !st) return st;
-  finished_upload_ = true;
+  effects_.note("after_package_ready_commit");
   spdlog::info("package {} uploaded and verified ({} bytes)", p.id, p.size);
   return {};
 }

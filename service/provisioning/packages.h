@@ -10,19 +10,21 @@
 
 #include "protocol/core/clock.h"
 #include "protocol/core/result.h"
+#include "service/batch_effects.h"
 #include "service/config.h"
+#include "service/idempotency.h"
 #include "service/provisioning/download_tokens.h"
 #include "service/provisioning/package_files.h"
 #include "storage/database.h"
-#include "storage/idempotency.h"
 #include "storage/packages.h"
 
 namespace dispatch::service::provisioning {
 
 class Packages {
  public:
+  // An upload that makes a package ready notes after_package_ready_commit in effects.
   Packages(const Config& config, core::Clock& clock, storage::Database& db, PackageFiles& files,
-           DownloadTokens& tokens);
+           DownloadTokens& tokens, BatchEffects& effects);
 
   // Opens the files and reconciles them with the database. Only files the database knows are touched:
   // a published file of a package that is not ready goes back to being an upload (it is verified
@@ -43,9 +45,6 @@ class Packages {
   // A frame for a ready package answers {id, received: size, state: ready} again.
   core::Result<nlohmann::json> upload(const nlohmann::json& header, std::string_view data);
 
-  // True once after an upload finished (for the after_package_ready_commit failpoint).
-  bool take_finished_upload() { return std::exchange(finished_upload_, false); }
-
  private:
   core::Result<nlohmann::json> create(const nlohmann::json& body);
   core::Result<nlohmann::json> get(const nlohmann::json& body);
@@ -61,8 +60,8 @@ class Packages {
   PackageFiles& files_;
   DownloadTokens& tokens_;
   storage::PackageStore packages_;
-  storage::IdempotencyStore idempotency_;
-  bool finished_upload_ = false;
+  IdempotentRequests idempotency_;
+  BatchEffects& effects_;
 };
 
 }  // namespace dispatch::service::provisioning

@@ -21,7 +21,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "service/mqtt_client.h"
+#include "service/mqtt/mqtt_client.h"
 #include "storage/database.h"
 #include "storage/devices.h"
 #include "tests/support/broker.h"

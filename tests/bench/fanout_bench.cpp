@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "protocol/core/signature.h"
-#include "service/mqtt_client.h"
+#include "service/mqtt/mqtt_client.h"
 #include "tests/support/broker.h"
 #include "tests/support/process.h"
 

@@ -22,7 +22,7 @@
 #include "protocol/core/encoding.h"
 #include "protocol/core/secrets.h"
 #include "protocol/core/time.h"
-#include "service/mqtt_client.h"
+#include "service/mqtt/mqtt_client.h"
 #include "tests/support/broker.h"
 #include "tests/support/process.h"
 

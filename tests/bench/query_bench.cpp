@@ -19,7 +19,7 @@
 #include "protocol/core/signature.h"
 #include "protocol/core/time.h"
 #include "protocol/frame.h"
-#include "service/mqtt_client.h"
+#include "service/mqtt/mqtt_client.h"
 #include "tests/support/broker.h"
 #include "tests/support/process.h"
 

@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "protocol/core/signature.h"
-#include "service/mqtt_client.h"
+#include "service/mqtt/mqtt_client.h"
 #include "tests/integration/daemon_fixture.h"
 #include "tests/support/process.h"
 

@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "service/mqtt_client.h"
+#include "service/mqtt/mqtt_client.h"
 #include "tests/integration/daemon_fixture.h"
 #include "tests/support/broker.h"
 

@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "service/mqtt_client.h"
+#include "service/mqtt/mqtt_client.h"
 #include "tests/support/broker.h"
 #include "tests/support/process.h"
 

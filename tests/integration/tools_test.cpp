@@ -15,7 +15,7 @@
 #include "protocol/core/secrets.h"
 #include "protocol/core/signature.h"
 #include "protocol/frame.h"
-#include "service/mqtt_client.h"
+#include "service/mqtt/mqtt_client.h"
 #include "tests/support/broker.h"
 #include "tests/support/process.h"
 
@@ -25,7 +25,8 @@ using dispatch::testing::Broker;
 using dispatch::testing::Process;
 using dispatch::testing::TempDir;
 
-const std::string k_bin = std::string(DISPATCH_BINARY_DIR) + "/service/";
+const std::string k_dispatchd = std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd";
+const std::string k_bin = std::string(DISPATCH_BINARY_DIR) + "/tools/";  // dispatchctl, dispatch-sim
 
 struct Run {
   int code = -1;
@@ -66,7 +67,7 @@ struct Stack {
 
   Stack() {
     dispatchd = std::make_unique<Process>(
-        std::vector<std::string>{k_bin + "dispatchd", "--mqtt.uri", broker.uri(), "--storage.path",
+        std::vector<std::string>{k_dispatchd, "--mqtt.uri", broker.uri(), "--storage.path",
                                  dir.path() + "/db.sqlite", "--storage.data_dir", dir.path() + "/pkgs",
                                  "--mqtt.client_id", "dispatchd-test"},
         std::vector<std::string>{}, dir.path() + "/dispatchd.log");

@@ -226,6 +226,18 @@ TEST_CASE("topic roots are validated", "[protocol][topics]") {
   auto s = validate(duplicate);
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().message == "topic root 'ping' equals topic root 'metadata'");
+
+  // A device root below the api root: "a/x/<hw>" would also read as the API request a/<x>/<hw>.
+  TopicRoots overlapping;
+  overlapping.api = "a";
+  overlapping.command_reply = "a/x";
+  auto o = validate(overlapping);
+  REQUIRE_FALSE(o.ok());
+  CHECK(o.error().message == "topic root 'api' overlaps topic root 'command_reply'");
+  TopicRoots string_prefix;  // "…/pending" and "…/pending-reply" share characters, not a level
+  string_prefix.command_pending = "x/pending";
+  string_prefix.command_pending_reply = "x/pending-reply";
+  CHECK(validate(string_prefix).ok());
 }
 
 TEST_CASE("response topics are confined to the device's own reply topic", "[protocol][topics]") {

@@ -65,7 +65,8 @@ class Fixture {
     db_ = std::move(*db);
     publisher_ = std::make_unique<CheckingPublisher>(*db_);
     outbox_ = std::make_unique<dispatch::service::Outbox>(clock, *publisher_, topics_, 1);
-    service_ = std::make_unique<CampaignService>(config_, clock, *db_, *publisher_, topics_, *outbox_);
+    service_ =
+        std::make_unique<CampaignService>(config_, clock, *db_, *publisher_, topics_, *outbox_, effects_);
     REQUIRE(service_->start().ok());
   }
 
@@ -153,6 +154,7 @@ class Fixture {
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<CheckingPublisher> publisher_;
   std::unique_ptr<dispatch::service::Outbox> outbox_;
+  dispatch::service::BatchEffects effects_;
   std::unique_ptr<CampaignService> service_;
   size_t seen_ = 0;
 };

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <sstream>
 
 #include "tests/support/process.h"
 
@@ -25,7 +26,9 @@ TEST_CASE("every key has a default, file < environment < flag", "[service][confi
   REQUIRE(defaults);
   CHECK(defaults->mqtt_uri == "tcp://127.0.0.1:1883");
   CHECK(defaults->provisioning_rate_limit == 5);
-  CHECK(defaults->provisioning_token == "fresh");
+  CHECK(defaults->provisioning_token == TokenMode::fresh);
+  CHECK(defaults->mqtt_tls_verify_hostname);
+  CHECK(defaults->topics.api == "esthesis/api/v1");
 
   auto from_file = load_config({"--config", path}, {}, req);
   REQUIRE(from_file);
@@ -66,6 +69,51 @@ TEST_CASE("a bad config is a clear error naming the key", "[service][config]") {
       {"wrong type in file", {}, {}, "[provisioning]\nrate_limit = \"five\"\n", "provisioning.rate_limit"},
       {"syntax error in file", {}, {}, "[mqtt\n", "cannot read config file"},
       {"empty uri", {"--mqtt.uri", ""}, {}, "", "mqtt.uri must not be empty"},
+      {"token mode not a choice",
+       {},
+       {},
+       "[provisioning]\ntoken = \"sometimes\"\n",
+       "invalid value 'sometimes' for provisioning.token"},
+      {"log level not a choice", {"--log.level", "verbose"}, {}, "", "expected one of trace, debug, info"},
+      {"boolean expected", {"--mqtt.tls_verify_hostname", "yes"}, {}, "", "expected true or false"},
+      {"boolean in file must be a boolean",
+       {},
+       {},
+       "[mqtt]\ntls_verify_hostname = \"false\"\n",
+       "config key mqtt.tls_verify_hostname: expected true or false"},
+      {"integer in file is not a string",
+       {},
+       {},
+       "[log]\nlevel = 3\n",
+       "config key log.level: expected a string"},
+      {"unknown key (a prefix of a real one)", {"--provisioning.max_tracked", "1"}, {}, "", "unknown option"},
+      {"empty topic root",
+       {"--topics.ping", ""},
+       {},
+       "",
+       "invalid config key topics.ping: topic root 'ping' is empty"},
+      {"wildcard in a topic root",
+       {},
+       {"DISPATCH_TOPICS_API=esthesis/+/v1"},
+       "",
+       "invalid config key topics.api"},
+      {"system topic root", {"--topics.events", "$SYS/dispatch"}, {}, "", "invalid config key topics.events"},
+      {"empty level in a topic root",
+       {"--topics.metadata=a//b"},
+       {},
+       "",
+       "invalid config key topics.metadata"},
+      {"equal topic roots",
+       {"--topics.ping", "esthesis/metadata"},
+       {},
+       "",
+       "invalid config key topics.ping: topic root 'ping' equals topic root 'metadata'"},
+      {"overlapping topic roots",
+       {"--topics.command_reply", "esthesis/api/v1/x"},
+       {},
+       "",
+       "invalid config key topics.api: topic root 'api' overlaps topic root 'command_reply' "
+       "(topics.command_reply)"},
   };
   for (auto& c : cases) {
     INFO(c.rule);
@@ -86,7 +134,7 @@ TEST_CASE("a bad config is a clear error naming the key", "[service][config]") {
   CHECK_THAT(missing.error().message, Catch::Contains("absent.toml"));
 }
 
-TEST_CASE("--help lists every key with its environment variable and never a password default",
+TEST_CASE("the text of --help lists every key with its environment variable and never a password default",
           "[service][config]") {
   auto help = config_help();
   for (const auto& k : config_keys()) {
@@ -102,7 +150,7 @@ TEST_CASE("the agent HTTP API is off by default and registration.mode takes only
   auto defaults = load_config({}, {}, req);
   REQUIRE(defaults);
   CHECK(defaults->http_agent_listen.empty());
-  CHECK(defaults->registration_mode == "disabled");
+  CHECK(defaults->registration_mode == RegistrationMode::disabled);
   auto set = load_config({"--http.agent_listen", "0.0.0.0:8080", "--registration.mode", "open_with_secret",
                           "--registration.secret", "s", "--registration.mqtt_server", "tcp://b:1883",
                           "--registration.provisioning_url", "http://h:8080"},
@@ -111,11 +159,109 @@ TEST_CASE("the agent HTTP API is off by default and registration.mode takes only
   CHECK(set->http_agent_listen == "0.0.0.0:8080");
   CHECK(set->http_tls_cert_file == "c.pem");
   CHECK(set->http_tls_key_file == "k.pem");
-  CHECK(set->registration_mode == "open_with_secret");
+  CHECK(set->registration_mode == RegistrationMode::open_with_secret);
   CHECK(set->registration_secret == "s");
   CHECK(set->registration_mqtt_server == "tcp://b:1883");
   CHECK(set->registration_provisioning_url == "http://h:8080");
   auto bad = load_config({"--registration.mode", "anyone"}, {}, req);
   REQUIRE_FALSE(bad);
   CHECK_THAT(bad.error().message, Catch::Contains("registration.mode"));
+}
+
+TEST_CASE("typed values: enums, booleans and topic roots from file, environment and flag",
+          "[service][config]") {
+  dispatch::testing::TempDir dir;
+  auto path = write_file(dir,
+                         "[log]\nformat = \"json\"\nlevel = \"debug\"\n[mqtt]\ntls_verify_hostname = false\n"
+                         "[topics]\napi = \"acme/api\"\n");
+  CommandLineRequest req;
+  auto c = load_config({"--config", path, "--provisioning.token", "any"},
+                       {"DISPATCH_TOPICS_EVENTS=acme/events", "DISPATCH_PROVISIONING_MAX_TRACKED_DEVICES=10"},
+                       req);
+  REQUIRE(c);
+  CHECK(c->log_format == LogFormat::json);
+  CHECK(c->log_level == LogLevel::debug);
+  CHECK_FALSE(c->mqtt_tls_verify_hostname);
+  CHECK(c->provisioning_token == TokenMode::any);
+  CHECK(c->provisioning_max_tracked_devices == 10);
+  CHECK(c->topics.api == "acme/api");
+  CHECK(c->topics.events == "acme/events");
+  CHECK(to_string(c->provisioning_token) == "any");
+  CHECK(to_string(TokenMode::off) == "off");
+  CHECK(to_string(LogLevel::error) == "error");
+}
+
+TEST_CASE("the sample of --print-config shows every key and reads back as the configuration it shows",
+          "[service][config]") {
+  dispatch::testing::TempDir dir;
+  CommandLineRequest req;
+  auto defaults = load_config({}, {}, req);
+  REQUIRE(defaults);
+  const std::string sample = config_sample(*defaults);
+  std::string unwrapped = sample;  // descriptions are wrapped at 100 columns
+  for (auto p = unwrapped.find("\n# "); p != std::string::npos; p = unwrapped.find("\n# ", p)) {
+    unwrapped.replace(p, 3, " ");
+  }
+  for (const auto& k : config_keys()) {
+    INFO(k.key);
+    const std::string name = k.key.substr(k.key.find('.') + 1);
+    CHECK_THAT(sample, Catch::Contains("env " + k.env + ", flag " + k.flag));
+    CHECK_THAT(sample, Catch::Contains("\n#" + name + " = "));  // the default, commented out
+    CHECK_THAT(unwrapped, Catch::Contains(k.description));
+  }
+  std::istringstream lines(sample);
+  for (std::string line; std::getline(lines, line);) CHECK(line.size() <= 100);
+  // The defaults only: reading it back changes nothing.
+  auto same = load_config({"--config", write_file(dir, sample)}, {}, req);
+  REQUIRE(same);
+  CHECK(config_sample(*same) == sample);
+
+  // Changed keys are set (uncommented) and read back as they are; the password is never shown.
+  auto custom = load_config({"--mqtt.uri", "ssl://broker.example:8883", "--mqtt.password", "hunter2",
+                             "--mqtt.tls_verify_hostname", "false", "--log.format", "json", "--topics.ping",
+                             "acme/ping \"quoted\"", "--commands.default_ttl_s", "60"},
+                            {}, req);
+  REQUIRE(custom);
+  const std::string custom_sample = config_sample(*custom);
+  CHECK_THAT(custom_sample, Catch::Contains("\nuri = \"ssl://broker.example:8883\"\n"));
+  CHECK_THAT(custom_sample, Catch::Contains("\ntls_verify_hostname = false\n"));
+  CHECK_THAT(custom_sample, Catch::Contains("\nformat = \"json\"\n"));
+  CHECK_THAT(custom_sample, Catch::Contains("\ndefault_ttl_s = 60\n"));
+  CHECK(custom_sample.find("hunter2") == std::string::npos);
+  auto back = load_config({"--config", write_file(dir, custom_sample)}, {}, req);
+  REQUIRE(back);
+  CHECK(back->mqtt_uri == "ssl://broker.example:8883");
+  CHECK(back->topics.ping == "acme/ping \"quoted\"");
+  CHECK(back->mqtt_password.empty());
+  CHECK_FALSE(back->mqtt_tls_verify_hostname);
+  CHECK(back->log_format == LogFormat::json);
+  CHECK(back->commands_default_ttl_s == 60);
+}
+
+namespace {
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+TEST_CASE("docs/configuration.md is generated from the key table", "[service][config]") {
+  const std::string doc = read_text(std::string(DISPATCH_SOURCE_DIR) + "/docs/configuration.md");
+  INFO("regenerate with scripts/gen-config-docs");
+  CHECK(doc == config_markdown());
+  for (const auto& k : config_keys()) CHECK_THAT(doc, Catch::Contains("| `" + k.key + "` |"));
+}
+
+TEST_CASE("the packaged /etc/dispatch/dispatchd.toml is what --print-config prints for its settings",
+          "[service][config]") {
+  const std::string path = std::string(DISPATCH_SOURCE_DIR) + "/packaging/dispatchd.toml";
+  CommandLineRequest req;
+  auto packaged = load_config({"--config", path}, {}, req);
+  REQUIRE(packaged);
+  INFO("regenerate with scripts/gen-config-docs");
+  CHECK(read_text(path) == config_sample(*packaged));
+  CHECK(packaged->storage_path == "/var/lib/dispatch/dispatch.db");
+  CHECK(packaged->storage_data_dir == "/var/lib/dispatch/packages");
 }

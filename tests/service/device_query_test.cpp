@@ -17,13 +17,15 @@ struct Fixture {
   protocol::Topics topics;
   std::unique_ptr<storage::Database> db = std::move(storage::Database::open(":memory:")).value();
   service::RecordingPublisher pub;
-  service::provisioning::DeviceReplies replies{pub, topics};
+  service::DeviceAnswers answers{topics, pub, 1};
+  service::BatchEffects effects;
   service::provisioning::DownloadTokens tokens{*db, 3'600'000, 3};
   std::unique_ptr<service::provisioning::DeviceQuery> query;
 
   Fixture() {
-    config.provisioning_token = "off";
-    query = std::make_unique<service::provisioning::DeviceQuery>(config, clock, *db, tokens, replies);
+    config.provisioning_token = dispatch::service::TokenMode::off;
+    query =
+        std::make_unique<service::provisioning::DeviceQuery>(config, clock, *db, tokens, answers, effects);
     REQUIRE(query->start().ok());
     storage::DeviceRow d;
     d.hardware_id = "dev-1";
@@ -70,7 +72,7 @@ TEST_CASE("device query: a query issues a download token", "[provisioning][query
   CHECK(a["status"] == "update");
   CHECK(a["correlation_id"] == "q");
   CHECK(a["package"]["id"] == "01PKG");
-  CHECK(f.query->take_issued_token());
+  CHECK(f.effects.noted("after_token_issue_commit"));
   REQUIRE(f.tokens.check(a["package"]["download_token"], "dev-1", f.clock.now_ms()).ok());
   CHECK(f.ask("dev-1", {{"version", "2.0.0"}})["status"] == "up_to_date");
   CHECK(f.ask("dev-x", {{"version", "1.0.0"}})["error"]["code"] == "unauthorized");

@@ -21,7 +21,8 @@ struct Fixture {
   std::unique_ptr<storage::Database> db = std::move(storage::Database::open(":memory:")).value();
   testing::FakePackageFiles files;
   service::provisioning::DownloadTokens tokens{*db, 3'600'000, 3};
-  service::provisioning::Packages packages{config, clock, *db, files, tokens};
+  service::BatchEffects effects;
+  service::provisioning::Packages packages{config, clock, *db, files, tokens, effects};
 
   std::string create(const std::string& bytes) {
     auto r = packages.api("create", json{{"name", "fw"},
@@ -85,9 +86,9 @@ TEST_CASE("packages: a failed publish keeps the upload and the same last frame c
       CHECK(r.error().message == c.message);
       CHECK(f.get(id)["state"] == "pending_upload");
       CHECK(f.get(id)["received"] == 8);
-      CHECK_FALSE(f.packages.take_finished_upload());
+      CHECK_FALSE(f.effects.noted("after_package_ready_commit"));
       CHECK((*f.upload(id, 4, "efgh", true))["state"] == "ready");
-      CHECK(f.packages.take_finished_upload());
+      CHECK(f.effects.noted("after_package_ready_commit"));
     }
   }
 }

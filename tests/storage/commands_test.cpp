@@ -88,7 +88,9 @@ TEST_CASE("creating commands refuses double work", "[storage][commands]") {
 }
 
 TEST_CASE("50,000 deliveries are written in one fast batch", "[storage][commands][batch]") {
-  TestDb t(GENERATE(backends()));
+  const std::string backend = GENERATE(backends());
+  INFO("backend " << backend);
+  TestDb t(backend);
   CommandStore store(*t);
   constexpr int k_devices = 50'000;
   std::vector<DeliveryRow> rows;
@@ -97,7 +99,9 @@ TEST_CASE("50,000 deliveries are written in one fast batch", "[storage][commands
   const auto start = std::chrono::steady_clock::now();
   REQUIRE(store.create_with_deliveries(make_command("big", 5), rows).ok());
   const auto elapsed = std::chrono::steady_clock::now() - start;
-  CHECK(elapsed < std::chrono::seconds(5) * dispatch::testing::k_time_scale);
+  // PostgreSQL: 98 round trips of 512 rows to a server sharing the test machine's cores (~1.5-3 s).
+  const auto bound = std::chrono::seconds(backend == "postgres" ? 10 : 5);
+  CHECK(elapsed < bound * dispatch::testing::k_time_scale);
   auto counts = store.counts("big");
   REQUIRE(counts.ok());
   CHECK(counts->queued == k_devices);

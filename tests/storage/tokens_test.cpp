@@ -109,13 +109,11 @@ TEST_CASE("removing a package's tokens keeps the spent ones, pruning drops expir
 // Two connections (one per thread, as two service instances would have) race for the last chunk.
 TEST_CASE("of two connections racing for the last chunk exactly one spends the token",
           "[storage][tokens][race]") {
-  dispatch::testing::TempDir dir;
-  const std::string path = dir.path() + "/race.db";
+  TestDb t(GENERATE(test::shared_backends()));  // a SQLite file or PostgreSQL
+  const std::string path = t.db->path();
   constexpr int k_rounds = 20;
   {
-    auto db = Database::open(path);
-    REQUIRE(db.ok());
-    TokenStore store(**db);
+    TokenStore store(*t);
     for (int i = 0; i < k_rounds; ++i) {
       const std::string hash = "race-" + std::to_string(i);
       REQUIRE(store.insert(make_token(hash)).ok());

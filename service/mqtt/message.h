@@ -1,0 +1,57 @@
+// The values that cross between the MQTT library (service/mqtt, the only code that knows Paho) and its
+// users, and the sink MqttLink delivers them to. Nothing here includes Paho: the service, the tools and the
+// tests use these types without Paho's headers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace dispatch::service {
+
+// A message received from the broker.
+struct InboundMessage {
+  std::string topic;
+  std::string payload;
+  std::string response_topic;    // MQTT 5 Response Topic, empty when absent
+  std::string correlation_data;  // MQTT 5 Correlation Data, empty when absent
+  bool has_correlation_data = false;
+};
+
+// A message to publish.
+struct OutMessage {
+  std::string topic;
+  std::string payload;
+  int qos = 1;
+  bool retain = false;
+  std::int64_t expiry_s = 0;  // MQTT 5 Message Expiry Interval; 0 = none
+  std::string correlation_data;
+  bool has_correlation_data = false;
+  std::string response_topic;
+  std::uint64_t tag = 0;  // echoed in PublishDone when non-zero
+};
+
+// The broker acknowledged (ok) or Paho gave up on (!ok) the publish tagged `tag`.
+struct PublishDone {
+  std::uint64_t tag = 0;
+  bool ok = false;
+};
+
+struct LinkUp {};
+struct LinkDown {
+  std::string cause;
+};
+
+// Where MqttLink hands what happens on the connection. Called on Paho's threads: an implementation
+// must be thread-safe and must not call back into the link. on_message may block (back-pressure on the
+// broker); the others must not, they free capacity in Paho. Exceptions from on_message are caught and
+// logged by the link (the message is dropped); the others must not throw.
+class LinkEvents {
+ public:
+  virtual ~LinkEvents() = default;
+  virtual void on_message(InboundMessage m) = 0;
+  virtual void on_publish_done(PublishDone d) = 0;
+  virtual void on_link_up() = 0;
+  virtual void on_link_down(std::string cause) = 0;
+};
+
+}  // namespace dispatch::service

@@ -1,0 +1,148 @@
+#include "service/mqtt/mqtt_link.h"
+
+#include <fmt/format.h>
+#include <mqtt/async_client.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "service/mqtt/paho_message.h"
+#include "service/mqtt/paho_options.h"
+#include "service/mqtt/tcp_nodelay.h"
+
+namespace dispatch::service {
+
+// Runs on Paho's threads: hands everything to LinkEvents and never lets an exception escape.
+class MqttLink::Callbacks : public mqtt::iaction_listener {
+ public:
+  explicit Callbacks(MqttLink& link) : link_(link) {}
+
+  void on_success(const mqtt::token& tok) override {
+    link_.on_publish_done(reinterpret_cast<std::uint64_t>(tok.get_user_context()), true);
+  }
+  void on_failure(const mqtt::token& tok) override {
+    link_.on_publish_done(reinterpret_cast<std::uint64_t>(tok.get_user_context()), false);
+  }
+
+ private:
+  MqttLink& link_;
+};
+
+MqttLink::MqttLink(LinkOptions options, LinkEvents& events) : opts_(std::move(options)), events_(events) {
+  auto copts = mqtt::create_options_builder()
+                   .mqtt_version(opts_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1)
+                   .max_buffered_messages(opts_.max_buffered)
+                   .finalize();
+  client_ = std::make_unique<mqtt::async_client>(opts_.uri, opts_.client_id, copts, nullptr);
+  callbacks_ = std::make_unique<Callbacks>(*this);
+  // All callbacks are set before connect() (paho.mqtt.cpp #519).
+  client_->set_message_callback([this](mqtt::const_message_ptr m) {
+    try {
+      events_.on_message(to_inbound(*m));
+    } catch (const std::exception& e) {
+      spdlog::error("dropping an inbound message that could not be read: {}", e.what());
+    }
+  });
+  client_->set_connected_handler([this](const std::string&) {
+    connected_.store(true);
+    events_.on_link_up();
+  });
+  client_->set_connection_lost_handler([this](const std::string& cause) {
+    connected_.store(false);
+    events_.on_link_down(cause);
+  });
+}
+
+MqttLink::~MqttLink() {
+  try {
+    if (client_ && client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));
+  } catch (...) {
+  }
+  // Paho's threads may still call into callbacks_ until the client is gone: destroy it first (members
+  // would go in reverse order, callbacks_ before client_).
+  client_.reset();
+}
+
+void MqttLink::set_subscriptions(std::vector<std::string> filters) { subscriptions_ = std::move(filters); }
+
+core::Status MqttLink::connect(int timeout_ms) {
+  try {
+    auto b = mqtt::connect_options_builder();
+    apply_connect_options(b, opts_, std::chrono::seconds(10));
+    // Built in place and passed straight to connect(): copies lose properties (paho.mqtt.cpp #445).
+    auto tok = client_->connect(b.finalize());
+    if (!tok->wait_for(std::chrono::milliseconds(timeout_ms))) {
+      return core::make_error(core::ErrorCode::unavailable,
+                              fmt::format("no CONNACK from {} within {} ms", opts_.uri, timeout_ms));
+    }
+    connected_.store(client_->is_connected());
+    return {};
+  } catch (const mqtt::exception& e) {
+    return core::make_error(core::ErrorCode::unavailable, fmt::format("cannot connect to {}: {}{}", opts_.uri,
+                                                                      e.what(), tls_failure_hint(opts_)));
+  }
+}
+
+void MqttLink::on_connected() {
+  force_tcp_nodelay_all();
+  for (const auto& f : subscriptions_) {
+    try {
+      client_->subscribe(f, 1);
+    } catch (const mqtt::exception& e) {
+      spdlog::error("subscribe {} failed: {}", f, e.what());
+    }
+  }
+}
+
+void MqttLink::disconnect(int timeout_ms) {
+  try {
+    if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::milliseconds(timeout_ms));
+  } catch (const mqtt::exception& e) {
+    spdlog::warn("disconnect: {}", e.what());
+  }
+  connected_.store(false);
+}
+
+void MqttLink::publish(OutMessage m) { queue_.push_back(std::move(m)); }
+
+size_t MqttLink::backlog() const { return queue_.size() + static_cast<size_t>(inflight_.load()); }
+
+void MqttLink::on_publish_done(std::uint64_t tag, bool ok) {
+  inflight_.fetch_sub(1);
+  published_total_.fetch_add(ok ? 1 : 0);
+  events_.on_publish_done(PublishDone{tag, ok});
+}
+
+void MqttLink::pump() {
+  while (!queue_.empty() && connected_.load() && inflight_.load() < opts_.max_inflight) {
+    OutMessage& m = queue_.front();
+    try {
+      auto msg = mqtt::message_ptr_builder()
+                     .topic(m.topic)
+                     .payload(m.payload)
+                     .qos(m.qos)
+                     .retained(m.retain)
+                     .finalize();
+      if (opts_.mqtt_version == 5) {
+        mqtt::properties props;
+        if (m.expiry_s > 0) {
+          props.add({mqtt::property::MESSAGE_EXPIRY_INTERVAL,
+                     static_cast<int32_t>(std::min<std::int64_t>(m.expiry_s, 0x7fffffff))});
+        }
+        if (m.has_correlation_data) props.add({mqtt::property::CORRELATION_DATA, m.correlation_data});
+        if (!m.response_topic.empty()) props.add({mqtt::property::RESPONSE_TOPIC, m.response_topic});
+        msg->set_properties(std::move(props));
+      }
+      inflight_.fetch_add(1);
+      client_->publish(msg, reinterpret_cast<void*>(m.tag), *callbacks_);
+      queue_.pop_front();
+    } catch (const mqtt::exception& e) {
+      inflight_.fetch_sub(1);
+      // -12 / disconnected: keep the message and try again on the next pump.
+      spdlog::debug("publish to {} deferred: {}", m.topic, e.what());
+      return;
+    }
+  }
+}
+
+}  // namespace dispatch::service
