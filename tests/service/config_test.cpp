@@ -112,7 +112,8 @@ TEST_CASE("a bad config is a clear error naming the key", "[service][config]") {
        {"--topics.command_reply", "esthesis/api/v1/x"},
        {},
        "",
-       "invalid config key topics.api: topic root 'api' overlaps topic root 'command_reply' (topics.command_reply)"},
+       "invalid config key topics.api: topic root 'api' overlaps topic root 'command_reply' "
+       "(topics.command_reply)"},
   };
   for (auto& c : cases) {
     INFO(c.rule);
