@@ -12,8 +12,8 @@
 #include <string>
 #include <variant>
 
-#include "service/mqtt/message.h"
 #include "service/http/http_exchange.h"
+#include "service/mqtt/message.h"
 
 namespace dispatch::service {
 
