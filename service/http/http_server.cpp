@@ -165,8 +165,10 @@ class HttpServer::Impl {
     const bool head = req.method == "HEAD";
     for (auto& [k, v] : reply.headers) res.set_header(k.c_str(), v);
     res.set_header("Accept-Ranges", "bytes");
+    // get_header_value() returns a std::string by value: keep it alive while the view is used.
+    const std::string range_header = req.has_header("Range") ? req.get_header_value("Range") : std::string();
     std::optional<std::string_view> range;
-    if (req.has_header("Range")) range = req.get_header_value("Range");
+    if (req.has_header("Range")) range = range_header;
     RangeSelection sel = select_range(range, file.length);
     if (sel.kind == RangeSelection::Kind::unsatisfiable) {
       res.status = 416;
