@@ -779,6 +779,9 @@ Status CampaignService::start() {
         const Execution& e = act.snap.executions[i];
         if (e.state != ExecState::sent || !e.command_id) continue;
         m.enqueue_send(act, e.hardware_id, *e.command_id, e.attempt);
+        // This is the restart's re-publication: presence redelivery must not add a second one.
+        act.side[i].resent_id = *e.command_id;
+        act.side[i].last_sent_at = m.clock_.now_ms();
         ++resent;
       }
       m.maybe_unload(row.id);

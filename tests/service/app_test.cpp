@@ -304,3 +304,46 @@ TEST_CASE("commands.max_reply_bytes may not be below commands.max_output_bytes",
   REQUIRE(!c);
   CHECK(c.error().message.find("commands.max_reply_bytes") != std::string::npos);
 }
+
+TEST_CASE("after a restart an unanswered campaign attempt is published again once, not again on presence",
+          "[service][app][presence]") {
+  testing::TempDir dir;
+  service::Config config;
+  config.storage_data_dir = dir.path() + "/pkgs";
+  core::ManualClock clock;
+  auto db = storage::Database::open(dir.path() + "/db.sqlite");
+  REQUIRE(db);
+  std::string line;
+  {
+    service::RecordingPublisher pub;
+    service::App app(config, clock, **db, pub);
+    REQUIRE(app.start());
+    const std::string pem = core::PrivateKey::generate(core::KeyType::ed25519).public_pem();
+    app.handle(api_request("devices/register", {{"hardware_id", "dev-1"}, {"public_key", pem}}));
+    app.handle(api_request("campaigns/create", {{"name", "r"},
+                                                {"type", "reboot"},
+                                                {"reply_timeout_s", 3600},
+                                                {"groups", {{{"hardware_ids", {"dev-1"}}}}}}));
+    app.handle(api_request("campaigns/start", {{"id", last_answer_of(pub)["id"]}}));
+    std::vector<std::string> first;
+    for (int i = 0; i < 20 && first.empty(); ++i) {
+      clock.advance_ms(250);
+      app.on_timer();
+      first = publish_and_ack(app, pub, clock);
+    }
+    REQUIRE(first.size() == 1);
+    line = first[0];
+  }
+  clock.advance_s(120);
+  service::RecordingPublisher pub;
+  service::App app(config, clock, **db, pub);
+  REQUIRE(app.start());
+  // The restart exception (PROTOCOL §1.3): published again with the same id at start...
+  CHECK(publish_and_ack(app, pub, clock) == std::vector<std::string>{line});
+  // ...and only once: the device's next messages do not add a copy.
+  for (int i = 0; i < 5; ++i) {
+    clock.advance_s(60);
+    app.handle(device_message("esthesis/ping/dev-1", "health ping=1"));
+    CHECK(publish_and_ack(app, pub, clock).empty());
+  }
+}
