@@ -45,18 +45,33 @@ App::App(const Config& config, core::Clock& clock, storage::Database& db, Publis
       });
   devices_.set_version_listener(
       [this](const std::string& hw, const std::string& version) { campaigns_.on_version(hw, version); });
+  // Campaign attempts are commands like any other for the pending pull and redelivery (PROTOCOL §1.3).
+  CommandsModule::OtherSends campaign_sends;
+  campaign_sends.in_flight = [this](const std::string& hw, core::TimeMs now) {
+    return campaigns_.in_flight(hw, now);
+  };
+  campaign_sends.handed_over = [this](const std::string& hw, const std::vector<std::string>& ids,
+                                      core::TimeMs now) { campaigns_.handed_over(hw, ids, now); };
+  campaign_sends.redeliver = [this](const std::string& hw, core::TimeMs now, core::TimeMs sent_before,
+                                    int max_publishes) {
+    return campaigns_.redeliver(hw, now, sent_before, max_publishes);
+  };
+  commands_.set_other_sends(std::move(campaign_sends));
   router_.set_device_hook([this](TopicKind kind, const std::string& hw) { on_device_message(kind, hw); });
 }
 
 App::~App() = default;
 
 // Presence: every device message refreshes last_seen; a command-side message (reply, pending pull,
-// metadata, ping) also lets the commands module redeliver what the device never answered.
+// metadata, ping) also tells the commands module the device is there, so that it re-publishes what the
+// device missed (a pending pull: the device says it (re)connected).
 void App::on_device_message(TopicKind kind, const std::string& hw) {
   devices_.seen(hw);
   if (kind == TopicKind::provisioning_request || kind == TopicKind::provisioning_download) return;
-  commands_.on_presence(hw);
+  commands_.on_presence(hw, kind == TopicKind::command_pending);
 }
+
+void App::on_link_up() { commands_.on_listening(); }
 
 core::Status App::start() {
   if (auto st = commands_.start(); !st) return st;

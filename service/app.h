@@ -69,6 +69,8 @@ class App {
   using HttpEvent = std::variant<http::HttpExchange, http::HttpStreamed>;
   void handle_batch(const std::vector<InboundMessage>& batch, std::vector<HttpEvent> http);
   void on_publish_done(std::uint64_t tag, bool ok);
+  // The MQTT link is up again and subscribed: device silence before now is not held against them.
+  void on_link_up();
   // Publishes up to `budget` outbox messages; returns how many.
   size_t pump_outbox(size_t budget);
   size_t outbox_size() const;

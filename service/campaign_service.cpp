@@ -116,6 +116,11 @@ struct Side {
   std::string output;
   std::optional<TimeMs> replied_at;
   int published_attempt = 0;
+  // Presence redelivery of the current attempt (memory only): which attempt, how often it was published
+  // again, and its last hand-over (a re-publication or a pending pull) after its first send.
+  std::string resent_id;
+  int resent = 0;
+  std::optional<TimeMs> last_sent_at;
 };
 
 Execution from_row(const storage::ExecutionRow& r) {
@@ -350,7 +355,11 @@ struct CampaignService::Impl final : OutboxOwner {
       a->side.reserve(rows->size());
       for (const auto& r : *rows) {
         s.executions.push_back(from_row(r));
-        a->side.push_back(Side{r.output, r.replied_at, r.published_attempt});
+        Side side;
+        side.output = r.output;
+        side.replied_at = r.replied_at;
+        side.published_attempt = r.published_attempt;
+        a->side.push_back(std::move(side));
         if (r.command_id) a->by_command_id.emplace(*r.command_id, s.executions.size() - 1);
       }
     }
@@ -770,6 +779,9 @@ Status CampaignService::start() {
         const Execution& e = act.snap.executions[i];
         if (e.state != ExecState::sent || !e.command_id) continue;
         m.enqueue_send(act, e.hardware_id, *e.command_id, e.attempt);
+        // This is the restart's re-publication: presence redelivery must not add a second one.
+        act.side[i].resent_id = *e.command_id;
+        act.side[i].last_sent_at = m.clock_.now_ms();
         ++resent;
       }
       m.maybe_unload(row.id);
@@ -834,6 +846,68 @@ bool CampaignService::on_reply(const std::string& hw, const std::string& command
   auto ref = m.store_.execution_by_command_id(command_id);
   if (!ref || !*ref) return false;
   return (*ref)->hardware_id == hw;
+}
+
+std::vector<PendingSend> CampaignService::in_flight(const std::string& hw, TimeMs now) const {
+  const Impl& m = *impl_;
+  std::vector<PendingSend> out;
+  for (const auto& [id, a] : m.active_) {
+    auto it = a->snap.index_by_hardware_id.find(hw);
+    if (it == a->snap.index_by_hardware_id.end()) continue;
+    const Execution& e = a->snap.executions[it->second];
+    if (e.state != ExecState::sent || !e.command_id || !e.sent_at) continue;
+    if (*e.sent_at + a->snap.doc.reply_timeout_s * 1000 <= now) continue;  // timed out: not wanted
+    protocol::CommandLine line = a->line;
+    line.id = *e.command_id;
+    auto text = protocol::encode(line);
+    if (!text) continue;
+    out.push_back(PendingSend{*e.command_id, std::move(*text), *e.sent_at});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const PendingSend& x, const PendingSend& y) { return x.created_at < y.created_at; });
+  return out;
+}
+
+void CampaignService::handed_over(const std::string& hw, const std::vector<std::string>& command_ids,
+                                  TimeMs now) {
+  Impl& m = *impl_;
+  for (const auto& command_id : command_ids) {
+    for (auto& [id, a] : m.active_) {
+      auto it = a->by_command_id.find(command_id);
+      if (it == a->by_command_id.end() || a->snap.executions[it->second].hardware_id != hw) continue;
+      Side& side = a->side[it->second];
+      if (side.resent_id != command_id) {
+        side.resent_id = command_id;
+        side.resent = 0;
+      }
+      side.last_sent_at = now;
+      break;
+    }
+  }
+}
+
+int CampaignService::redeliver(const std::string& hw, TimeMs now, TimeMs sent_before, int max_publishes) {
+  Impl& m = *impl_;
+  int n = 0;
+  for (auto& [id, a] : m.active_) {
+    auto it = a->snap.index_by_hardware_id.find(hw);
+    if (it == a->snap.index_by_hardware_id.end()) continue;
+    const Execution& e = a->snap.executions[it->second];
+    if (e.state != ExecState::sent || !e.command_id || !e.sent_at) continue;
+    if (*e.sent_at + a->snap.doc.reply_timeout_s * 1000 <= now) continue;
+    Side& side = a->side[it->second];
+    if (side.resent_id != *e.command_id) {
+      side.resent_id = *e.command_id;
+      side.resent = 0;
+      side.last_sent_at.reset();
+    }
+    if (side.last_sent_at.value_or(*e.sent_at) > sent_before || 1 + side.resent >= max_publishes) continue;
+    ++side.resent;
+    side.last_sent_at = now;
+    m.enqueue_send(*a, hw, *e.command_id, e.attempt);
+    ++n;
+  }
+  return n;
 }
 
 void CampaignService::on_version(const std::string& hw, const std::string& version) {

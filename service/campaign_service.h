@@ -8,12 +8,14 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "protocol/core/clock.h"
 #include "protocol/core/result.h"
 #include "protocol/topics.h"
 #include "service/batch_effects.h"
 #include "service/config.h"
+#include "service/outbox.h"
 #include "service/publisher.h"
 
 namespace dispatch::storage {
@@ -47,6 +49,15 @@ class CampaignService {
   // A device reply that is not a command delivery; true when command_id is a campaign attempt of hw.
   bool on_reply(const std::string& hw, const std::string& command_id, bool success,
                 const std::string& output);
+  // Campaign attempts are commands like any other for the pending pull and presence redelivery
+  // (PROTOCOL §1.3): the unanswered attempts to hw whose reply timeout has not passed, oldest first;
+  // handed_over records a pending pull's hand-over as their last send; redeliver queues again those last
+  // sent at or before sent_before and published fewer than max_publishes times (counted in memory per
+  // attempt: a restart starts the count again) and returns how many.
+  std::vector<PendingSend> in_flight(const std::string& hw, core::TimeMs now) const;
+  void handed_over(const std::string& hw, const std::vector<std::string>& command_ids, core::TimeMs now);
+  int redeliver(const std::string& hw, core::TimeMs now, core::TimeMs sent_before, int max_publishes);
+
   // A device reported its firmware version (metadata).
   void on_version(const std::string& hw, const std::string& version);
 

@@ -99,9 +99,9 @@ void CommandsModule::register_routes(Router& router) {
   router.add_api("commands", "get", [this](const json& b) { return get(b); });
   router.add_api("commands", "list", [this](const json& b) { return list(b); });
   router.add_api("commands", "cancel", [this](const json& b) { return cancel(b); });
-  // A reply may carry the output limit plus its id.
-  router.add_device(TopicKind::command_reply,
-                    static_cast<std::size_t>(config_.commands_max_output_bytes + 256),
+  // The reply topic's transport limit (PROTOCOL §1.2): up to it a reply is recorded, its output cut to
+  // commands.max_output_bytes; only a larger message is dropped (and counted by the router).
+  router.add_device(TopicKind::command_reply, static_cast<std::size_t>(config_.commands_max_reply_bytes),
                     [this](const std::string& hw, const InboundMessage& m) { on_reply(hw, m); });
   router.add_device_request(TopicKind::command_pending, TopicKind::command_pending_reply,
                             static_cast<std::size_t>(config_.api_max_request_bytes),
@@ -109,6 +109,8 @@ void CommandsModule::register_routes(Router& router) {
 }
 
 core::Status CommandsModule::start() {
+  started_at_ = clock_.now_ms();
+  listening_since_ = started_at_;
   auto queued = commands_->deliveries_to_publish(clock_.now_ms(), k_outbox_reload_limit);
   if (!queued) return queued.error();
   for (const auto& d : *queued) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
@@ -156,22 +158,59 @@ void CommandsModule::on_timer() {
   if (auto n = commands_->expire(now); n && *n > 0) spdlog::info("{} deliveries expired", *n);
 }
 
-void CommandsModule::on_presence(const std::string& hw) {
-  if (config_.commands_redeliver_interval_s <= 0) return;
+void CommandsModule::on_listening() { listening_since_ = clock_.now_ms(); }
+
+void CommandsModule::on_presence(const std::string& hw, bool pull) {
   const core::TimeMs now = clock_.now_ms();
-  // A chatty device (a reply per command, a ping a second) is checked for redelivery at most once per
-  // half interval; nothing becomes redeliverable faster than that.
-  const core::TimeMs half = config_.commands_redeliver_interval_s * 500;
-  auto [it, fresh] = presence_checked_.try_emplace(hw, now);
-  if (!fresh) {
-    if (now - it->second < half) return;
-    it->second = now;
+  const core::TimeMs gap = config_.commands_presence_gap_s * 1000;
+  auto it = presence_.find(hw);
+  bool fresh_stretch = pull;
+  if (it == presence_.end()) {
+    if (presence_.size() >= k_presence_memory) {
+      presence_.clear();
+      forgot_at_ = now;
+    }
+    Presence p;
+    // Silence only counts while we listened (and remembered): before that we could not hear its pings.
+    const core::TimeMs heard_from = std::max(listening_since_, forgot_at_.value_or(listening_since_));
+    if (pull || now - heard_from > gap) {
+      p.present_since = now;  // silent for a whole gap while we listened: it was away
+      fresh_stretch = true;
+    } else if (!forgot_at_) {
+      // First heard since this process started. Sends of the previous run are published again once: a
+      // reply the broker handed to a process that died before committing it is lost (PROTOCOL §1.3,
+      // the restart exception: at-least-once wins over run-once there).
+      p.present_since = started_at_;
+      fresh_stretch = true;
+    }
+    // Forgotten (memory bound): assumed present, nothing is re-published until its next gap.
+    it = presence_.emplace(hw, p).first;
+  } else if (pull || now - std::max(it->second.last_heard, listening_since_) > gap) {
+    it->second.present_since = now;
+    fresh_stretch = true;
   }
-  if (presence_checked_.size() > k_presence_memory) presence_checked_.clear();
-  auto again = commands_->redeliverable(hw, now, now - config_.commands_redeliver_interval_s * 1000,
-                                        config_.commands_redeliver_max_attempts);
-  if (!again) return;
-  for (const auto& d : *again) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
+  Presence& p = it->second;
+  p.last_heard = now;
+  // A pull answers with every unanswered command itself; queueing them too would deliver them twice.
+  if (pull || config_.commands_redeliver_interval_s <= 0 || !p.present_since) return;
+  // A device in one stretch is checked at most once per half interval (a chatty device, a reply per
+  // command, costs one query per half interval): only sends from before its stretch qualify, and they
+  // only become old enough with time.
+  const core::TimeMs interval = config_.commands_redeliver_interval_s * 1000;
+  if (!fresh_stretch && p.last_check && now - *p.last_check < interval / 2) return;
+  p.last_check = now;
+  const core::TimeMs sent_before = std::min(*p.present_since - 1, now - interval);
+  const int max_publishes = config_.commands_redeliver_max_attempts;
+  auto again = commands_->redeliverable(hw, now, sent_before, max_publishes);
+  if (!again) {
+    spdlog::error("cannot read what {} missed: {}", hw, again.error().message);
+  } else {
+    for (const auto& d : *again) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
+  }
+  int others = 0;
+  if (other_.redeliver) others = other_.redeliver(hw, now, sent_before, max_publishes);
+  const std::size_t n = (again ? again->size() : 0) + static_cast<std::size_t>(others);
+  if (n > 0) spdlog::info("{} missed {} unanswered sends: publishing them again", hw, n);
 }
 
 Result<json> CommandsModule::send(const json& body) {
@@ -367,16 +406,39 @@ Result<json> CommandsModule::pending(const std::string& hw, const json&) {
   const core::TimeMs now = clock_.now_ms();
   auto pending = commands_->pending_for_device(hw, now, k_pending_max);
   if (!pending) return pending.error();
+  // Command deliveries and campaign attempts alike (PROTOCOL §1.3), oldest first, at most k_pending_max.
+  struct Line {
+    core::TimeMs created_at;
+    std::string line;
+    std::string command_id;
+    bool ours;
+  };
+  std::vector<Line> all;
+  for (const auto& d : *pending) all.push_back({d.created_at, d.command_line, d.command_id, true});
+  if (other_.in_flight) {
+    for (auto& s : other_.in_flight(hw, now))
+      all.push_back({s.created_at, std::move(s.line), s.command_id, false});
+  }
+  std::stable_sort(all.begin(), all.end(),
+                   [](const Line& a, const Line& b) { return a.created_at < b.created_at; });
+  if (all.size() > static_cast<std::size_t>(k_pending_max))
+    all.resize(static_cast<std::size_t>(k_pending_max));
   json lines = json::array();
   std::vector<storage::DeliveryKey> keys;
-  for (const auto& d : *pending) {
-    lines.push_back(d.command_line);
-    keys.emplace_back(d.command_id, d.hardware_id);
+  std::vector<std::string> others;
+  for (const auto& l : all) {
+    lines.push_back(l.line);
+    if (l.ours) {
+      keys.emplace_back(l.command_id, hw);
+    } else {
+      others.push_back(l.command_id);
+    }
   }
   // Handing a command over in the pending list is a delivery: count it before it becomes visible.
   if (!keys.empty()) {
     if (auto n = commands_->mark_sent(keys, now); !n) return n.error();
   }
+  if (!others.empty() && other_.handed_over) other_.handed_over(hw, others, now);
   return json{{"commands", lines}};
 }
 

@@ -57,14 +57,38 @@ class CommandsModule final : private OutboxOwner {
   CommandsModule(const CommandsModule&) = delete;
   CommandsModule& operator=(const CommandsModule&) = delete;
 
+  // Sends another module has in flight to a device (campaign attempts): the pending pull lists them and
+  // presence re-publishes them by the same rule as command deliveries (PROTOCOL §1.3 v1.1).
+  struct OtherSends {
+    // Unanswered, unexpired sends to hw, oldest first.
+    std::function<std::vector<PendingSend>(const std::string& hw, core::TimeMs now)> in_flight;
+    // The pending pull handed these over at now: it counts as their last send.
+    std::function<void(const std::string& hw, const std::vector<std::string>& command_ids, core::TimeMs now)>
+        handed_over;
+    // Queues again the sends to hw last sent at or before sent_before and published fewer than
+    // max_publishes times; returns how many.
+    std::function<int(const std::string& hw, core::TimeMs now, core::TimeMs sent_before, int max_publishes)>
+        redeliver;
+  };
+
   void set_reply_claim(ReplyClaim claim) { reply_claim_ = std::move(claim); }
+  void set_other_sends(OtherSends other) { other_ = std::move(other); }
   // commands/send|get|list|cancel, command_reply and command_pending.
   void register_routes(Router& router);
 
   // Queues every committed, unexpired delivery not yet acknowledged (after a restart).
   core::Status start();
-  // A device showed up: queue again what it was sent and never answered (commands.redeliver_*).
-  void on_presence(const std::string& hw);
+  // A message from hw on its ping, metadata, reply or pending topic (`pull`: the pending topic). Tracks
+  // whether the device has been present without a break (no silence over commands.presence_gap_s while
+  // we listened) and queues again what it missed: unanswered sends from before its present stretch began,
+  // their last send older than commands.redeliver_interval_s, published fewer than
+  // commands.redeliver_max_attempts times. A device present since a line was published never gets it
+  // again. A pull starts a new stretch and queues nothing: its answer hands the commands over. The
+  // design, its limits and the restart exception: docs/protocol.md, "Presence redelivery".
+  void on_presence(const std::string& hw, bool pull = false);
+  // The service (re)subscribed at now: silence before it is not evidence of a device's absence (while
+  // we were away its pings went nowhere).
+  void on_listening();
   // Marks acknowledged deliveries sent: at least every 100 ms or 2000 deliveries, or now when force.
   void flush(bool force);
   // Expires overdue deliveries (at most once a second).
@@ -99,9 +123,21 @@ class CommandsModule final : private OutboxOwner {
   IdempotentRequests idempotency_;
   ReplyClaim reply_claim_;
 
-  std::vector<std::pair<std::string, std::string>> acked_;          // to mark sent at the next flush
-  std::unordered_map<std::string, core::TimeMs> presence_checked_;  // last redelivery check per device
-  static constexpr std::size_t k_presence_memory = 1'000'000;       // bound: forget all past this
+  std::vector<std::pair<std::string, std::string>> acked_;  // to mark sent at the next flush
+  // Presence per device (memory only; see on_presence).
+  struct Presence {
+    core::TimeMs last_heard = 0;
+    // Start of the stretch the device has been present without a break; sends before it were missed.
+    // nullopt: unknown and assumed present (forgotten devices, see k_presence_memory).
+    std::optional<core::TimeMs> present_since;
+    std::optional<core::TimeMs> last_check;  // last redelivery query
+  };
+  std::unordered_map<std::string, Presence> presence_;
+  static constexpr std::size_t k_presence_memory = 1'000'000;  // bound: forget all past this
+  core::TimeMs started_at_ = 0;                                // start(): the previous run ended before
+  core::TimeMs listening_since_ = 0;
+  std::optional<core::TimeMs> forgot_at_;
+  OtherSends other_;
   std::set<std::string> canceled_;  // canceled while deliveries wait in the outbox
   core::TimeMs last_expiry_run_ = 0;
   core::TimeMs last_ack_flush_ = 0;

@@ -122,9 +122,17 @@ const std::vector<KeyDef>& key_defs() {
       integer("commands.default_ttl_s", &Config::commands_default_ttl_s, 1, 365LL * 86400,
               "Time to live of a command that names none, seconds"),
       integer("commands.max_output_bytes", &Config::commands_max_output_bytes, 1, 64LL * 1024 * 1024,
-              "Longest command output stored per device (longer output is cut), bytes"),
+              "Longest command output stored per device (longer output is cut and marked trimmed), bytes"),
+      integer("commands.max_reply_bytes", &Config::commands_max_reply_bytes, 1024, 255LL * 1024 * 1024,
+              "Largest reply message accepted on the reply topic (larger ones are dropped and counted); "
+              "at least commands.max_output_bytes, bytes"),
       integer("commands.redeliver_interval_s", &Config::commands_redeliver_interval_s, 0, 86400,
-              "Re-publish an unanswered delivery to a device seen again after this long, seconds (0: never)"),
+              "Re-publish an unanswered delivery to a device that missed it (see commands.presence_gap_s) "
+              "once its last send is this old, seconds (0: never)"),
+      integer("commands.presence_gap_s", &Config::commands_presence_gap_s, 1, 86400,
+              "A device silent (no ping, metadata, reply or pending pull) for longer than this is taken to "
+              "have been away and gets again what it was sent before; keep it above the devices' ping "
+              "interval, seconds"),
       integer("commands.redeliver_max_attempts", &Config::commands_redeliver_max_attempts, 1, 1000,
               "Most publishes of one delivery, the first included"),
       choice("provisioning.token", &Config::provisioning_token, k_token_modes,
@@ -309,6 +317,12 @@ core::Status validate(const Config& c) {
   if (c.mqtt_uri.empty()) return make_error(ErrorCode::bad_request, "mqtt.uri must not be empty");
   if (c.mqtt_client_id.empty()) return make_error(ErrorCode::bad_request, "mqtt.client_id must not be empty");
   if (c.storage_path.empty()) return make_error(ErrorCode::bad_request, "storage.path must not be empty");
+  if (c.commands_max_reply_bytes < c.commands_max_output_bytes) {
+    return make_error(
+        ErrorCode::bad_request,
+        fmt::format("commands.max_reply_bytes ({}) must not be below commands.max_output_bytes ({})",
+                    c.commands_max_reply_bytes, c.commands_max_output_bytes));
+  }
   if (auto st = protocol::validate(c.topics); !st) {
     // protocol::validate quotes the roots it names, the offending one first: "topic root 'ping' overlaps
     // topic root 'metadata'". Each becomes its key.

@@ -71,7 +71,13 @@ struct Config {
   // [commands]
   std::int64_t commands_default_ttl_s = 86400;
   std::int64_t commands_max_output_bytes = 1024 * 1024;
+  // Transport limit of the reply topic (PROTOCOL §1.2): larger replies are dropped and counted; smaller
+  // ones are recorded, their output cut to commands_max_output_bytes. Never below that limit.
+  std::int64_t commands_max_reply_bytes = 16LL * 1024 * 1024;
   std::int64_t commands_redeliver_interval_s = 60;
+  // A device silent for longer than this is taken to have been away (PROTOCOL §1.3 v1.1): 2.5 times the
+  // esthesis agent's 60 s ping, and above the 90 s after which a broker drops a 60 s keep-alive client.
+  std::int64_t commands_presence_gap_s = 150;
   int commands_redeliver_max_attempts = 5;
 
   // [provisioning]

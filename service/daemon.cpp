@@ -149,6 +149,7 @@ int run_daemon(const Config& config) {
         } else if (std::holds_alternative<LinkUp>(*ev)) {
           spdlog::info("MQTT link up: subscribing");
           link.on_connected();
+          app.on_link_up();
         } else if (auto* down = std::get_if<LinkDown>(&*ev)) {
           spdlog::warn("MQTT link lost: {}; Paho reconnects, the outbox waits", down->cause);
         }

@@ -38,6 +38,13 @@ struct OutboxItem {
   int attempt = 0;
 };
 
+// A send still waiting for its reply, as the pending pull lists it (PROTOCOL §1.3).
+struct PendingSend {
+  std::string command_id;
+  std::string line;             // the command line, as published
+  core::TimeMs created_at = 0;  // orders the pending list (oldest first)
+};
+
 class OutboxOwner {
  public:
   virtual ~OutboxOwner() = default;

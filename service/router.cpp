@@ -237,8 +237,10 @@ void Router::dispatch_device(const protocol::ParsedTopic& t, const InboundMessag
   const std::string& hw = t.hardware_id;
   if (m.payload.size() > r.max_bytes) {
     ++counters_.oversize_device_messages;
-    spdlog::warn("dropping a {}-byte message on {} from {}: over the limit of {} bytes", m.payload.size(),
-                 protocol::to_string(t.kind), hw, r.max_bytes);
+    spdlog::warn(
+        "dropping a {}-byte message on {} from {}: over the limit of {} bytes (oversize device "
+        "messages dropped: {})",
+        m.payload.size(), protocol::to_string(t.kind), hw, r.max_bytes, counters_.oversize_device_messages);
     if (r.oversize) {
       (void)guarded(fmt::format("oversize {} from {}", protocol::to_string(t.kind), hw),
                     [&]() -> core::Result<nlohmann::json> {

@@ -105,6 +105,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--timeout", o.api_timeout_s, "Seconds to wait for each registration answer")
       ->capture_default_str();
+  std::string agent;
+  app.add_option("--agent", agent,
+                 "esthesis: behave like the unmodified esthesis agent (MQTT 3.1.1, command topic at QoS 0, "
+                 "QoS 0 publishes, no de-duplication, pings, firmware over HTTP via --agent-http)")
+      ->check(CLI::IsMember({"esthesis"}));
+  app.add_option("--ping-interval", o.ping_interval_s, "--agent esthesis: seconds between pings")
+      ->capture_default_str();
+  app.add_option("--agent-http", o.agent_http,
+                 "--agent esthesis: the service's agent listener (http.agent_listen) as http://host:port, "
+                 "for firmware and, with --register, registration over HTTP");
+  app.add_option("--registration-secret", o.registration_secret,
+                 "--agent esthesis --register: the registrationSecret sent (registration.mode "
+                 "open_with_secret)");
   app.add_flag("--json", json_output, "Print the summary as JSON");
   try {
     app.parse(argc, argv);
@@ -125,6 +138,12 @@ int main(int argc, char** argv) {
     o.attributes.emplace_back(a.substr(0, eq), a.substr(eq + 1));
   }
   o.mqtt.uri = broker;
+  o.esthesis_agent = agent == "esthesis";
+  // The esthesis agent speaks MQTT 3.1.1 and its static token is an RSA signature.
+  if (o.esthesis_agent) {
+    mqtt_version = 3;
+    key_type = "rsa";
+  }
   o.mqtt.mqtt_version = mqtt_version == 3 ? 4 : 5;
   o.mqtt.tls_verify_hostname = !tls_no_verify_hostname;
   o.key_type = key_type == "rsa"       ? dispatch::core::KeyType::rsa
@@ -158,10 +177,11 @@ int main(int argc, char** argv) {
   } else {
     std::cout << fmt::format(
         "devices {}  commands received {}  duplicates {}  malformed {}  replies ok {}  replies failed {}\n"
-        "firmware queries {}  up to date {}  downloads {}  download bytes {}  firmware failures {}\n",
+        "firmware queries {}  up to date {}  downloads {}  download bytes {}  firmware failures {}\n"
+        "pings {}  reruns {}\n",
         stats.devices, stats.commands_received, stats.duplicates, stats.malformed, stats.replies_ok,
         stats.replies_failed, stats.firmware_queries, stats.up_to_date, stats.downloads, stats.download_bytes,
-        stats.firmware_failed);
+        stats.firmware_failed, stats.pings, stats.reruns);
   }
   return k_exit_ok;
 }

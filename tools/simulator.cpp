@@ -1,11 +1,13 @@
 #include "tools/simulator.h"
 
 #include <fmt/format.h>
+#include <httplib.h>
 
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <queue>
@@ -42,7 +44,9 @@ json SimStats::to_json() const {
               {"up_to_date", up_to_date},
               {"downloads", downloads},
               {"download_bytes", download_bytes},
-              {"firmware_failed", firmware_failed}};
+              {"firmware_failed", firmware_failed},
+              {"reruns", reruns},
+              {"pings", pings}};
 }
 
 std::string sim_hardware_id(const std::string& prefix, int index) {
@@ -120,7 +124,9 @@ struct Simulator::Impl {
 
   void publish(const Device& d, const core::Result<std::string>& topic, const std::string& payload) {
     if (!topic) return;  // ids were checked at start; a device topic cannot fail here
-    (void)clients[static_cast<std::size_t>(d.connection)]->publish(*topic, payload, 1);
+    // The esthesis agent publishes everything at QoS 0.
+    (void)clients[static_cast<std::size_t>(d.connection)]->publish(*topic, payload,
+                                                                   opts.esthesis_agent ? 0 : 1);
   }
 
   void reply(std::size_t di, const std::string& id, bool success, const std::string& output) {
@@ -159,6 +165,17 @@ struct Simulator::Impl {
     }
     auto& d = devices[di];
     auto key = d.hw + "\n" + line->id;
+    if (opts.esthesis_agent) {
+      // No de-duplication: a line delivered again runs again (what PROTOCOL §1.3 v1.1 guards against).
+      if (!outcomes.emplace(key, Outcome{}).second) ++stats->reruns;
+      int delay = latency_ms();
+      if (delay > 0) {
+        timers.push(Timer{SteadyClock::now() + std::chrono::milliseconds(delay), di, text});
+        return;
+      }
+      execute(di, *line);
+      return;
+    }
     if (auto it = outcomes.find(key); it != outcomes.end()) {
       ++stats->duplicates;
       if (it->second.done) {
@@ -206,7 +223,11 @@ struct Simulator::Impl {
         reply(di, line.id, true, "HEALTH command was sent to the device.");
         return;
       case CommandType::firmware:
-        start_firmware(di, line);
+        if (opts.esthesis_agent) {
+          http_firmware(di, line);
+        } else {
+          start_firmware(di, line);
+        }
         return;
     }
   }
@@ -215,6 +236,75 @@ struct Simulator::Impl {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
+  }
+
+  // The esthesis agent's firmware flow (esthesis-agent.md, "Firmware"): HTTP only, blocking like the
+  // agent's, the static token when the device has a key. A success is `Firmware update initiated.`; the
+  // update script's reboot is simulated by reporting the new version at once (the agent reports it when
+  // it starts again).
+  void http_firmware(std::size_t di, const protocol::CommandLine& line) {
+    auto& d = devices[di];
+    ++stats->firmware_queries;
+    if (opts.agent_http.empty()) {
+      reply(di, line.id, false, "Provisioning URL is empty.");
+      ++stats->firmware_failed;
+      return;
+    }
+    std::map<std::string, std::string> q{{"hardwareId", d.hw}};
+    if (d.key) q["token"] = d.key->sign_base64(d.hw);
+    std::string path;
+    if (!line.command.empty()) {
+      q["packageId"] = line.command;
+      path = "/api/v1/provisioning/find/by-id?";
+    } else {
+      q["version"] = d.version;
+      path = "/api/v1/provisioning/find?";
+    }
+    std::string query;
+    for (const auto& [k, v] : q) {  // Go's url.Values.Encode: sorted keys
+      if (!query.empty()) query += '&';
+      query += k + "=" + httplib::detail::encode_query_param(v);
+    }
+    httplib::Client http(opts.agent_http);
+    http.set_read_timeout(opts.firmware_timeout_s, 0);
+    auto fail = [&](const std::string& why) {
+      ++stats->firmware_failed;
+      reply(di, line.id, false, why);
+    };
+    auto found = http.Get((path + query).c_str());
+    if (!found)
+      return fail(fmt::format("Could not get provisioning info: {}.", httplib::to_string(found.error())));
+    if (found->status >= 400) {
+      return fail(fmt::format("Could not get provisioning info due to '{}'. {}", found->status, found->body));
+    }
+    auto j = json::parse(found->body, nullptr, false);
+    if (!j.is_object() || j.value("id", "").empty()) {
+      ++stats->up_to_date;
+      reply(di, line.id, false, "No provisioning info available.");
+      return;
+    }
+    const std::string version = j.value("version", "");
+    const std::string sha = j.value("sha256", "");
+    if (j.value("type", "INTERNAL") == "INTERNAL") {
+      auto bytes = http.Get(("/api/v1/provisioning/download?token=" +
+                             httplib::detail::encode_query_param(j.value("downloadToken", "")))
+                                .c_str());
+      if (!bytes || bytes->status != 200) {
+        return fail(fmt::format("Could not download firmware due to '{}'.", bytes ? bytes->status : 0));
+      }
+      stats->download_bytes += bytes->body.size();
+      if (!sha.empty() && core::sha256_hex(bytes->body) != sha) return fail("Firmware checksum mismatch.");
+      ++stats->downloads;
+    }
+    reply(di, line.id, true, "Firmware update initiated.");
+    d.version = version;
+    report_version(d);
+  }
+
+  void ping_all() {
+    const std::string payload = fmt::format("health ping={}", core::format_rfc3339(wall_ms()));
+    for (const auto& d : devices) publish(d, topics.ping(d.hw), payload);
+    stats->pings += devices.size();
   }
 
   void start_firmware(std::size_t di, const protocol::CommandLine& line) {
@@ -401,9 +491,63 @@ Simulator::~Simulator() {
 
 namespace {
 
+// --agent esthesis with --agent-http: the agent's first start, POST /api/v1/agent/register; the private key
+// of the answer is the device's (it signs the static provisioning token).
+core::Status register_over_http(std::vector<Device>& devices, const SimOptions& opts, SimStats& stats,
+                                std::string& first_error) {
+  std::string tags;
+  for (const auto& t : opts.tags) tags += (tags.empty() ? "" : ",") + t;
+  std::string attributes;
+  for (const auto& [k, v] : opts.attributes) attributes += (attributes.empty() ? "" : ",") + k + "=" + v;
+  std::mutex mu;
+  auto register_one = [&](std::size_t i) {
+    httplib::Client http(opts.agent_http);
+    http.set_read_timeout(opts.api_timeout_s, 0);
+    json body{{"hardwareId", devices[i].hw},
+              {"tags", tags},
+              {"attributes", attributes},
+              {"type", "CORE"},
+              {"registrationSecret", opts.registration_secret}};
+    auto r = http.Post("/api/v1/agent/register", body.dump(), "application/json");
+    std::string error;
+    if (!r) {
+      error = "registration: " + httplib::to_string(r.error());
+    } else if (r->status != 200) {
+      error = fmt::format("registration answered {}", r->status);
+    } else {
+      auto j = json::parse(r->body, nullptr, false);
+      auto key = core::PrivateKey::from_pem(j.is_object() ? j.value("privateKey", "") : "");
+      if (key) {
+        devices[i].key = std::move(*key);
+      } else {
+        error = "registration: unreadable privateKey: " + key.error().message;
+      }
+    }
+    std::lock_guard lk(mu);
+    if (error.empty()) {
+      ++stats.registered;
+    } else {
+      ++stats.register_failed;
+      if (first_error.empty()) first_error = error;
+    }
+  };
+  std::atomic<std::size_t> next{0};
+  std::vector<std::thread> pool;
+  for (unsigned w = 0; w < 8; ++w) {
+    pool.emplace_back([&] {
+      for (auto i = next.fetch_add(1); i < devices.size(); i = next.fetch_add(1)) register_one(i);
+    });
+  }
+  for (auto& t : pool) t.join();
+  if (stats.registered == 0) return make_error(ErrorCode::unavailable, "registration failed: " + first_error);
+  return {};
+}
+
 core::Status register_fleet(Simulator& self, std::vector<Device>& devices, const SimOptions& opts,
                             SimStats& stats, std::string& first_error) {
   (void)self;
+  if (opts.esthesis_agent && !opts.agent_http.empty())
+    return register_over_http(devices, opts, stats, first_error);
   // Keys first, in parallel: RSA generation is slow.
   unsigned workers = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
   {
@@ -463,6 +607,13 @@ core::Status Simulator::start() {
   if (o.latency_min_ms < 0 || o.latency_min_ms > o.latency_max_ms) {
     return make_error(ErrorCode::bad_request, "--latency-ms must be N or MIN-MAX with 0 <= MIN <= MAX");
   }
+  if (o.esthesis_agent && o.ping_interval_s < 1) {
+    return make_error(ErrorCode::bad_request, "--ping-interval must be at least 1 second");
+  }
+  if (!o.agent_http.empty() && o.agent_http.rfind("http://", 0) != 0 &&
+      o.agent_http.rfind("https://", 0) != 0) {
+    return make_error(ErrorCode::bad_request, "--agent-http must be an http:// or https:// URL");
+  }
   if (o.connections < 0 || o.connections > o.count) {
     return make_error(ErrorCode::bad_request, "--connections must be between 0 and --count");
   }
@@ -512,20 +663,26 @@ core::Status Simulator::start() {
   using protocol::TopicKind;
   const TopicKind inbound[] = {TopicKind::command_request, TopicKind::provisioning_reply,
                                TopicKind::provisioning_data};
+  // The esthesis agent subscribes to its command topic only, at QoS 0 (firmware goes over HTTP).
+  const std::size_t n_inbound = o.esthesis_agent ? 1 : std::size(inbound);
+  const int sub_qos = o.esthesis_agent ? 0 : 1;
   if (o.connections == 0) {
     // One wildcard per device-facing root: the fast path for large fleets.
-    for (auto kind : inbound) {
-      if (auto st = s.clients[0]->subscribe(s.topics.device_filter(kind), 1); !st) return st;
+    for (std::size_t k = 0; k < n_inbound; ++k) {
+      if (auto st = s.clients[0]->subscribe(s.topics.device_filter(inbound[k]), sub_qos); !st) return st;
     }
   } else {
     for (const auto& d : s.devices) {
-      for (auto kind : inbound) {
-        auto topic = s.topics.device(kind, d.hw);
+      for (std::size_t k = 0; k < n_inbound; ++k) {
+        auto topic = s.topics.device(inbound[k], d.hw);
         if (!topic) return topic.error();
-        if (auto st = s.clients[static_cast<std::size_t>(d.connection)]->subscribe(*topic, 1); !st) return st;
+        if (auto st = s.clients[static_cast<std::size_t>(d.connection)]->subscribe(*topic, sub_qos); !st)
+          return st;
       }
     }
   }
+  // The agent pings at start, then reports its version (with --versionReport).
+  if (o.esthesis_agent) s.ping_all();
   for (const auto& d : s.devices) s.report_version(d);
   for (auto& c : s.clients) c->flush(30000);
   return {};
@@ -536,6 +693,7 @@ void Simulator::run(const std::atomic<bool>& stop, double duration_s, double unt
   auto started = SteadyClock::now();
   auto last_activity = started;
   auto next_expiry_scan = started;
+  auto next_ping = started + std::chrono::seconds(s.opts.ping_interval_s);
   const auto as_duration = [](double secs) {
     return std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(secs));
   };
@@ -545,6 +703,7 @@ void Simulator::run(const std::atomic<bool>& stop, double duration_s, double unt
     if (until_idle_s > 0 && !s.busy() && now - last_activity >= as_duration(until_idle_s)) break;
 
     auto wait_until = now + std::chrono::milliseconds(200);
+    if (s.opts.esthesis_agent) wait_until = std::min(wait_until, next_ping);
     if (!s.timers.empty()) wait_until = std::min(wait_until, s.timers.top().due);
     std::deque<Inbound> batch;
     {
@@ -555,6 +714,10 @@ void Simulator::run(const std::atomic<bool>& stop, double duration_s, double unt
     if (!batch.empty()) last_activity = SteadyClock::now();
     for (const auto& in : batch) s.handle(in);
     s.fire_timers();
+    if (s.opts.esthesis_agent && SteadyClock::now() >= next_ping) {
+      s.ping_all();
+      next_ping = SteadyClock::now() + std::chrono::seconds(s.opts.ping_interval_s);
+    }
     if (SteadyClock::now() >= next_expiry_scan) {
       s.expire_jobs();
       next_expiry_scan = SteadyClock::now() + std::chrono::seconds(1);

@@ -1,14 +1,14 @@
 // Simulator: a fleet of simulated esthesis device agents (PROTOCOL §1, §2; esthesis agent behaviour) for
 // dispatch-sim. An independent client of the wire contract: it talks MQTT only.
 //
-// Per device it: receives command lines on esthesis/command/request/{hw}, parses them exactly as the agent
-// does (protocol::parse_command_line; an unparsable line gets no reply, like the agent), treats the command
-// id as an idempotency key (a re-delivered id is answered again with the first result, never re-run, and
-// counted as a duplicate), replies `<id> s|f <output>` on esthesis/command/reply/{hw} after the configured
-// latency and with the configured failure rate, and runs the firmware flow for `f`: a fresh-token package
-// query, a chunked download, a sha256 check, then `health firmware='<version>'` on esthesis/metadata/{hw}
-// and a success reply ("up to date" when there is nothing newer; a failure reply with the message on any
-// error or after firmware_timeout_s).
+// Per device (without --agent; with it, see SimOptions::esthesis_agent) it: receives command lines on
+// esthesis/command/request/{hw}, parses them exactly as the agent does (protocol::parse_command_line; an
+// unparsable line gets no reply, like the agent), treats the command id as an idempotency key (a re-delivered
+// id is answered again with the first result, never re-run, and counted as a duplicate), replies `<id> s|f
+// <output>` on esthesis/command/reply/{hw} after the configured latency and with the configured failure rate,
+// and runs the firmware flow for `f`: a fresh-token package query, a chunked download, a sha256 check, then
+// `health firmware='<version>'` on esthesis/metadata/{hw} and a success reply ("up to date" when there is
+// nothing newer; a failure reply with the message on any error or after firmware_timeout_s).
 //
 // Threads: Paho's callbacks only enqueue; run()'s thread owns every device's state and does all publishing.
 #pragma once
@@ -50,6 +50,16 @@ struct SimOptions {
   std::size_t chunk_size = 256 * 1024;
   int firmware_timeout_s = 120;
   int api_timeout_s = 10;
+  // --agent esthesis: behave like the unmodified esthesis agent (../shared/reference/esthesis-agent.md):
+  // MQTT 3.1.1, the command topic subscribed at QoS 0, everything published at QoS 0, no de-duplication
+  // (a line delivered twice runs twice and is counted in `reruns`), `<id> s <output>` replies, a ping
+  // every ping_interval_s, and firmware over HTTP (find or find/by-id with the static token, download,
+  // sha256 check) against agent_http; with register_fleet and agent_http, registration over HTTP
+  // (POST /api/v1/agent/register: the service makes the key pair).
+  bool esthesis_agent = false;
+  int ping_interval_s = 60;
+  std::string agent_http;  // the service's http.agent_listen as a URL: http://host:port
+  std::string registration_secret;
 };
 
 struct SimStats {
@@ -66,6 +76,8 @@ struct SimStats {
   std::uint64_t downloads = 0;
   std::uint64_t download_bytes = 0;
   std::uint64_t firmware_failed = 0;
+  std::uint64_t reruns = 0;  // --agent esthesis: lines run again because they were delivered again
+  std::uint64_t pings = 0;
 
   nlohmann::json to_json() const;
 };

@@ -286,7 +286,10 @@ TEST_CASE("hostile inputs on the API and device topics get the right error and c
        "{\"hardware_id\":\"" + long_id + "\",\"public_key\":" + pem_json + "}", "bad_request"},
       {"id of wrong type", "devices/register", "{\"hardware_id\":42,\"public_key\":" + pem_json + "}",
        "bad_request"},
-      {"missing public key", "devices/register", "{\"hardware_id\":\"dev-9\"}", "bad_request"},
+      // Without a public_key a device is pre-created keyless (registration.mode = id); a key of the wrong
+      // type is refused.
+      {"public key of wrong type", "devices/register", "{\"hardware_id\":\"dev-9\",\"public_key\":42}",
+       "bad_request"},
       {"garbage public key", "devices/register", "{\"hardware_id\":\"dev-9\",\"public_key\":\"xyz\"}",
        "bad_request"},
       {"RSA 1024 refused", "devices/register", "{\"hardware_id\":\"dev-9\",\"public_key\":" + rsa1024 + "}",

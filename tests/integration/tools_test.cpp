@@ -65,12 +65,19 @@ struct Stack {
   TempDir dir;
   std::unique_ptr<Process> dispatchd;
 
-  Stack() {
-    dispatchd = std::make_unique<Process>(
-        std::vector<std::string>{k_dispatchd, "--mqtt.uri", broker.uri(), "--storage.path",
-                                 dir.path() + "/db.sqlite", "--storage.data_dir", dir.path() + "/pkgs",
-                                 "--mqtt.client_id", "dispatchd-test"},
-        std::vector<std::string>{}, dir.path() + "/dispatchd.log");
+  explicit Stack(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{k_dispatchd,
+                                  "--mqtt.uri",
+                                  broker.uri(),
+                                  "--storage.path",
+                                  dir.path() + "/db.sqlite",
+                                  "--storage.data_dir",
+                                  dir.path() + "/pkgs",
+                                  "--mqtt.client_id",
+                                  "dispatchd-test"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    dispatchd =
+        std::make_unique<Process>(std::move(argv), std::vector<std::string>{}, dir.path() + "/dispatchd.log");
     // Ready when the API answers.
     for (int i = 0; i < 60; ++i) {
       if (ctl({"--timeout", "1", "device", "list"}).code == 0) return;
@@ -524,4 +531,62 @@ TEST_CASE("against the real service: upload a package, roll it out with a campai
   INFO(summary);
   CHECK(summary.find("downloads 12") != std::string::npos);
   CHECK(summary.find("firmware failures 0") != std::string::npos);
+}
+
+TEST_CASE("dispatch-sim --agent esthesis: HTTP registration, QoS 0 commands run once, firmware over HTTP",
+          "[tools]") {
+  const int port = dispatch::testing::free_port();
+  const std::string listen = "127.0.0.1:" + std::to_string(port);
+  Stack s({"--http.agent_listen", listen, "--registration.mode", "open", "--provisioning.token", "any",
+           "--registration.provisioning_url", "http://" + listen});
+  std::string sim_log = s.dir.path() + "/sim-agent.log";
+  auto sim = s.sim({"--agent", "esthesis", "--agent-http", "http://" + listen, "--register", "--count", "3",
+                    "--prefix", "ag-", "--tag", "agents", "--ping-interval", "1", "--json"},
+                   sim_log);
+  {
+    auto summary = dispatch::testing::read_file(sim_log);
+    INFO(summary);
+    CHECK(summary.find("registered 3 of 3 devices") != std::string::npos);
+    CHECK(summary.find("MQTT 3.1.1") != std::string::npos);
+  }
+  // Registered over HTTP: the service made each device an RSA key pair.
+  auto dev = s.ctl({"--json", "device", "get", "ag-000001"});
+  REQUIRE(dev.code == 0);
+  CHECK(nlohmann::json::parse(dev.output)["key_type"] == "rsa");
+
+  auto r = s.ctl({"command", "send", "--type", "exec", "--command", "echo", "--arg", "hello", "--tag",
+                  "agents", "--wait", "30"},
+                 60000);
+  INFO(r.output);
+  CHECK(r.code == 0);
+  CHECK(r.output.find("state=succeeded") != std::string::npos);
+
+  std::string file = s.dir.path() + "/fw.bin";
+  std::string bytes;
+  for (size_t i = 0; i < 300 * 1024; ++i) bytes.push_back(static_cast<char>((i * 31) % 253));
+  write_file(file, bytes);
+  auto created =
+      s.ctl({"package", "create", "--name", "fw", "--version", "2.0.0", "--sha256",
+             dispatch::core::sha256_hex(bytes), "--size", std::to_string(bytes.size()), "--available"});
+  INFO(created.output);
+  REQUIRE(created.code == 0);
+  std::string id = created.output.substr(0, created.output.find('\n'));
+  REQUIRE(s.ctl({"package", "upload", id, file}, 60000).code == 0);
+  auto fw = s.ctl(
+      {"command", "send", "--type", "firmware", "--package", id, "--tag", "agents", "--wait", "30"}, 60000);
+  INFO(fw.output);
+  CHECK(fw.code == 0);
+  auto devices = nlohmann::json::parse(s.ctl({"--json", "device", "list", "--tag", "agents"}).output);
+  REQUIRE(devices["devices"].size() == 3);
+  for (const auto& d : devices["devices"]) CHECK(d["reported_version"] == "2.0.0");
+
+  REQUIRE(sim->terminate(10000) == 0);
+  auto log = dispatch::testing::read_file(sim_log);
+  INFO(log);
+  auto summary = nlohmann::json::parse(log.substr(log.rfind("{")));
+  CHECK(summary["downloads"] == 3);
+  CHECK(summary["download_bytes"] == 3 * bytes.size());
+  CHECK(summary["replies_ok"] == 6);
+  CHECK(summary["reruns"] == 0);
+  CHECK(summary["pings"].get<int>() >= 6);
 }

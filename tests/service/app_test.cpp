@@ -168,3 +168,182 @@ TEST_CASE("oversize device messages are refused before parsing, those expecting 
   CHECK(json::parse(pub.sent[0].payload)["error"]["code"] == "too_large");
   CHECK(app.counters().oversize_device_messages == 2);
 }
+
+namespace {
+
+service::InboundMessage device_message(const std::string& topic, std::string payload) {
+  service::InboundMessage m;
+  m.topic = topic;
+  m.payload = std::move(payload);
+  return m;
+}
+
+json last_answer_of(const service::RecordingPublisher& p) {
+  for (auto it = p.sent.rbegin(); it != p.sent.rend(); ++it) {
+    if (it->topic == "reply/test") return json::parse(it->payload);
+  }
+  return {};
+}
+
+// Publishes the outbox, acknowledges every command request and commits the acknowledgements; returns
+// the command lines published.
+std::vector<std::string> publish_and_ack(service::App& app, service::RecordingPublisher& pub,
+                                         core::ManualClock& clock) {
+  const size_t from = pub.sent.size();
+  app.pump_outbox(1000);
+  std::vector<std::string> lines;
+  for (size_t i = from; i < pub.sent.size(); ++i) {
+    if (pub.sent[i].topic.rfind("esthesis/command/request/", 0) != 0) continue;
+    lines.push_back(pub.sent[i].payload);
+    app.on_publish_done(pub.sent[i].tag, true);
+  }
+  clock.advance_ms(100);
+  app.flush(true);
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("campaign attempts are listed by the pending pull and re-published by the presence rule",
+          "[service][app][presence]") {
+  service::Config config;
+  core::ManualClock clock;
+  auto db = storage::Database::open(":memory:");
+  REQUIRE(db);
+  service::RecordingPublisher pub;
+  service::App app(config, clock, **db, pub);
+  REQUIRE(app.start());
+  const std::string pem = core::PrivateKey::generate(core::KeyType::ed25519).public_pem();
+  app.handle(api_request("devices/register", {{"hardware_id", "dev-1"}, {"public_key", pem}}));
+  app.handle(device_message("esthesis/ping/dev-1", "health ping=1"));
+  app.handle(api_request("campaigns/create", {{"name", "long"},
+                                              {"type", "exec"},
+                                              {"command", "sleep"},
+                                              {"arguments", {"600"}},
+                                              {"reply_timeout_s", 3600},
+                                              {"groups", {{{"hardware_ids", {"dev-1"}}}}}}));
+  const std::string campaign = last_answer_of(pub)["id"];
+  app.handle(api_request("campaigns/start", {{"id", campaign}}));
+  std::vector<std::string> first;
+  for (int i = 0; i < 20 && first.empty(); ++i) {
+    clock.advance_ms(250);
+    app.on_timer();
+    first = publish_and_ack(app, pub, clock);
+  }
+  REQUIRE(first.size() == 1);
+  const std::string line = first[0];
+  CHECK(line.find(" es sleep 600") != std::string::npos);
+
+  // Pinging every 60 s for 20 minutes: present without a break, never a second copy.
+  for (int i = 0; i < 20; ++i) {
+    clock.advance_s(60);
+    app.handle(device_message("esthesis/ping/dev-1", "health ping=1"));
+    app.on_timer();
+    REQUIRE(publish_and_ack(app, pub, clock).empty());
+  }
+  // The pending pull lists the attempt.
+  const size_t from = pub.sent.size();
+  app.handle(device_message("esthesis/command/pending/dev-1", "{}"));
+  json pending;
+  for (size_t i = from; i < pub.sent.size(); ++i) {
+    if (pub.sent[i].topic == "esthesis/command/pending-reply/dev-1")
+      pending = json::parse(pub.sent[i].payload);
+  }
+  CHECK(pending["commands"] == json::array({line}));
+  CHECK(publish_and_ack(app, pub, clock).empty());  // the pull was the delivery
+  // Silent past the gap, then back: exactly one re-publication, same command id.
+  clock.advance_s(config.commands_presence_gap_s + 1);
+  app.handle(device_message("esthesis/ping/dev-1", "health ping=1"));
+  CHECK(publish_and_ack(app, pub, clock) == std::vector<std::string>{line});
+  for (int i = 0; i < 5; ++i) {
+    clock.advance_s(60);
+    app.handle(device_message("esthesis/ping/dev-1", "health ping=1"));
+    CHECK(publish_and_ack(app, pub, clock).empty());
+  }
+}
+
+TEST_CASE("a reply over the output limit is recorded cut and trimmed; over the transport limit it is dropped",
+          "[service][app]") {
+  service::Config config;
+  config.commands_max_output_bytes = 1000;
+  config.commands_max_reply_bytes = 4000;
+  core::ManualClock clock;
+  auto db = storage::Database::open(":memory:");
+  REQUIRE(db);
+  service::RecordingPublisher pub;
+  service::App app(config, clock, **db, pub);
+  REQUIRE(app.start());
+  const std::string pem = core::PrivateKey::generate(core::KeyType::ed25519).public_pem();
+  app.handle(api_request("devices/register", {{"hardware_id", "dev-1"}, {"public_key", pem}}));
+  app.handle(api_request("devices/register", {{"hardware_id", "dev-2"}, {"public_key", pem}}));
+  app.handle(api_request("commands/send",
+                         {{"type", "exec"}, {"command", "seq"}, {"hardware_ids", {"dev-1", "dev-2"}}}));
+  const std::string id = last_answer_of(pub)["command_id"];
+  REQUIRE(publish_and_ack(app, pub, clock).size() == 2);
+  app.handle(device_message("esthesis/command/reply/dev-1", id + " s " + std::string(3000, 'x')));
+  app.handle(device_message("esthesis/command/reply/dev-2", id + " s " + std::string(5000, 'y')));
+  CHECK(app.counters().oversize_device_messages == 1);
+  app.handle(api_request("commands/get", {{"command_id", id}}));
+  const json got = last_answer_of(pub);
+  REQUIRE(got["devices"].size() == 2);
+  for (const auto& d : got["devices"]) {
+    if (d["hardware_id"] == "dev-1") {
+      CHECK(d["state"] == "succeeded");
+      CHECK(d["trimmed"] == true);
+      CHECK(d["output"] == std::string(1000, 'x'));
+    } else {
+      CHECK(d["state"] == "sent");
+    }
+  }
+}
+
+TEST_CASE("commands.max_reply_bytes may not be below commands.max_output_bytes", "[service][config]") {
+  service::CommandLineRequest request;
+  auto c = service::load_config({"--commands.max_output_bytes", "2048", "--commands.max_reply_bytes", "1024"},
+                                {}, request);
+  REQUIRE(!c);
+  CHECK(c.error().message.find("commands.max_reply_bytes") != std::string::npos);
+}
+
+TEST_CASE("after a restart an unanswered campaign attempt is published again once, not again on presence",
+          "[service][app][presence]") {
+  testing::TempDir dir;
+  service::Config config;
+  config.storage_data_dir = dir.path() + "/pkgs";
+  core::ManualClock clock;
+  auto db = storage::Database::open(dir.path() + "/db.sqlite");
+  REQUIRE(db);
+  std::string line;
+  {
+    service::RecordingPublisher pub;
+    service::App app(config, clock, **db, pub);
+    REQUIRE(app.start());
+    const std::string pem = core::PrivateKey::generate(core::KeyType::ed25519).public_pem();
+    app.handle(api_request("devices/register", {{"hardware_id", "dev-1"}, {"public_key", pem}}));
+    app.handle(api_request("campaigns/create", {{"name", "r"},
+                                                {"type", "reboot"},
+                                                {"reply_timeout_s", 3600},
+                                                {"groups", {{{"hardware_ids", {"dev-1"}}}}}}));
+    app.handle(api_request("campaigns/start", {{"id", last_answer_of(pub)["id"]}}));
+    std::vector<std::string> first;
+    for (int i = 0; i < 20 && first.empty(); ++i) {
+      clock.advance_ms(250);
+      app.on_timer();
+      first = publish_and_ack(app, pub, clock);
+    }
+    REQUIRE(first.size() == 1);
+    line = first[0];
+  }
+  clock.advance_s(120);
+  service::RecordingPublisher pub;
+  service::App app(config, clock, **db, pub);
+  REQUIRE(app.start());
+  // The restart exception (PROTOCOL §1.3): published again with the same id at start...
+  CHECK(publish_and_ack(app, pub, clock) == std::vector<std::string>{line});
+  // ...and only once: the device's next messages do not add a copy.
+  for (int i = 0; i < 5; ++i) {
+    clock.advance_s(60);
+    app.handle(device_message("esthesis/ping/dev-1", "health ping=1"));
+    CHECK(publish_and_ack(app, pub, clock).empty());
+  }
+}

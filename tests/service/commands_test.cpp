@@ -17,7 +17,12 @@ class CommandsFixture : public testing::ModuleFixture {
  public:
   CommandsFixture() : commands(config, clock, *db, pub, topics, *outbox, effects) {
     commands.register_routes(*router);
-    router->set_device_hook([this](TopicKind, const std::string& hw) { commands.on_presence(hw); });
+    // Pings and metadata belong to the devices module; here they only need to reach the presence hook.
+    for (TopicKind kind : {TopicKind::ping, TopicKind::metadata})
+      router->add_device(kind, 1024, [](const std::string&, const service::InboundMessage&) {});
+    router->set_device_hook([this](TopicKind kind, const std::string& hw) {
+      commands.on_presence(hw, kind == TopicKind::command_pending);
+    });
     REQUIRE(commands.start().ok());
   }
   // Publishes the outbox and acknowledges every publish; returns the command requests.
@@ -214,19 +219,127 @@ TEST_CASE("expired deliveries are neither published nor handed over", "[service]
   CHECK(json::parse(f.sent_on("esthesis/command/pending-reply/", from).at(0).payload)["commands"].empty());
 }
 
-TEST_CASE("a device that shows up again gets what it never answered, same command id",
-          "[service][commands]") {
+TEST_CASE("a pending pull hands over what the device never answered, same command id, and queues nothing",
+          "[service][commands][presence]") {
   CommandsFixture f;
   f.add_device("dev-1");
   const std::string id =
       f.api("commands/send", {{"type", "reboot"}, {"hardware_ids", {"dev-1"}}})["command_id"];
   REQUIRE(f.deliver().size() == 1);
   f.clock.advance_s(f.config.commands_redeliver_interval_s + 1);
+  const size_t from = f.pub.sent.size();
   f.device(TopicKind::command_pending, "dev-1", "{}");
-  // The pending pull itself hands the command over; the presence check also queued it for publishing.
+  auto answer = json::parse(f.sent_on("esthesis/command/pending-reply/", from).at(0).payload);
+  CHECK(answer["commands"] == json::array({id + " rs"}));
+  // The pull was the delivery: the device is present from now on and gets no second copy.
+  CHECK(f.deliver().empty());
+  for (int i = 0; i < 10; ++i) {
+    f.clock.advance_s(60);
+    f.device(TopicKind::ping, "dev-1", "health ping=1");
+    CHECK(f.deliver().empty());
+  }
+  CHECK(f.command(id)["devices"][0]["attempts"] == 2);
+}
+
+TEST_CASE("a device pinging without a break never gets a line again, however long the command runs",
+          "[service][commands][presence]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  f.device(TopicKind::ping, "dev-1", "health ping=1");
+  f.clock.advance_s(30);
+  const std::string id = f.api("commands/send", {{"type", "exec"},
+                                                 {"command", "sleep"},
+                                                 {"arguments", {"3600"}},
+                                                 {"hardware_ids", {"dev-1"}}})["command_id"];
+  REQUIRE(f.deliver().size() == 1);
+  // An hour of pings every 60 s (the esthesis agent's default), well past every interval and gap.
+  for (int i = 0; i < 60; ++i) {
+    f.clock.advance_s(60);
+    f.device(TopicKind::ping, "dev-1", "health ping=1");
+    REQUIRE(f.deliver().empty());
+  }
+  f.device(TopicKind::command_reply, "dev-1", id + " s done");
+  auto got = f.command(id);
+  CHECK(got["devices"][0]["state"] == "succeeded");
+  CHECK(got["devices"][0]["attempts"] == 1);
+}
+
+TEST_CASE("a device silent past the gap gets exactly one re-publication when it comes back",
+          "[service][commands][presence]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  f.device(TopicKind::ping, "dev-1", "health ping=1");
+  const std::string id = f.api(
+      "commands/send", {{"type", "exec"}, {"command", "ls"}, {"hardware_ids", {"dev-1"}}})["command_id"];
+  REQUIRE(f.deliver().size() == 1);
+  // Just inside the gap: still present, nothing again.
+  f.clock.advance_s(f.config.commands_presence_gap_s);
+  f.device(TopicKind::ping, "dev-1", "health ping=1");
+  CHECK(f.deliver().empty());
+  // Silent for longer than the gap: it was away (e.g. restarted), so it may have lost the line.
+  f.clock.advance_s(f.config.commands_presence_gap_s + 1);
+  f.device(TopicKind::ping, "dev-1", "health ping=1");
+  auto again = f.deliver();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].payload == id + " es ls");
+  for (int i = 0; i < 20; ++i) {
+    f.clock.advance_s(60);
+    f.device(TopicKind::metadata, "dev-1", "health uptime=1");
+    CHECK(f.deliver().empty());
+  }
+  CHECK(f.command(id)["devices"][0]["attempts"] == 2);
+}
+
+TEST_CASE("a line published while the device was away is published again when it is back",
+          "[service][commands][presence]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  f.device(TopicKind::ping, "dev-1", "health ping=1");
+  // The device drops off; the service does not know yet (the gap has not passed) and publishes.
+  f.clock.advance_s(20);
+  const std::string id =
+      f.api("commands/send", {{"type", "reboot"}, {"hardware_ids", {"dev-1"}}})["command_id"];
+  REQUIRE(f.deliver().size() == 1);
+  f.clock.advance_s(300);
+  f.device(TopicKind::ping, "dev-1", "health ping=1");
   auto again = f.deliver();
   REQUIRE(again.size() == 1);
   CHECK(again[0].payload == id + " rs");
+}
+
+TEST_CASE("redelivery waits for the interval and stops after commands.redeliver_max_attempts publishes",
+          "[service][commands][presence]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  const std::string id =
+      f.api("commands/send", {{"type", "reboot"}, {"hardware_ids", {"dev-1"}}})["command_id"];
+  REQUIRE(f.deliver().size() == 1);
+  int publishes = 1;
+  // A device that only ever shows up after a long silence: each return is a new stretch.
+  for (int i = 0; i < 10; ++i) {
+    f.clock.advance_s(f.config.commands_presence_gap_s + 1);
+    f.device(TopicKind::ping, "dev-1", "health ping=1");
+    publishes += static_cast<int>(f.deliver().size());
+  }
+  CHECK(publishes == f.config.commands_redeliver_max_attempts);
+  CHECK(f.command(id)["devices"][0]["attempts"] == f.config.commands_redeliver_max_attempts);
+}
+
+TEST_CASE("silence while the service was not listening is not held against a device",
+          "[service][commands][presence]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  f.device(TopicKind::ping, "dev-1", "health ping=1");
+  const std::string id =
+      f.api("commands/send", {{"type", "reboot"}, {"hardware_ids", {"dev-1"}}})["command_id"];
+  REQUIRE(f.deliver().size() == 1);
+  // The broker link was down for ten minutes: the device's pings went nowhere.
+  f.clock.advance_s(600);
+  f.commands.on_listening();
+  f.clock.advance_s(60);
+  f.device(TopicKind::ping, "dev-1", "health ping=1");
+  CHECK(f.deliver().empty());
+  CHECK(f.command(id)["devices"][0]["attempts"] == 1);
 }
 
 TEST_CASE("commands/list pages by command id and filters by device", "[service][commands]") {
