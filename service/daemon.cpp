@@ -13,6 +13,7 @@
 #include "service/app.h"
 #include "service/event_queue.h"
 #include "service/http/http_server.h"
+#include "service/logging.h"
 #include "service/mqtt/mqtt_link.h"
 #include "service/publisher.h"
 #include "storage/database.h"
@@ -160,6 +161,7 @@ int run_daemon(const Config& config) {
     app.flush();
     if (std::chrono::steady_clock::now() >= next_timer) {
       app.on_timer();
+      flush_log_suppressions();
       next_timer = std::chrono::steady_clock::now() + tick;
     }
     if (link.connected() && link.backlog() < k_link_backlog_target) {
