@@ -157,7 +157,9 @@ void setup_logging(const std::string& format, const std::string& level, int burs
   detail::log_limiter().set_limits(burst, window_ms);
   auto logger = std::make_shared<spdlog::logger>("dispatchd", make_log_sink(format));
   logger->set_level(spdlog::level::from_str(level));
-  logger->flush_on(spdlog::level::info);
+  // Every written line is flushed: a debug line must not wait in stdio's buffer for the next info line
+  // (a log file or pipe is fully buffered), and log_limited() keeps the number of lines bounded.
+  logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(logger);
 }
 
