@@ -183,6 +183,9 @@ int run_daemon(const Config& config) {
   }
   app.flush(true);
   link.disconnect(2000);
+  // Every rate-limit window ends with the service: what the last ones suppressed is reported, not lost.
+  detail::log_limiter().set_limits(1, 0);
+  flush_log_suppressions();
   spdlog::info("stopped cleanly");
   return 0;
 }

@@ -87,3 +87,25 @@ TEST_CASE("a device flooding malformed replies gets a bounded number of log line
   CHECK(f.written <= 5 * (seconds + 2));
   CHECK(f.written < 200);
 }
+
+TEST_CASE("warnings suppressed in the last window are reported when the service stops",
+          "[integration][logs]") {
+  Broker broker;
+  Daemon daemon(broker,
+                {"--log.format", "json", "--log.rate_limit_burst", "2", "--log.rate_limit_window_s", "3600"});
+  auto platform = connected_client(broker);
+  REQUIRE(daemon.wait_ready(*platform));
+  auto device = connected_client(broker);
+  for (int i = 0; i < 50; ++i) {
+    REQUIRE(device->publish("esthesis/command/reply/dev-flood", "abc x " + std::to_string(i), 1));
+  }
+  // The same client's request after the replies: answered once they were handled.
+  REQUIRE(device->request("esthesis/api/v1/devices/list", R"({"limit":1})", 10000));
+  CHECK(read_flood(daemon.log()).suppressed == 0);  // the hour-long window has not ended
+  REQUIRE(daemon.terminate() == 0);
+  FloodLog f = read_flood(daemon.log());
+  INFO(daemon.log_tail());
+  CHECK(f.written == 2);
+  CHECK(f.suppressed == 48);
+  CHECK(f.suppressed_lines == 1);
+}
