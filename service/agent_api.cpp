@@ -11,6 +11,7 @@
 #include "protocol/ids.h"
 #include "service/devices.h"
 #include "service/http/byte_range.h"
+#include "service/logging.h"
 #include "service/provisioning.h"
 
 namespace dispatch::service {
@@ -144,7 +145,8 @@ http::HttpReply AgentApi::route(const http::HttpRequest& r) {
     }
     return text(404, "not found");
   } catch (const std::exception& e) {
-    spdlog::error("agent HTTP {} {} failed unexpectedly: {}", r.method, r.path, e.what());
+    log_limited(spdlog::level::err, "agent_http.threw", {}, "agent HTTP {} {} failed unexpectedly: {}",
+                r.method, escape_text(r.path), e.what());
     return text(500, "internal error");
   }
 }
@@ -238,7 +240,8 @@ http::HttpReply AgentApi::register_agent(const http::HttpRequest& r) {
   if (auto st = protocol::check_hardware_id(*hw, "hardwareId"); !st) return text(400, st.error().message);
   if (mode == RegistrationMode::open_with_secret &&
       !core::constant_time_equal(*secret, config_.registration_secret)) {
-    spdlog::warn("registration of {} refused: wrong registration secret", *hw);
+    log_limited(spdlog::level::warn, "registration.wrong_secret", {{"hardware_id", *hw}},
+                "registration refused: wrong registration secret");
     return status_only(401);
   }
 
@@ -255,7 +258,8 @@ http::HttpReply AgentApi::register_agent(const http::HttpRequest& r) {
   if (existing && !existing->value("public_key", "").empty())
     return text(409, "the device is already registered");
   if (!existing && mode == RegistrationMode::id) {
-    spdlog::warn("registration of {} refused: not pre-registered (registration.mode = id)", *hw);
+    log_limited(spdlog::level::warn, "registration.not_preregistered", {{"hardware_id", *hw}},
+                "registration refused: not pre-registered (registration.mode = id)");
     return text(403, "the device is not pre-registered");
   }
   if (existing) {  // pre-created: keep what the operator gave it, add what the agent says
@@ -273,7 +277,7 @@ http::HttpReply AgentApi::register_agent(const http::HttpRequest& r) {
   device["public_key"] = key->public_key_spki_pem;
   auto stored = devices_.register_device(device);
   if (!stored) return refusal(stored.error());
-  spdlog::info("device {} registered over HTTP (registration.mode = {})", *hw, to_string(mode));
+  log_debug({{"hardware_id", *hw}}, "device registered over HTTP (registration.mode = {})", to_string(mode));
   return json_reply(Json{{"certificate", ""},
                          {"publicKey", key->public_key_spki_pem},
                          {"privateKey", key->private_key_pkcs8_pem},

@@ -33,7 +33,8 @@ App::App(const Config& config, core::Clock& clock, storage::Database& db, Publis
       commands_(config, clock, db, publisher_, topics_, outbox_, effects_),
       provisioning_(config, clock, db, publisher_, topics_, effects_),
       campaigns_(config, clock, db, publisher_, topics_, outbox_, effects_),
-      agent_api_(config, devices_, provisioning_) {
+      agent_api_(config, devices_, provisioning_),
+      retention_(config, clock, db) {
   devices_.register_routes(router_);
   commands_.register_routes(router_);
   campaigns_.register_routes(router_);
@@ -146,6 +147,8 @@ void App::on_timer() {
   commands_.on_timer();
   provisioning_.on_timer();
   campaigns_.tick();
+  // Last: a purge batch runs after the work that may finish commands and campaigns.
+  retention_.on_timer();
 }
 
 AppCounters App::counters() const {
@@ -160,6 +163,8 @@ AppCounters App::counters() const {
   c.replies_duplicate = cmd.replies_duplicate;
   c.replies_malformed = cmd.replies_malformed;
   c.metadata_malformed = devices_.counters().metadata_malformed;
+  c.retention = retention_.counters();
+  c.retention_rows_deleted = c.retention.retention_rows_deleted;
   return c;
 }
 

@@ -27,6 +27,7 @@
 #include "service/outbox.h"
 #include "service/provisioning.h"
 #include "service/publisher.h"
+#include "service/retention.h"
 #include "service/router.h"
 
 namespace dispatch::storage {
@@ -44,7 +45,9 @@ struct AppCounters {
   std::uint64_t replies_malformed = 0;
   std::uint64_t metadata_malformed = 0;
   std::uint64_t oversize_device_messages = 0;
-  std::uint64_t handler_failures = 0;  // handlers that threw (answered internal, logged)
+  std::uint64_t handler_failures = 0;        // handlers that threw (answered internal, logged)
+  std::uint64_t retention_rows_deleted = 0;  // rows purged by retention (every table; details below)
+  RetentionCounters retention;
 };
 
 class App {
@@ -76,7 +79,7 @@ class App {
   size_t outbox_size() const;
   // Commits batched bookkeeping (deliveries acknowledged by the broker, last_seen). Cheap when idle.
   void flush(bool force = false);
-  // Periodic work: expiry, provisioning pruning, campaign ticks and events.
+  // Periodic work: expiry, provisioning pruning, campaign ticks and events, one retention batch.
   void on_timer();
 
   AppCounters counters() const;
@@ -95,6 +98,7 @@ class App {
   Provisioning provisioning_;
   CampaignService campaigns_;
   AgentApi agent_api_;
+  Retention retention_;
 };
 
 }  // namespace dispatch::service

@@ -29,6 +29,7 @@
 #include "protocol/json_request.h"
 #include "service/failpoint.h"
 #include "service/idempotency.h"
+#include "service/logging.h"
 #include "service/outbox.h"
 #include "service/router.h"
 #include "storage/campaigns.h"
@@ -375,7 +376,9 @@ struct CampaignService::Impl final : OutboxOwner {
                          const std::string& output, TimeMs now) {
     auto r = store_.record_attempt_reply(hw, command_id, success, output, now);
     if (!r) {
-      spdlog::warn("campaign attempt history: a reply of {} was not recorded: {}", hw, r.error().message);
+      log_limited(spdlog::level::warn, "campaign.attempt_reply_not_recorded",
+                  {{"hardware_id", hw}, {"command_id", command_id}},
+                  "campaign attempt history: a reply was not recorded: {}", r.error().message);
       return false;
     }
     return *r;
@@ -398,7 +401,9 @@ struct CampaignService::Impl final : OutboxOwner {
     line.id = command_id;
     auto text = protocol::encode(line);
     if (!text || !e.sent_at) {
-      spdlog::error("campaign {}: cannot build the command for {}", a.snap.id, hw);
+      log_limited(spdlog::level::err, "campaign.command_unbuildable",
+                  {{"campaign_id", a.snap.id}, {"hardware_id", hw}},
+                  "campaign: cannot build the command for the device");
       return;
     }
     OutboxItem item;
@@ -565,21 +570,24 @@ struct CampaignService::Impl final : OutboxOwner {
     for (const auto& id : ids) {
       Active& a = *active_.at(id);
       if (!a.snap.doc.conditions.empty() && now - a.properties_loaded_at >= k_properties_refresh_ms) {
-        if (auto st = load_properties(a); !st) spdlog::warn("campaign {}: {}", id, st.error().message);
+        if (auto st = load_properties(a); !st)
+          log_limited(spdlog::level::warn, "campaign.properties", {{"campaign_id", id}},
+                      "campaign properties: {}", st.error().message);
       }
       const State before = a.snap.progress.state;
       TickResult r = campaigns::tick(a.snap, now, ids_);
       if (!r.empty() || !a.dirty.empty()) {
         if (auto st = commit(a, r); !st) {
           // Nothing of r was applied: the next tick computes it again (new ids, none recorded).
-          spdlog::error("campaign {}: cannot commit a tick: {}", id, st.error().message);
+          log_limited(spdlog::level::err, "campaign.tick_commit", {{"campaign_id", id}},
+                      "campaign: cannot commit a tick: {}", st.error().message);
           continue;
         }
       }
       const State after = a.snap.progress.state;
       if (after != before) {
-        spdlog::info("campaign {}: {} -> {} {}", id, campaigns::to_string(before),
-                     campaigns::to_string(after), a.snap.progress.reason);
+        log_info({{"campaign_id", id}}, "campaign {} -> {} {}", campaigns::to_string(before),
+                 campaigns::to_string(after), a.snap.progress.reason);
         publish_event(a);
       } else if (a.changed_since_event && now - a.last_event_at >= k_event_period_ms) {
         publish_event(a);
@@ -669,7 +677,8 @@ struct CampaignService::Impl final : OutboxOwner {
     });
     if (!st) return st.error();
     committed("after_campaign_transition_commit");
-    spdlog::info("campaign {} started: {} members, {} missing", a.snap.id, rows.size(), x.missing_ids.size());
+    log_info({{"campaign_id", a.snap.id}}, "campaign started: {} members, {} missing", rows.size(),
+             x.missing_ids.size());
     auto fresh = load(row);
     if (!fresh) return fresh.error();
     const std::string id = a.snap.id;

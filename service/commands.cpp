@@ -11,6 +11,7 @@
 #include "protocol/core/time.h"
 #include "protocol/errors.h"
 #include "protocol/reply_line.h"
+#include "service/logging.h"
 #include "service/router.h"
 #include "storage/commands.h"
 #include "storage/database.h"
@@ -297,7 +298,8 @@ Result<json> CommandsModule::send(const json& body) {
   if (!st) return st.error();
   effects_.note("after_delivery_commit");
   for (auto& d : deliveries) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
-  spdlog::info("command {} ({}) scheduled for {} devices", row.id, row.type, deliveries.size());
+  log_info({{"command_id", row.id}, {"request_id", row.request_id.value_or("")}},
+           "command ({}) scheduled for {} devices", row.type, deliveries.size());
   return answer;
 }
 
@@ -357,7 +359,8 @@ void CommandsModule::on_reply(const std::string& hw, const InboundMessage& m) {
   auto reply = protocol::parse_reply_line(m.payload);
   if (!reply) {
     ++counters_.replies_malformed;
-    spdlog::warn("dropping a malformed reply from {}: {}", hw, reply.error().message);
+    log_limited(spdlog::level::warn, "reply.malformed", {{"hardware_id", hw}},
+                "dropping a malformed reply: {}", reply.error().message);
     return;
   }
   std::string output = std::move(reply->output);
@@ -372,7 +375,8 @@ void CommandsModule::on_reply(const std::string& hw, const InboundMessage& m) {
   if (reply_claim_ && reply_claim_(hw, reply->id, reply->success, output)) return;
   auto outcome = commands_->record_reply(reply->id, hw, reply->success, output, trimmed, now);
   if (!outcome) {
-    spdlog::error("cannot record the reply of {} for {}: {}", hw, reply->id, outcome.error().message);
+    log_limited(spdlog::level::err, "reply.not_recorded", {{"hardware_id", hw}, {"command_id", reply->id}},
+                "cannot record a reply: {}", outcome.error().message);
     return;
   }
   switch (*outcome) {
@@ -393,11 +397,12 @@ void CommandsModule::on_reply(const std::string& hw, const InboundMessage& m) {
       return;
     case storage::ReplyOutcome::closed:
       ++counters_.replies_duplicate;
-      spdlog::info("late reply from {} for {} (delivery already closed)", hw, reply->id);
+      log_debug({{"hardware_id", hw}, {"command_id", reply->id}}, "late reply (delivery already closed)");
       return;
     case storage::ReplyOutcome::unknown:
       ++counters_.replies_unknown;
-      spdlog::warn("dropping a reply from {} for command id {} that was never sent to it", hw, reply->id);
+      log_limited(spdlog::level::warn, "reply.unknown", {{"hardware_id", hw}, {"command_id", reply->id}},
+                  "dropping a reply for a command id that was never sent to the device");
       return;
   }
 }

@@ -116,6 +116,11 @@ const std::vector<KeyDef>& key_defs() {
       choice("log.format", &Config::log_format, k_log_formats,
              "Log lines on stdout: text, or one JSON object per line"),
       choice("log.level", &Config::log_level, k_log_levels, "Lowest level logged"),
+      integer("log.rate_limit_burst", &Config::log_rate_limit_burst, 1, 100000,
+              "Most lines of one kind of remotely triggered warning per window; the rest are counted and "
+              "reported as one \"N similar suppressed\" line"),
+      integer("log.rate_limit_window_s", &Config::log_rate_limit_window_s, 1, 3600,
+              "Window of log.rate_limit_burst, seconds"),
       integer("api.max_request_bytes", &Config::api_max_request_bytes, 1024, 64LL * 1024 * 1024,
               "Largest API request or device message accepted, bytes"),
       integer("api.max_depth", &Config::api_max_depth, 2, 256, "Deepest JSON nesting accepted in a request"),
@@ -158,6 +163,17 @@ const std::vector<KeyDef>& key_defs() {
               "from the database when they query again"),
       integer("campaigns.tick_ms", &Config::campaigns_tick_ms, 10, 60000,
               "How often campaigns are advanced, milliseconds"),
+      integer("retention.commands_days", &Config::retention_commands_days, 1, 36500,
+              "Finished commands (no delivery queued or sent) older than this are deleted with their "
+              "deliveries, days"),
+      integer(
+          "retention.campaigns_days", &Config::retention_campaigns_days, 1, 36500,
+          "Campaigns that ended (completed, aborted, terminated) longer ago than this are deleted with "
+          "their executions, days; request_id records older than the larger of the two retentions go too"),
+      integer("retention.batch_rows", &Config::retention_batch_rows, 1, 100000,
+              "Most rows one purge transaction deletes; the loop runs one batch per timer tick"),
+      integer("retention.interval_s", &Config::retention_interval_s, 1, 86400,
+              "How often a purge round starts (it runs batch by batch until nothing old is left), seconds"),
       text("http.agent_listen", &Config::http_agent_listen,
            "Listen address (host:port) of the esthesis agent HTTP API (empty: no agent listener)"),
       text("http.tls_cert_file", &Config::http_tls_cert_file,

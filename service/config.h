@@ -63,6 +63,9 @@ struct Config {
   // [log]
   LogFormat log_format = LogFormat::text;
   LogLevel log_level = LogLevel::info;
+  // The flood bound of warnings a remote party can trigger (service/logging.h).
+  int log_rate_limit_burst = 10;
+  std::int64_t log_rate_limit_window_s = 10;
 
   // [api]
   std::int64_t api_max_request_bytes = 256 * 1024;
@@ -96,6 +99,12 @@ struct Config {
 
   // [campaigns]
   int campaigns_tick_ms = 200;
+
+  // [retention]: what is deleted, and how (service/retention.h, docs/storage.md "Retention").
+  int retention_commands_days = 30;
+  int retention_campaigns_days = 90;
+  int retention_batch_rows = 500;
+  std::int64_t retention_interval_s = 600;
 
   // [http] and [registration]: the esthesis agent-facing HTTP API (PROTOCOL §6; docs/esthesis-agents.md).
   std::string http_agent_listen;  // "host:port"; empty = no agent listener

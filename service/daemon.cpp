@@ -13,6 +13,7 @@
 #include "service/app.h"
 #include "service/event_queue.h"
 #include "service/http/http_server.h"
+#include "service/logging.h"
 #include "service/mqtt/mqtt_link.h"
 #include "service/publisher.h"
 #include "storage/database.h"
@@ -161,6 +162,7 @@ int run_daemon(const Config& config) {
     app.flush();
     if (std::chrono::steady_clock::now() >= next_timer) {
       app.on_timer();
+      flush_log_suppressions();
       next_timer = std::chrono::steady_clock::now() + tick;
     }
     if (link.connected() && link.backlog() < k_link_backlog_target) {
@@ -182,6 +184,9 @@ int run_daemon(const Config& config) {
   }
   app.flush(true);
   link.disconnect(2000);
+  // Every rate-limit window ends with the service: what the last ones suppressed is reported, not lost.
+  detail::log_limiter().set_limits(1, 0);
+  flush_log_suppressions();
   spdlog::info("stopped cleanly");
   return 0;
 }

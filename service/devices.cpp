@@ -9,6 +9,7 @@
 #include "protocol/device_requests.h"
 #include "protocol/elp.h"
 #include "protocol/topics.h"
+#include "service/logging.h"
 #include "service/router.h"
 #include "storage/devices.h"
 
@@ -120,7 +121,8 @@ void DevicesModule::on_metadata(const std::string& hw, const InboundMessage& m) 
   auto values = protocol::parse_elp(m.payload);
   if (!values) {
     ++counters_.metadata_malformed;
-    spdlog::warn("dropping malformed metadata from {}: {}", hw, values.error().message);
+    log_limited(spdlog::level::warn, "metadata.malformed", {{"hardware_id", hw}},
+                "dropping malformed metadata: {}", values.error().message);
     return;
   }
   std::map<std::string, std::string> props;
@@ -134,12 +136,14 @@ void DevicesModule::on_metadata(const std::string& hw, const InboundMessage& m) 
   const core::TimeMs now = clock_.now_ms();
   if (auto st = devices_->set_properties(hw, props, now); !st) {
     if (st.error().code != core::ErrorCode::not_found)
-      spdlog::error("metadata of {}: {}", hw, st.error().message);
+      log_limited(spdlog::level::err, "metadata.not_recorded", {{"hardware_id", hw}},
+                  "metadata not recorded: {}", st.error().message);
     return;  // metadata of unregistered devices is not kept
   }
   if (!version) return;
   if (auto s = devices_->set_reported_version(hw, *version, now); !s) {
-    spdlog::error("reported version of {}: {}", hw, s.error().message);
+    log_limited(spdlog::level::err, "version.not_recorded", {{"hardware_id", hw}},
+                "reported version not recorded: {}", s.error().message);
     return;
   }
   if (on_version_) on_version_(hw, *version);

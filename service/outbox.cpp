@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <map>
 
+#include "service/logging.h"
+
 namespace dispatch::service {
 
 Outbox::Outbox(core::Clock& clock, Publisher& publisher, const protocol::Topics& topics, int qos)
@@ -25,7 +27,10 @@ std::size_t Outbox::pump(std::size_t budget) {
     auto topic = topics_.command_request(item.hardware_id);
     if (expired || !topic || !item.owner->still_wanted(item)) {
       // Ids come from the database and were validated on the way in: a topic error is unreachable.
-      if (!topic) spdlog::error("outbox: no command topic for '{}'", item.hardware_id);
+      if (!topic)
+        log_limited(spdlog::level::err, "outbox.no_topic",
+                    {{"hardware_id", item.hardware_id}, {"command_id", item.command_id}},
+                    "outbox: no command topic for the device");
       keys_.erase({item.command_id, item.hardware_id});
       continue;
     }

@@ -119,9 +119,8 @@ void Provisioning::on_timer() {
   const core::TimeMs now = impl_->clock.now_ms();
   if (now - impl_->last_prune < k_prune_period_ms) return;
   impl_->last_prune = now;
-  impl_->query.prune(now);
-  if (auto st = impl_->tokens.prune(now); !st)
-    spdlog::warn("download token pruning failed: {}", st.error().message);
+  // The rows of expired tokens, nonces and rate events are the retention module's (service/retention.h).
+  impl_->tokens.prune(now);
 }
 
 }  // namespace dispatch::service

@@ -6,6 +6,7 @@
 #include "protocol/errors.h"
 #include "protocol/frame.h"
 #include "protocol/json_request.h"
+#include "service/logging.h"
 
 namespace dispatch::service {
 
@@ -126,10 +127,10 @@ core::Result<nlohmann::json> Router::guarded(std::string_view what, F&& handler)
   } catch (const std::exception& e) {
     // Handlers return errors as values; this is the last line so that a bug never kills the service.
     ++counters_.handler_failures;
-    spdlog::error("{} failed unexpectedly: {}", what, e.what());
+    log_limited(spdlog::level::err, "handler.threw", {}, "{} failed unexpectedly: {}", what, e.what());
   } catch (...) {
     ++counters_.handler_failures;
-    spdlog::error("{} failed unexpectedly", what);
+    log_limited(spdlog::level::err, "handler.threw", {}, "{} failed unexpectedly", what);
   }
   return make_error(ErrorCode::internal, "handler threw");
 }
@@ -159,14 +160,16 @@ std::optional<std::string> Router::api_reply_topic(const InboundMessage& m, cons
   }
   if (topic.empty()) {
     ++counters_.unanswerable_requests;
-    spdlog::warn("API request on {}/{} has no Response Topic and no usable reply_to: nobody to answer",
-                 resource, action);
+    log_limited(spdlog::level::warn, "api.unanswerable", {},
+                "API request on {}/{} has no Response Topic and no usable reply_to: nobody to answer",
+                resource, action);
     return std::nullopt;
   }
   if (topics_.in_reserved_namespace(topic)) {
     ++counters_.unanswerable_requests;
-    spdlog::warn("API request on {}/{} asks for its answer on a device, API or event topic: refused",
-                 resource, action);
+    log_limited(spdlog::level::warn, "api.reserved_reply_topic", {},
+                "API request on {}/{} asks for its answer on a device, API or event topic: refused", resource,
+                action);
     return std::nullopt;
   }
   return topic;
@@ -224,8 +227,8 @@ void Router::dispatch_device(const protocol::ParsedTopic& t, const InboundMessag
   if (!t.valid) {
     // There is no valid device to answer: count and drop (the topic never reaches SQL).
     ++counters_.invalid_topics;
-    spdlog::warn("dropping a message on {} with an invalid hardware id '{}'", protocol::to_string(t.kind),
-                 t.hardware_id);
+    log_limited(spdlog::level::warn, "device.invalid_hardware_id", {{"hardware_id", t.hardware_id}},
+                "dropping a message on {} with an invalid hardware id", protocol::to_string(t.kind));
     return;
   }
   auto route = device_routes_.find(t.kind);
@@ -237,10 +240,11 @@ void Router::dispatch_device(const protocol::ParsedTopic& t, const InboundMessag
   const std::string& hw = t.hardware_id;
   if (m.payload.size() > r.max_bytes) {
     ++counters_.oversize_device_messages;
-    spdlog::warn(
-        "dropping a {}-byte message on {} from {}: over the limit of {} bytes (oversize device "
-        "messages dropped: {})",
-        m.payload.size(), protocol::to_string(t.kind), hw, r.max_bytes, counters_.oversize_device_messages);
+    log_limited(spdlog::level::warn, "device.oversize", {{"hardware_id", hw}},
+                "dropping a {}-byte message on {}: over the limit of {} bytes (oversize device messages "
+                "dropped: {})",
+                m.payload.size(), protocol::to_string(t.kind), r.max_bytes,
+                counters_.oversize_device_messages);
     if (r.oversize) {
       (void)guarded(fmt::format("oversize {} from {}", protocol::to_string(t.kind), hw),
                     [&]() -> core::Result<nlohmann::json> {
@@ -282,7 +286,8 @@ void Router::dispatch_device(const protocol::ParsedTopic& t, const InboundMessag
 void Router::answer_api(const std::string& topic, const Correlation& c,
                         const core::Result<nlohmann::json>& r) {
   if (!r && logged_error(r.error()))
-    spdlog::error("answering {} with {}: {}", topic, core::to_string(r.error().code), r.error().message);
+    log_limited(spdlog::level::err, "api.answer_error", {{"correlation_id", c.id.value_or("")}},
+                "answering {} with {}: {}", topic, core::to_string(r.error().code), r.error().message);
   publisher_.publish(answer_message(topic, 1, c, answer_payload(c, r)));
 }
 
@@ -307,8 +312,9 @@ void DeviceAnswers::publish(TopicKind kind, const std::string& hw, const Inbound
   if (!request.response_topic.empty() && topics_.response_topic_allowed(request.response_topic, kind, hw))
     topic = request.response_topic;
   if (error && logged_error(*error))
-    spdlog::error("answering {} on {} with {}: {}", hw, protocol::to_string(kind),
-                  core::to_string(error->code), error->message);
+    log_limited(spdlog::level::err, "device.answer_error",
+                {{"hardware_id", hw}, {"correlation_id", c.id.value_or("")}}, "answering on {} with {}: {}",
+                protocol::to_string(kind), core::to_string(error->code), error->message);
   publisher_.publish(answer_message(std::move(topic), qos_, c, std::move(payload)));
 }
 

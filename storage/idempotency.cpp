@@ -27,11 +27,14 @@ core::Result<std::optional<IdempotentAnswer>> IdempotencyStore::find(const std::
 }
 
 core::Status IdempotencyStore::put(const std::string& scope, const std::string& request_id,
-                                   const std::string& fingerprint, const std::string& answer, core::TimeMs) {
+                                   const std::string& fingerprint, const std::string& answer,
+                                   core::TimeMs now) {
   try {
-    auto q = db_.prepare("INSERT INTO meta(key, value) VALUES(?, ?)");
+    // created_at: the retention of idempotency records (storage/retention.h).
+    auto q = db_.prepare("INSERT INTO meta(key, value, created_at) VALUES(?, ?, ?)");
     q->bind(1, key_of(scope, request_id));
     q->bind(2, fingerprint + "\n" + answer);
+    q->bind(3, now);
     q->exec();
     return {};
   } catch (const std::exception& e) {

@@ -368,6 +368,25 @@ ALTER TABLE campaign_attempts ADD COLUMN success BIGINT;
 ALTER TABLE campaign_attempts ADD COLUMN output TEXT COLLATE "C" NOT NULL DEFAULT '';
 )sql";
 
+// v4 (issue 14, retention): when each request_id idempotency record was written (records of earlier
+// versions count from the upgrade), and the indexes the purges walk: commands by age, download tokens by
+// expiry, idempotency records by age.
+constexpr const char* k_schema_v4 = R"sql(
+ALTER TABLE meta ADD COLUMN created_at INTEGER;
+UPDATE meta SET created_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000 WHERE key LIKE 'request:%';
+CREATE INDEX meta_by_created ON meta(created_at) WHERE created_at IS NOT NULL;
+CREATE INDEX commands_by_created ON commands(created_at);
+CREATE INDEX download_tokens_by_expiry ON download_tokens(expires_at);
+)sql";
+
+constexpr const char* k_pg_schema_v4 = R"sql(
+ALTER TABLE meta ADD COLUMN created_at BIGINT;
+UPDATE meta SET created_at = (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT WHERE key LIKE 'request:%';
+CREATE INDEX meta_by_created ON meta(created_at) WHERE created_at IS NOT NULL;
+CREATE INDEX commands_by_created ON commands(created_at);
+CREATE INDEX download_tokens_by_expiry ON download_tokens(expires_at);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& schema_migrations(Backend backend) {
@@ -375,11 +394,13 @@ const std::vector<Migration>& schema_migrations(Backend backend) {
       {1, k_schema_v1},
       {2, k_schema_v2},
       {3, k_schema_v3},
+      {4, k_schema_v4},
   };
   static const std::vector<Migration> postgres = {
       {1, k_pg_schema_v1},
       {2, k_pg_schema_v2},
       {3, k_pg_schema_v3},
+      {4, k_pg_schema_v4},
   };
   return backend == Backend::postgres ? postgres : sqlite;
 }

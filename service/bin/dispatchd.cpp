@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   dispatch::service::setup_logging(std::string(to_string(config->log_format)),
-                                   std::string(to_string(config->log_level)));
+                                   std::string(to_string(config->log_level)), config->log_rate_limit_burst,
+                                   config->log_rate_limit_window_s * 1000);
   return dispatch::service::run_daemon(*config);
 }

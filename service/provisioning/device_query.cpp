@@ -9,6 +9,7 @@
 #include "protocol/core/time.h"
 #include "protocol/errors.h"
 #include "service/failpoint.h"
+#include "service/logging.h"
 
 namespace dispatch::service::provisioning {
 
@@ -100,7 +101,8 @@ Result<Json> DeviceQuery::run_in_transaction(const std::string& hw, F&& answer_f
     });
     if (!st) answer = st.error();
   } catch (const std::exception& e) {
-    spdlog::error("provisioning query of {} failed unexpectedly: {}", hw, e.what());
+    log_limited(spdlog::level::err, "provisioning.query_threw", {{"hardware_id", hw}},
+                "provisioning query failed unexpectedly: {}", e.what());
     answer = make_error(ErrorCode::internal, "internal error");
   }
   return answer;
@@ -111,7 +113,7 @@ void DeviceQuery::answer_in_transaction(const std::string& hw, const InboundMess
                                         const Correlation& correlation, F&& answer_fn) {
   Result<Json> answer = run_in_transaction(hw, std::forward<F>(answer_fn));
   if (!answer && answer.error().code != ErrorCode::rate_limited) {
-    spdlog::debug("provisioning query of {} refused: {}", hw, answer.error().message);
+    log_debug({{"hardware_id", hw}}, "provisioning query refused: {}", answer.error().message);
   }
   answers_.answer(protocol::TopicKind::provisioning_reply, hw, m, correlation, answer);
 }
@@ -263,16 +265,6 @@ Result<const DeviceQuery::Offered*> DeviceQuery::offered_packages() {
   for (const auto& r : o.rows) o.candidates.push_back(candidate(r));
   offered_ = std::move(o);
   return &*offered_;
-}
-
-void DeviceQuery::prune(core::TimeMs now) {
-  // A nonce can be presented until its ts + skew, and its ts may lie skew ahead of when it was seen.
-  if (auto n = nonces_.prune(now - 2 * config_.provisioning_skew_s * 1000); !n) {
-    spdlog::warn("nonce pruning failed: {}", n.error().message);
-  }
-  if (auto n = rate_.prune(now - config_.provisioning_rate_window_s * 1000); !n) {
-    spdlog::warn("rate window pruning failed: {}", n.error().message);
-  }
 }
 
 }  // namespace dispatch::service::provisioning

@@ -56,9 +56,6 @@ class DeviceQuery {
   // The packages changed: the next selection reads them again.
   void packages_changed() { offered_.reset(); }
 
-  // Forgets nonces and rate events that can no longer matter at now.
-  void prune(core::TimeMs now);
-
  private:
   struct Offered {
     std::vector<storage::PackageRow> rows;

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "protocol/core/secrets.h"
+#include "service/logging.h"
 
 namespace dispatch::service::provisioning {
 
@@ -67,8 +68,9 @@ Status DownloadTokens::charge(const storage::DownloadTokenRow& row, core::TimeMs
   auto spent = store_.serve(row.token_hash, row.hardware_id, now, 0, total, total);
   if (!spent && spent.error().code != ErrorCode::token_invalid) return spent.error();
   pulled_.erase(row.token_hash);
-  spdlog::warn("download token of {} for package {} spent: {} bytes pulled, bound {} bytes", row.hardware_id,
-               row.package_id, so_far, bound);
+  log_limited(spdlog::level::warn, "download.over_bound",
+              {{"hardware_id", row.hardware_id}, {"package_id", row.package_id}},
+              "download token spent: {} bytes pulled, bound {} bytes", so_far, bound);
   return make_error(
       ErrorCode::token_invalid,
       fmt::format("download token exhausted: it may pull at most {} bytes ({} x the package size); "
@@ -95,11 +97,8 @@ Result<int> DownloadTokens::remove_for_package(const std::string& package_id) {
   return store_.remove_for_package(package_id);
 }
 
-Status DownloadTokens::prune(core::TimeMs now) {
+void DownloadTokens::prune(core::TimeMs now) {
   std::erase_if(pulled_, [now](const auto& entry) { return entry.second.expires_at <= now; });
-  auto n = store_.prune_expired(now);
-  if (!n) return n.error();
-  return {};
 }
 
 std::int64_t DownloadTokens::pulled(const std::string& token_hash) const {

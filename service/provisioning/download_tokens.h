@@ -46,8 +46,9 @@ class DownloadTokens {
 
   // Deletes the package's unspent tokens; how many.
   core::Result<int> remove_for_package(const std::string& package_id);
-  // Forgets tokens that expired at or before now.
-  core::Status prune(core::TimeMs now);
+  // Forgets the byte tallies of tokens that expired at or before now (their rows are deleted by the
+  // retention module, service/retention.h).
+  void prune(core::TimeMs now);
 
   // Bytes pulled under the token of this hash so far (0 when none or forgotten).
   std::int64_t pulled(const std::string& token_hash) const;

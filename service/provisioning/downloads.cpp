@@ -10,6 +10,7 @@
 #include "protocol/frame.h"
 #include "protocol/package_requests.h"
 #include "service/failpoint.h"
+#include "service/logging.h"
 
 namespace dispatch::service::provisioning {
 
@@ -60,7 +61,7 @@ Result<Downloads::Chunk> Downloads::serve(const std::string& hw, const Result<Js
   if (served->spent_now) {
     DISPATCH_FAILPOINT("before_token_spend_commit");
     effects_.note("after_token_spend_commit");
-    spdlog::info("download token of {} for package {} fully served", hw, p->id);
+    log_debug({{"hardware_id", hw}, {"package_id", p->id}}, "download token fully served");
   }
   c.header = Json{{"offset", r->offset},
                   {"length", len},
@@ -76,7 +77,8 @@ void Downloads::on_download(const std::string& hw, const InboundMessage& m) {
   try {
     chunk = serve(hw, body, clock_.now_ms());
   } catch (const std::exception& e) {
-    spdlog::error("provisioning download of {} failed unexpectedly: {}", hw, e.what());
+    log_limited(spdlog::level::err, "provisioning.download_threw", {{"hardware_id", hw}},
+                "provisioning download failed unexpectedly: {}", e.what());
     chunk = make_error(ErrorCode::internal, "internal error");
   }
   const Correlation correlation = correlation_of(m, body ? &*body : nullptr);
@@ -131,13 +133,15 @@ void Downloads::end_stream(std::uint64_t tag, std::int64_t first, std::int64_t b
     if (!served) return served.error();
     if (served->spent_now) {
       effects_.note("after_token_spend_commit");
-      spdlog::info("download token of {} for package {} fully served over HTTP", s.token.hardware_id,
-                   s.token.package_id);
+      log_debug({{"hardware_id", s.token.hardware_id}, {"package_id", s.token.package_id}},
+                "download token fully served over HTTP");
     }
     return {};
   });
   if (!st && st.error().code != ErrorCode::token_invalid) {
-    spdlog::warn("HTTP download of {} not recorded: {}", s.token.hardware_id, st.error().message);
+    log_limited(spdlog::level::warn, "download.http_not_recorded",
+                {{"hardware_id", s.token.hardware_id}, {"package_id", s.token.package_id}},
+                "HTTP download not recorded: {}", st.error().message);
   }
 }
 

@@ -11,6 +11,7 @@
 #include "protocol/errors.h"
 #include "protocol/ids.h"
 #include "protocol/package_requests.h"
+#include "service/logging.h"
 
 namespace dispatch::service::provisioning {
 
@@ -61,20 +62,23 @@ Status Packages::start() {
     if (!p) {
       if (p.error().code != ErrorCode::not_found) return p.error();
       // Not known to the database: perhaps a package deleted during a crash, perhaps someone else's file.
-      spdlog::warn("package file {}{} belongs to no known package; left in place", e.id, ext);
+      log_warn({{"package_id", e.id}}, "package file {}{} belongs to no known package; left in place", e.id,
+               ext);
       continue;
     }
     const bool ready = p->state == "ready";
     Status st;
     if (p->type != "internal" || (ready && e.kind == PackageFiles::Kind::part)) {
-      spdlog::info("removing stale package file {}{}", e.id, ext);
+      log_info({{"package_id", e.id}}, "removing stale package file {}{}", e.id, ext);
       st = files_.remove(e.id, e.kind);
     } else if (!ready && e.kind == PackageFiles::Kind::bin) {
       // Published but never recorded as ready (a crash between the rename and set_ready): the next
       // frame verifies it again.
       st = files_.unpublish(e.id);
     }
-    if (!st) spdlog::warn("package file {}{} could not be repaired: {}", e.id, ext, st.error().message);
+    if (!st)
+      log_warn({{"package_id", e.id}}, "package file {}{} could not be repaired: {}", e.id, ext,
+               st.error().message);
   }
   return {};
 }
@@ -150,7 +154,7 @@ Result<Json> Packages::create(const Json& body) {
     return idempotency_.record("packages/create", c->request_id, body, answer, now);
   });
   if (!st) return st.error();
-  spdlog::info("package {} created: {} {} ({})", row.id, row.name, row.version, row.type);
+  log_info({{"package_id", row.id}}, "package created: {} {} ({})", row.name, row.version, row.type);
   return answer;
 }
 
@@ -204,9 +208,9 @@ Result<Json> Packages::remove(const Json& body) {
   if (!st) return st.error();
   // The row is gone first: a crash now leaves a file no package names, which start() reports.
   if (auto removed = files_.remove_all(*id); !removed) {
-    spdlog::warn("files of deleted package {} not removed: {}", *id, removed.error().message);
+    log_warn({{"package_id", *id}}, "files of a deleted package not removed: {}", removed.error().message);
   }
-  spdlog::info("package {} deleted ({} unspent download tokens removed)", *id, tokens_removed);
+  log_info({{"package_id", *id}}, "package deleted ({} unspent download tokens removed)", tokens_removed);
   return Json{{"id", *id}, {"deleted", true}};
 }
 
@@ -261,14 +265,14 @@ Status Packages::finish_upload(const storage::PackageRow& p) {
     if (st.error().code == ErrorCode::bad_request) {
       // The upload was discarded: the sender must upload the right bytes again.
       if (auto cleared = packages_.clear_chunks(p.id); !cleared) return cleared;
-      spdlog::warn("package {} upload refused: {}", p.id, st.error().message);
+      log_warn({{"package_id", p.id}}, "package upload refused: {}", st.error().message);
     }
     return st;
   }
   const std::string path = config_.storage_data_dir + "/" + p.id + ".bin";
   if (auto st = packages_.set_ready(p.id, path, p.size, p.sha256, clock_.now_ms()); !st) return st;
   effects_.note("after_package_ready_commit");
-  spdlog::info("package {} uploaded and verified ({} bytes)", p.id, p.size);
+  log_info({{"package_id", p.id}}, "package uploaded and verified ({} bytes)", p.size);
   return {};
 }
 

@@ -182,7 +182,8 @@ TEST_CASE("esthesis http: id mode registers only pre-created devices, which are 
 }
 
 TEST_CASE("esthesis http: firmware by id and latest, end to end with the agent", "[integration]") {
-  Env env({"--registration.mode", "open", "--provisioning.token", "any"});
+  // log.level debug: a token fully served is a per-device event, logged at debug.
+  Env env({"--registration.mode", "open", "--provisioning.token", "any", "--log.level", "debug"});
   const std::string v2 = payload_bytes(700 * 1024 + 3, 1);
   const std::string id2 = env.add_package("2.0.0", v2);
 
