@@ -27,6 +27,7 @@ std::size_t Outbox::pump(std::size_t budget) {
       // Ids come from the database and were validated on the way in: a topic error is unreachable.
       if (!topic) spdlog::error("outbox: no command topic for '{}'", item.hardware_id);
       keys_.erase({item.command_id, item.hardware_id});
+      ++counters_.dropped;
       continue;
     }
     OutMessage msg;
@@ -37,6 +38,7 @@ std::size_t Outbox::pump(std::size_t budget) {
     msg.tag = next_tag_++;
     in_flight_.emplace(msg.tag, std::move(item));
     publisher_.publish(std::move(msg));
+    ++counters_.published;
     ++n;
   }
   return n;
@@ -50,10 +52,12 @@ bool Outbox::on_publish_done(std::uint64_t tag, bool ok) {
   if (!ok) {
     // Paho gave up (e.g. the connection dropped): publish again, same command id.
     queue_.push_front(std::move(item));
+    ++counters_.retried;
     return true;
   }
   keys_.erase({item.command_id, item.hardware_id});
   acked_.push_back(std::move(item));
+  ++counters_.acknowledged;
   return true;
 }
 

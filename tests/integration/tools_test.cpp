@@ -69,7 +69,7 @@ struct Stack {
     dispatchd = std::make_unique<Process>(
         std::vector<std::string>{k_dispatchd, "--mqtt.uri", broker.uri(), "--storage.path",
                                  dir.path() + "/db.sqlite", "--storage.data_dir", dir.path() + "/pkgs",
-                                 "--mqtt.client_id", "dispatchd-test"},
+                                 "--mqtt.client_id", "dispatchd-test", "--http.ops_listen", "off"},
         std::vector<std::string>{}, dir.path() + "/dispatchd.log");
     // Ready when the API answers.
     for (int i = 0; i < 60; ++i) {
