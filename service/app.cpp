@@ -3,15 +3,89 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
+#include <map>
+#include <set>
 
 #include "service/failpoint.h"
+#include "storage/campaigns.h"
+#include "storage/commands.h"
 #include "storage/database.h"
 
 namespace dispatch::service {
 
+using metrics::Labels;
+using metrics::Registry;
 using protocol::TopicKind;
 
 namespace {
+
+// The families App fills at scrape time (the modules' own counters mirrored, the database's counts and
+// the loop's gauges). The router and the commands module observe theirs in place.
+constexpr const char* k_inbound = "dispatch_inbound_messages_total";
+constexpr const char* k_inbound_help = "MQTT messages received and routed, by topic kind";
+constexpr const char* k_dropped = "dispatch_dropped_messages_total";
+constexpr const char* k_dropped_help =
+    "Messages dropped rather than answered, by reason (nobody to answer, or nothing to answer)";
+constexpr const char* k_handler_failures = "dispatch_handler_failures_total";
+constexpr const char* k_handler_failures_help = "Handlers that threw (answered internal, logged)";
+constexpr const char* k_queries = "dispatch_provisioning_queries_total";
+constexpr const char* k_queries_help =
+    "Device package queries answered, by transport (mqtt, http) and outcome (update, up_to_date or the "
+    "error code)";
+constexpr const char* k_rate_limited = "dispatch_provisioning_rate_limited_total";
+constexpr const char* k_rate_limited_help = "Device package queries refused rate_limited, by transport";
+constexpr const char* k_download_bytes = "dispatch_download_bytes_total";
+constexpr const char* k_download_bytes_help =
+    "Package bytes served to devices, by transport (mqtt chunks answered, http bytes written)";
+constexpr const char* k_deliveries_enqueued = "dispatch_command_deliveries_enqueued_total";
+constexpr const char* k_deliveries_enqueued_help =
+    "Command deliveries handed to the outbox after their commit (re-queued ones at start included)";
+constexpr const char* k_campaign_sends = "dispatch_campaign_sends_total";
+constexpr const char* k_campaign_sends_help =
+    "Campaign command sends handed to the outbox after their commit (re-queued ones at start included)";
+constexpr const char* k_outbox_published = "dispatch_outbox_published_total";
+constexpr const char* k_outbox_published_help = "Outbox messages (command lines to devices) handed to MQTT";
+constexpr const char* k_outbox_acked = "dispatch_outbox_acknowledged_total";
+constexpr const char* k_outbox_acked_help = "Outbox messages the broker acknowledged";
+constexpr const char* k_outbox_retried = "dispatch_outbox_retried_total";
+constexpr const char* k_outbox_retried_help = "Outbox messages MQTT gave up on and queued again (same id)";
+constexpr const char* k_outbox_dropped = "dispatch_outbox_dropped_total";
+constexpr const char* k_outbox_dropped_help =
+    "Outbox messages dropped before publishing (expired, canceled or superseded)";
+constexpr const char* k_mqtt_published = "dispatch_mqtt_published_total";
+constexpr const char* k_mqtt_published_help =
+    "Messages handed to the MQTT client (command lines, answers and events)";
+constexpr const char* k_deliveries = "dispatch_deliveries";
+constexpr const char* k_deliveries_help = "Command deliveries in the database, by state";
+constexpr const char* k_commands = "dispatch_commands";
+constexpr const char* k_commands_help = "Commands in the database";
+constexpr const char* k_campaigns = "dispatch_campaigns";
+constexpr const char* k_campaigns_help = "Campaigns in the database, by state";
+constexpr const char* k_outbox_waiting = "dispatch_outbox_waiting";
+constexpr const char* k_outbox_waiting_help = "Outbox messages committed and waiting to be published";
+constexpr const char* k_outbox_in_flight = "dispatch_outbox_in_flight";
+constexpr const char* k_outbox_in_flight_help =
+    "Outbox messages published and not yet acknowledged by the broker";
+constexpr const char* k_mqtt_inflight = "dispatch_mqtt_inflight";
+constexpr const char* k_mqtt_inflight_help = "QoS 1 publishes handed to MQTT and not yet acknowledged";
+constexpr const char* k_mqtt_inflight_max = "dispatch_mqtt_inflight_max";
+constexpr const char* k_mqtt_inflight_max_help = "The in-flight window (mqtt.max_inflight)";
+constexpr const char* k_mqtt_backlog = "dispatch_mqtt_backlog";
+constexpr const char* k_mqtt_backlog_help = "Messages queued in the MQTT link or in flight";
+constexpr const char* k_mqtt_connected = "dispatch_mqtt_connected";
+constexpr const char* k_mqtt_connected_help = "1 while the broker connection is up, else 0";
+constexpr const char* k_event_queue = "dispatch_event_queue_depth";
+constexpr const char* k_event_queue_help =
+    "Inbound events (MQTT messages, acknowledgements, HTTP requests) waiting for the service loop";
+constexpr const char* k_batch = "dispatch_batch_duration_seconds";
+constexpr const char* k_batch_help =
+    "Time to handle one batch of inbound events in one transaction, handlers and commit";
+constexpr const char* k_commit = "dispatch_batch_commit_seconds";
+constexpr const char* k_commit_help = "Time of one batch's COMMIT (the fsync of a group commit)";
+
+constexpr const char* k_drop_reasons[] = {
+    "invalid_topic",   "unanswerable_request", "reply_unknown",          "reply_duplicate",
+    "reply_malformed", "metadata_malformed",   "oversize_device_message"};
 
 RouterLimits router_limits(const Config& c) {
   RouterLimits l;
@@ -59,6 +133,146 @@ App::App(const Config& config, core::Clock& clock, storage::Database& db, Publis
   };
   commands_.set_other_sends(std::move(campaign_sends));
   router_.set_device_hook([this](TopicKind kind, const std::string& hw) { on_device_message(kind, hw); });
+  declare_metrics();
+  router_.set_metrics(&metrics_);
+  commands_.set_metrics(&metrics_);
+}
+
+void App::declare_metrics() {
+  using T = Registry::Type;
+  const struct {
+    const char* name;
+    const char* help;
+    T type;
+  } families[] = {
+      {k_inbound, k_inbound_help, T::counter},
+      {k_dropped, k_dropped_help, T::counter},
+      {k_handler_failures, k_handler_failures_help, T::counter},
+      {k_queries, k_queries_help, T::counter},
+      {k_rate_limited, k_rate_limited_help, T::counter},
+      {k_download_bytes, k_download_bytes_help, T::counter},
+      {k_deliveries_enqueued, k_deliveries_enqueued_help, T::counter},
+      {k_campaign_sends, k_campaign_sends_help, T::counter},
+      {k_outbox_published, k_outbox_published_help, T::counter},
+      {k_outbox_acked, k_outbox_acked_help, T::counter},
+      {k_outbox_retried, k_outbox_retried_help, T::counter},
+      {k_outbox_dropped, k_outbox_dropped_help, T::counter},
+      {k_mqtt_published, k_mqtt_published_help, T::counter},
+      {k_deliveries, k_deliveries_help, T::gauge},
+      {k_commands, k_commands_help, T::gauge},
+      {k_campaigns, k_campaigns_help, T::gauge},
+      {k_outbox_waiting, k_outbox_waiting_help, T::gauge},
+      {k_outbox_in_flight, k_outbox_in_flight_help, T::gauge},
+      {k_mqtt_inflight, k_mqtt_inflight_help, T::gauge},
+      {k_mqtt_inflight_max, k_mqtt_inflight_max_help, T::gauge},
+      {k_mqtt_backlog, k_mqtt_backlog_help, T::gauge},
+      {k_mqtt_connected, k_mqtt_connected_help, T::gauge},
+      {k_event_queue, k_event_queue_help, T::gauge},
+  };
+  for (const auto& f : families) metrics_.describe(f.name, f.help, f.type);
+  metrics_.describe(k_batch, k_batch_help, T::histogram, metrics::latency_buckets());
+  metrics_.describe(k_commit, k_commit_help, T::histogram, metrics::latency_buckets());
+  // The fixed label sets appear from the first scrape (at zero), so that rate() has a start.
+  for (std::size_t k = 0; k < k_topic_kinds; ++k) {
+    const auto kind = static_cast<TopicKind>(k);
+    if (kind == TopicKind::api || protocol::is_device_inbound(kind))
+      metrics_.counter(k_inbound, k_inbound_help, {{"kind", std::string(protocol::to_string(kind))}});
+  }
+  for (const char* reason : k_drop_reasons) metrics_.counter(k_dropped, k_dropped_help, {{"reason", reason}});
+  for (const char* t : {"mqtt", "http"}) {
+    metrics_.counter(k_rate_limited, k_rate_limited_help, {{"transport", t}});
+    metrics_.counter(k_download_bytes, k_download_bytes_help, {{"transport", t}});
+  }
+}
+
+void App::observe_batch(std::chrono::steady_clock::duration took) {
+  const std::chrono::duration<double> whole = took;
+  const std::chrono::duration<double> commit = db_.last_commit_duration();
+  metrics_.histogram(k_batch, k_batch_help, metrics::latency_buckets()).observe(whole.count());
+  metrics_.histogram(k_commit, k_commit_help, metrics::latency_buckets()).observe(commit.count());
+}
+
+core::Status App::check_database() { return db_.ping(); }
+
+std::string App::metrics_text(const LoopStats& loop) {
+  const RouterCounters& r = router_.counters();
+  for (std::size_t k = 0; k < k_topic_kinds; ++k) {
+    if (r.inbound[k] == 0) continue;
+    metrics_
+        .counter(k_inbound, k_inbound_help,
+                 {{"kind", std::string(protocol::to_string(static_cast<TopicKind>(k)))}})
+        .set(r.inbound[k]);
+  }
+  const AppCounters c = counters();
+  const std::uint64_t dropped[] = {c.invalid_topics,          c.unanswerable_requests, c.replies_unknown,
+                                   c.replies_duplicate,       c.replies_malformed,     c.metadata_malformed,
+                                   c.oversize_device_messages};
+  for (std::size_t i = 0; i < std::size(k_drop_reasons); ++i)
+    metrics_.counter(k_dropped, k_dropped_help, {{"reason", k_drop_reasons[i]}}).set(dropped[i]);
+  metrics_.counter(k_handler_failures, k_handler_failures_help).set(c.handler_failures);
+
+  const ProvisioningCounters p = provisioning_.counters();
+  std::map<std::string, std::uint64_t> rate_limited;
+  for (const auto& [key, n] : p.queries) {
+    metrics_.counter(k_queries, k_queries_help, {{"transport", key.first}, {"outcome", key.second}}).set(n);
+    if (key.second == "rate_limited") rate_limited[key.first] += n;
+  }
+  for (const auto& [transport, n] : rate_limited)
+    metrics_.counter(k_rate_limited, k_rate_limited_help, {{"transport", transport}}).set(n);
+  metrics_.counter(k_download_bytes, k_download_bytes_help, {{"transport", "mqtt"}})
+      .set(p.download_bytes_mqtt);
+  metrics_.counter(k_download_bytes, k_download_bytes_help, {{"transport", "http"}})
+      .set(p.download_bytes_http);
+
+  metrics_.counter(k_deliveries_enqueued, k_deliveries_enqueued_help)
+      .set(commands_.counters().deliveries_enqueued);
+  metrics_.counter(k_campaign_sends, k_campaign_sends_help).set(campaigns_.sends());
+  const Outbox::Counters& o = outbox_.counters();
+  metrics_.counter(k_outbox_published, k_outbox_published_help).set(o.published);
+  metrics_.counter(k_outbox_acked, k_outbox_acked_help).set(o.acknowledged);
+  metrics_.counter(k_outbox_retried, k_outbox_retried_help).set(o.retried);
+  metrics_.counter(k_outbox_dropped, k_outbox_dropped_help).set(o.dropped);
+  metrics_.counter(k_mqtt_published, k_mqtt_published_help).set(loop.link_published);
+
+  // From the database: a scan of each table per scrape (see docs/operations.md for the cost).
+  storage::CommandStore commands(db_);
+  if (auto d = commands.counts_all()) {
+    const std::pair<const char*, std::int64_t> states[] = {
+        {"queued", d->queued}, {"sent", d->sent},       {"succeeded", d->succeeded},
+        {"failed", d->failed}, {"expired", d->expired}, {"canceled", d->canceled}};
+    for (const auto& [state, n] : states)
+      metrics_.gauge(k_deliveries, k_deliveries_help, {{"state", state}}).set(static_cast<double>(n));
+  } else {
+    spdlog::warn("metrics: cannot count deliveries: {}", d.error().message);
+  }
+  if (auto n = commands.command_count()) {
+    metrics_.gauge(k_commands, k_commands_help).set(static_cast<double>(*n));
+  } else {
+    spdlog::warn("metrics: cannot count commands: {}", n.error().message);
+  }
+  if (auto rows = storage::CampaignStore(db_).count_by_state()) {
+    // A state with no campaign left reads 0 rather than keeping its last count.
+    std::set<std::string> present;
+    for (const auto& [state, n] : *rows) {
+      metrics_.gauge(k_campaigns, k_campaigns_help, {{"state", state}}).set(static_cast<double>(n));
+      present.insert(state);
+    }
+    for (const auto& state : seen_campaign_states_) {
+      if (!present.count(state)) metrics_.gauge(k_campaigns, k_campaigns_help, {{"state", state}}).set(0);
+    }
+    seen_campaign_states_.insert(present.begin(), present.end());
+  } else {
+    spdlog::warn("metrics: cannot count campaigns: {}", rows.error().message);
+  }
+
+  metrics_.gauge(k_outbox_waiting, k_outbox_waiting_help).set(static_cast<double>(outbox_.size()));
+  metrics_.gauge(k_outbox_in_flight, k_outbox_in_flight_help).set(static_cast<double>(outbox_.in_flight()));
+  metrics_.gauge(k_mqtt_inflight, k_mqtt_inflight_help).set(loop.link_inflight);
+  metrics_.gauge(k_mqtt_inflight_max, k_mqtt_inflight_max_help).set(loop.link_max_inflight);
+  metrics_.gauge(k_mqtt_backlog, k_mqtt_backlog_help).set(static_cast<double>(loop.link_backlog));
+  metrics_.gauge(k_mqtt_connected, k_mqtt_connected_help).set(loop.mqtt_connected ? 1 : 0);
+  metrics_.gauge(k_event_queue, k_event_queue_help).set(static_cast<double>(loop.event_queue));
+  return metrics_.render();
 }
 
 App::~App() = default;
@@ -94,6 +308,7 @@ void App::handle_batch(const std::vector<InboundMessage>& batch, std::vector<Htt
   AgentApi::Answers answers;
   // Handlers run their own transactions as savepoints inside this one: a failing handler rolls back
   // only its own work. The router catches whatever a handler throws.
+  const auto started = std::chrono::steady_clock::now();
   auto st = db_.transaction([&]() -> core::Status {
     for (const auto& m : batch) router_.dispatch(m);
     for (auto& ev : http) {
@@ -111,6 +326,7 @@ void App::handle_batch(const std::vector<InboundMessage>& batch, std::vector<Htt
         batch.size(), st.error().message);
     std::abort();
   }
+  observe_batch(std::chrono::steady_clock::now() - started);
   // The one after-commit hook: the durability failpoints of what the batch's handlers committed.
   DISPATCH_FAILPOINT("after_batch_commit");
   effects_.after_commit();

@@ -8,8 +8,10 @@
 // depends on it; handle_batch holds every publish of a batch until the batch's transaction committed.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -24,6 +26,7 @@
 #include "service/config.h"
 #include "service/devices.h"
 #include "service/event_queue.h"
+#include "service/metrics.h"
 #include "service/outbox.h"
 #include "service/provisioning.h"
 #include "service/publisher.h"
@@ -48,6 +51,16 @@ struct AppCounters {
   std::uint64_t handler_failures = 0;        // handlers that threw (answered internal, logged)
   std::uint64_t retention_rows_deleted = 0;  // rows purged by retention (every table; details below)
   RetentionCounters retention;
+};
+
+// What the loop knows that App does not (for /metrics): the queue, the link and its window.
+struct LoopStats {
+  std::size_t event_queue = 0;   // events waiting in the EventQueue
+  std::size_t link_backlog = 0;  // messages queued in the MQTT link or in flight
+  int link_inflight = 0;         // un-acknowledged QoS 1 publishes handed to Paho
+  int link_max_inflight = 0;     // mqtt.max_inflight
+  bool mqtt_connected = false;
+  std::uint64_t link_published = 0;  // messages handed to Paho since start (answers and events included)
 };
 
 class App {
@@ -84,10 +97,24 @@ class App {
 
   AppCounters counters() const;
 
+  // GET /metrics (PROTOCOL §6): every family in the Prometheus text format. Reads the database (one
+  // COUNT per table of commands, deliveries and campaigns): call it outside a batch. A failing count is
+  // left out of the answer and logged.
+  std::string metrics_text(const LoopStats& loop);
+  // The sample names a scrape can contain (dispatchd --print-metrics).
+  std::vector<std::string> metric_series() const { return metrics_.series_names(); }
+  // /readyz: ok when a trivial query succeeds. Call it outside a batch.
+  core::Status check_database();
+
  private:
   void on_device_message(protocol::TopicKind kind, const std::string& hw);
 
+  void declare_metrics();
+  // Observes one batch: its whole transaction and its COMMIT.
+  void observe_batch(std::chrono::steady_clock::duration took);
+
   storage::Database& db_;
+  metrics::Registry metrics_;
   BufferedPublisher publisher_;
   protocol::Topics topics_;
   BatchEffects effects_;
@@ -99,6 +126,7 @@ class App {
   CampaignService campaigns_;
   AgentApi agent_api_;
   Retention retention_;
+  std::set<std::string> seen_campaign_states_;  // label values of dispatch_campaigns seen so far
 };
 
 }  // namespace dispatch::service

@@ -251,6 +251,7 @@ storage::CampaignRow campaign_row(const storage::CampaignRow& base, const Campai
 }  // namespace
 
 struct CampaignService::Impl final : OutboxOwner {
+  std::uint64_t sends_ = 0;  // sends handed to the outbox (metrics)
   // One campaign in memory.
   struct Active {
     storage::CampaignRow base;  // immutable fields (id, name, type, document, created_at)
@@ -415,6 +416,7 @@ struct CampaignService::Impl final : OutboxOwner {
     item.group = a.snap.id;
     item.attempt = attempt;
     outbox_.enqueue(std::move(item));
+    ++sends_;
   }
 
   bool still_wanted(const OutboxItem& item) override {
@@ -937,6 +939,8 @@ void CampaignService::on_version(const std::string& hw, const std::string& versi
 }
 
 void CampaignService::tick() { impl_->tick_all(); }
+
+std::uint64_t CampaignService::sends() const { return impl_->sends_; }
 
 void CampaignService::flush() {
   Impl& m = *impl_;

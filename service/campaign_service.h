@@ -66,6 +66,9 @@ class CampaignService {
   // Commits batched bookkeeping (replies, and the acknowledged sends the outbox handed back).
   void flush();
 
+  // Campaign command sends handed to the outbox (after their commit), since start.
+  std::uint64_t sends() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -25,6 +25,7 @@
 #include "service/config.h"
 #include "service/event_queue.h"
 #include "service/idempotency.h"
+#include "service/metrics.h"
 #include "service/outbox.h"
 #include "service/publisher.h"
 
@@ -43,6 +44,7 @@ struct CommandCounters {
   std::uint64_t replies_unknown = 0;  // reply for an id never sent to that device
   std::uint64_t replies_duplicate = 0;
   std::uint64_t replies_malformed = 0;
+  std::uint64_t deliveries_enqueued = 0;  // deliveries handed to the outbox (after their commit)
 };
 
 class CommandsModule final : private OutboxOwner {
@@ -103,6 +105,9 @@ class CommandsModule final : private OutboxOwner {
   core::Result<nlohmann::json> pending(const std::string& hw, const nlohmann::json& body);
 
   const CommandCounters& counters() const { return counters_; }
+  // Where accepted replies are measured: dispatch_command_reply_seconds{outcome} (send to reply). Unset:
+  // nothing is measured. Must outlive the module.
+  void set_metrics(metrics::Registry* registry);
 
  private:
   bool still_wanted(const OutboxItem& item) override;
@@ -142,6 +147,7 @@ class CommandsModule final : private OutboxOwner {
   core::TimeMs last_expiry_run_ = 0;
   core::TimeMs last_ack_flush_ = 0;
   CommandCounters counters_;
+  metrics::Registry* metrics_ = nullptr;
 };
 
 }  // namespace dispatch::service

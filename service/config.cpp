@@ -10,6 +10,8 @@
 #include <map>
 #include <variant>
 
+#include "service/http/http_server.h"
+
 namespace dispatch::service {
 
 using core::ErrorCode;
@@ -176,6 +178,9 @@ const std::vector<KeyDef>& key_defs() {
               "How often a purge round starts (it runs batch by batch until nothing old is left), seconds"),
       text("http.agent_listen", &Config::http_agent_listen,
            "Listen address (host:port) of the esthesis agent HTTP API (empty: no agent listener)"),
+      text("http.ops_listen", &Config::http_ops_listen,
+           "Listen address (host:port) of the operators' endpoints /metrics, /healthz and /readyz "
+           "(empty or \"off\": none); never expose it to devices"),
       text("http.tls_cert_file", &Config::http_tls_cert_file,
            "TLS: certificate (PEM) of the agent listener (empty with http.tls_key_file: plain HTTP)"),
       text("http.tls_key_file", &Config::http_tls_key_file, "TLS: private key (PEM) of http.tls_cert_file"),
@@ -339,6 +344,12 @@ core::Status validate(const Config& c) {
         fmt::format("commands.max_reply_bytes ({}) must not be below commands.max_output_bytes ({})",
                     c.commands_max_reply_bytes, c.commands_max_output_bytes));
   }
+  if (!c.http_ops_listen.empty() && c.http_ops_listen != "off") {
+    if (auto hp = http::parse_listen_address(c.http_ops_listen); !hp)
+      return make_error(
+          ErrorCode::bad_request,
+          fmt::format("invalid config key http.ops_listen: {} (host:port, or \"off\")", hp.error().message));
+  }
   if (auto st = protocol::validate(c.topics); !st) {
     // protocol::validate quotes the roots it names, the offending one first: "topic root 'ping' overlaps
     // topic root 'metadata'". Each becomes its key.
@@ -422,7 +433,7 @@ std::string config_help() {
   std::string out =
       "Usage: dispatchd [--config FILE] [--KEY VALUE | --KEY=VALUE ...]\n"
       "       dispatchd --print-config [--config FILE] [--KEY VALUE ...]   the commented sample TOML\n"
-      "       dispatchd --print-config-markdown | --help | --version\n\n"
+      "       dispatchd --print-config-markdown | --print-metrics | --help | --version\n\n"
       "Every key can be set in the TOML file ([section] key = value), by the environment variable\n"
       "shown, or by the flag. Precedence: default < file < environment < flag. docs/configuration.md\n"
       "describes each key.\n\n";
@@ -523,6 +534,10 @@ Result<Config> load_config(const std::vector<std::string>& args, const std::vect
       request.print_config_markdown = true;
       continue;
     }
+    if (a == "--print-metrics") {
+      request.print_metrics = true;
+      continue;
+    }
     std::string value;
     bool has_value = false;
     if (auto eq = a.find('='); eq != std::string::npos && a.rfind("--", 0) == 0) {
@@ -548,7 +563,7 @@ Result<Config> load_config(const std::vector<std::string>& args, const std::vect
     }
     flags.emplace_back(d, value);
   }
-  if (request.help || request.version || request.print_config_markdown) return c;
+  if (request.help || request.version || request.print_config_markdown || request.print_metrics) return c;
   if (!request.config_file.empty()) {
     if (auto st = apply_toml(c, request.config_file); !st) return st.error();
   }

@@ -114,6 +114,8 @@ struct Config {
   std::string registration_secret;
   std::string registration_mqtt_server;
   std::string registration_provisioning_url;
+  // The operators' listener (PROTOCOL §6): /metrics, /healthz, /readyz. "" or "off" = no ops listener.
+  std::string http_ops_listen = "127.0.0.1:9464";
 
   // [topics]: validated at load (protocol::validate); defaults keep esthesis CORE's device-facing topics.
   protocol::TopicRoots topics;
@@ -143,6 +145,7 @@ struct CommandLineRequest {
   bool version = false;
   bool print_config = false;           // --print-config: the sample TOML of the loaded config
   bool print_config_markdown = false;  // --print-config-markdown: docs/configuration.md
+  bool print_metrics = false;          // --print-metrics: every metric series name /metrics can contain
   std::string config_file;
 };
 

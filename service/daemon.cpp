@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <thread>
 
@@ -15,6 +16,7 @@
 #include "service/http/http_server.h"
 #include "service/logging.h"
 #include "service/mqtt/mqtt_link.h"
+#include "service/ops.h"
 #include "service/publisher.h"
 #include "storage/database.h"
 
@@ -45,6 +47,19 @@ LinkOptions link_options(const Config& c) {
 }
 
 }  // namespace
+
+int print_metrics(const Config& config) {
+  auto db = storage::Database::open(":memory:");
+  if (!db) {
+    std::fprintf(stderr, "dispatchd: cannot open an in-memory database: %s\n", db.error().message.c_str());
+    return 1;
+  }
+  core::SystemClock clock;
+  RecordingPublisher publisher;
+  App app(config, clock, **db, publisher);
+  for (const auto& name : app.metric_series()) std::printf("%s\n", name.c_str());
+  return 0;
+}
 
 int run_daemon(const Config& config) {
   // Block the stop signals in every thread (Paho's included) and wait for them on one of ours.
@@ -87,14 +102,68 @@ int run_daemon(const Config& config) {
   }
   link.set_subscriptions(app.subscriptions());
 
+  // The operators' endpoints (PROTOCOL §6), answered by this loop from before the first broker
+  // connection, so that /readyz can say why the service is not ready yet.
+  std::string mqtt_down_cause = "not connected yet";
+  OpsProbes probes;
+  probes.metrics = [&] {
+    LoopStats s;
+    s.event_queue = events.size();
+    s.link_backlog = link.backlog();
+    s.link_inflight = link.inflight();
+    s.link_max_inflight = link.max_inflight();
+    s.mqtt_connected = link.connected();
+    s.link_published = link.published_total();
+    return app.metrics_text(s);
+  };
+  probes.not_ready = [&] {
+    std::vector<std::string> reasons;
+    if (!link.connected())
+      reasons.push_back(mqtt_down_cause.empty() ? std::string("mqtt: disconnected")
+                                                : fmt::format("mqtt: disconnected ({})", mqtt_down_cause));
+    if (auto st = app.check_database(); !st) reasons.push_back("database: " + st.error().message);
+    return reasons;
+  };
+  auto answer_ops = [&](const http::HttpExchange& x) {
+    (void)x.reply->answer(ops_answer(*x.request, probes));
+  };
+  std::unique_ptr<http::HttpServer> ops_http;
+  if (!config.http_ops_listen.empty() && config.http_ops_listen != "off") {
+    http::HttpServerOptions o;
+    o.name = k_ops_listener;
+    o.listen = config.http_ops_listen;
+    o.max_body_bytes = 4096;  // GET only
+    o.worker_threads = 2;
+    o.max_queued_connections = 16;
+    // Longer than one broker connect attempt (5 s), during which the loop does not answer.
+    o.reply_timeout = std::chrono::milliseconds(10000);
+    auto server = http::HttpServer::start(o, events);
+    if (!server) {
+      spdlog::error(
+          "cannot start the ops HTTP listener on {}: {} (set http.ops_listen to another "
+          "host:port, or to \"off\")",
+          config.http_ops_listen, server.error().message);
+      return 1;
+    }
+    ops_http = std::move(*server);
+    auto hp = http::parse_listen_address(config.http_ops_listen);
+    spdlog::info("ops endpoints (/metrics, /healthz, /readyz) listening on http://{}:{}",
+                 hp ? hp->first : config.http_ops_listen, ops_http->port());
+  }
+
   // The broker may come up after us: keep trying until it answers or we are told to stop.
   for (int attempt = 1;; ++attempt) {
     auto st = link.connect(5000);
     if (st) break;
+    mqtt_down_cause = st.error().message;
     if (attempt == 1 || attempt % 10 == 0) spdlog::warn("{} (retrying every second)", st.error().message);
-    if (auto ev = events.pop_for(std::chrono::milliseconds(1000));
-        ev && std::holds_alternative<StopRequested>(*ev)) {
-      return 0;
+    const auto retry_at = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    for (auto now = std::chrono::steady_clock::now(); now < retry_at;
+         now = std::chrono::steady_clock::now()) {
+      auto ev = events.pop_for(std::chrono::duration_cast<std::chrono::milliseconds>(retry_at - now));
+      if (!ev) continue;
+      if (std::holds_alternative<StopRequested>(*ev)) return 0;
+      if (auto* x = std::get_if<http::HttpExchange>(&*ev)) answer_ops(*x);
     }
   }
   spdlog::info("connected to {} as {}", config.mqtt_uri, config.mqtt_client_id);
@@ -135,6 +204,7 @@ int run_daemon(const Config& config) {
       // Drain a batch of events: the messages are handled in one transaction (group commit).
       std::vector<InboundMessage> batch;
       std::vector<App::HttpEvent> http_events;
+      std::vector<http::HttpExchange> ops_events;
       int n = 0;
       do {
         if (std::holds_alternative<StopRequested>(*ev)) {
@@ -144,20 +214,28 @@ int run_daemon(const Config& config) {
         } else if (auto* d = std::get_if<PublishDone>(&*ev)) {
           app.on_publish_done(d->tag, d->ok);
         } else if (auto* x = std::get_if<http::HttpExchange>(&*ev)) {
-          http_events.emplace_back(std::move(*x));
+          if (x->listener == k_ops_listener) {
+            ops_events.push_back(std::move(*x));
+          } else {
+            http_events.emplace_back(std::move(*x));
+          }
         } else if (auto* s = std::get_if<http::HttpStreamed>(&*ev)) {
           http_events.emplace_back(std::move(*s));
         } else if (std::holds_alternative<LinkUp>(*ev)) {
           spdlog::info("MQTT link up: subscribing");
+          mqtt_down_cause.clear();
           link.on_connected();
           app.on_link_up();
         } else if (auto* down = std::get_if<LinkDown>(&*ev)) {
           spdlog::warn("MQTT link lost: {}; Paho reconnects, the outbox waits", down->cause);
+          mqtt_down_cause = down->cause;
         }
         if (++n >= 1000 || stopping) break;
         ev = events.pop_for(std::chrono::milliseconds(0));
       } while (ev);
       app.handle_batch(batch, std::move(http_events));
+      // After the batch's commit, so that a scrape counts what the batch did.
+      for (const auto& x : ops_events) answer_ops(x);
     }
     app.flush();
     if (std::chrono::steady_clock::now() >= next_timer) {
@@ -173,6 +251,7 @@ int run_daemon(const Config& config) {
 
   // No HTTP request may wait for a loop that is leaving: the listener answers the waiting ones 503.
   if (agent_http) agent_http->stop();
+  if (ops_http) ops_http->stop();
 
   // Finish in-flight database work, give the broker a moment to acknowledge what is in flight, then leave.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);

@@ -32,6 +32,7 @@ std::size_t Outbox::pump(std::size_t budget) {
                     {{"hardware_id", item.hardware_id}, {"command_id", item.command_id}},
                     "outbox: no command topic for the device");
       keys_.erase({item.command_id, item.hardware_id});
+      ++counters_.dropped;
       continue;
     }
     OutMessage msg;
@@ -42,6 +43,7 @@ std::size_t Outbox::pump(std::size_t budget) {
     msg.tag = next_tag_++;
     in_flight_.emplace(msg.tag, std::move(item));
     publisher_.publish(std::move(msg));
+    ++counters_.published;
     ++n;
   }
   return n;
@@ -55,10 +57,12 @@ bool Outbox::on_publish_done(std::uint64_t tag, bool ok) {
   if (!ok) {
     // Paho gave up (e.g. the connection dropped): publish again, same command id.
     queue_.push_front(std::move(item));
+    ++counters_.retried;
     return true;
   }
   keys_.erase({item.command_id, item.hardware_id});
   acked_.push_back(std::move(item));
+  ++counters_.acknowledged;
   return true;
 }
 

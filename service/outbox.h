@@ -73,6 +73,16 @@ class Outbox {
   std::size_t size() const { return queue_.size(); }  // waiting, not in flight
   std::size_t in_flight() const { return in_flight_.size(); }
 
+  // Since start: messages handed to the publisher, acknowledged by the broker, given up on by Paho (and
+  // queued again), and dropped before publishing (expired, canceled, superseded).
+  struct Counters {
+    std::uint64_t published = 0;
+    std::uint64_t acknowledged = 0;
+    std::uint64_t retried = 0;
+    std::uint64_t dropped = 0;
+  };
+  const Counters& counters() const { return counters_; }
+
  private:
   core::Clock& clock_;
   Publisher& publisher_;
@@ -80,6 +90,7 @@ class Outbox {
   int qos_;
   std::deque<OutboxItem> queue_;
   std::unordered_map<std::uint64_t, OutboxItem> in_flight_;
+  Counters counters_;
   std::set<std::pair<std::string, std::string>> keys_;  // (command_id, hw) waiting or in flight
   std::vector<OutboxItem> acked_;
   std::uint64_t next_tag_ = 1;

@@ -123,4 +123,12 @@ void Provisioning::on_timer() {
   impl_->tokens.prune(now);
 }
 
+ProvisioningCounters Provisioning::counters() const {
+  ProvisioningCounters c;
+  c.queries = impl_->query.outcomes();
+  c.download_bytes_mqtt = impl_->downloads.bytes_mqtt();
+  c.download_bytes_http = impl_->downloads.bytes_http();
+  return c;
+}
+
 }  // namespace dispatch::service

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -30,6 +32,14 @@ class Router;
 namespace provisioning {
 class PackageFiles;
 }
+
+// What provisioning counted since start (for /metrics).
+struct ProvisioningCounters {
+  // (transport, outcome) -> queries; see DeviceQuery::Outcomes.
+  std::map<std::pair<std::string, std::string>, std::uint64_t> queries;
+  std::uint64_t download_bytes_mqtt = 0;
+  std::uint64_t download_bytes_http = 0;
+};
 
 class Provisioning {
  public:
@@ -76,6 +86,8 @@ class Provisioning {
 
   // Periodic pruning of nonces, rate windows and expired download tokens.
   void on_timer();
+
+  ProvisioningCounters counters() const;
 
  private:
   struct Impl;

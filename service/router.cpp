@@ -142,6 +142,7 @@ void Router::dispatch(const InboundMessage& m) {
     spdlog::debug("dropping a message on an unknown topic");
     return;
   }
+  ++counters_.inbound[static_cast<std::size_t>(t->kind)];
   if (t->kind == TopicKind::api) {
     dispatch_api(*t, m);
     return;
@@ -176,9 +177,17 @@ std::optional<std::string> Router::api_reply_topic(const InboundMessage& m, cons
 }
 
 void Router::dispatch_api(const protocol::ParsedTopic& t, const InboundMessage& m) {
+  const auto started = std::chrono::steady_clock::now();
   auto route = api_routes_.find({t.resource, t.action});
   const bool frame_route = route != api_routes_.end() && route->second.frame;
   const std::string what = fmt::format("API {}/{}", t.resource, t.action);
+  // The metric label: only registered routes, so a client cannot grow the label set.
+  const std::string route_label =
+      route != api_routes_.end() ? fmt::format("{}/{}", t.resource, t.action) : std::string("unknown");
+  auto answer = [&](const std::string& topic, const Correlation& c, const core::Result<nlohmann::json>& r) {
+    answer_api(topic, c, r);
+    measure_api(route_label, r, started);
+  };
 
   if (frame_route) {
     // One JSON header line (with reply_to / correlation_id for MQTT 3.1.1 clients), then the bytes.
@@ -194,10 +203,10 @@ void Router::dispatch_api(const protocol::ParsedTopic& t, const InboundMessage& 
     if (!topic) return;
     const Correlation c = correlation_of(m, header);
     if (!frame) {
-      answer_api(*topic, c, frame.error());
+      answer(*topic, c, frame.error());
       return;
     }
-    answer_api(*topic, c, guarded(what, [&] { return route->second.frame(frame->header, frame->body); }));
+    answer(*topic, c, guarded(what, [&] { return route->second.frame(frame->header, frame->body); }));
     return;
   }
 
@@ -211,16 +220,15 @@ void Router::dispatch_api(const protocol::ParsedTopic& t, const InboundMessage& 
   if (!topic) return;
   const Correlation c = correlation_of(m, fields);
   if (!body) {
-    answer_api(*topic, c, body.error());
+    answer(*topic, c, body.error());
     return;
   }
   if (route == api_routes_.end()) {
-    answer_api(
-        *topic, c,
-        make_error(ErrorCode::not_found, fmt::format("unknown API action {}/{}", t.resource, t.action)));
+    answer(*topic, c,
+           make_error(ErrorCode::not_found, fmt::format("unknown API action {}/{}", t.resource, t.action)));
     return;
   }
-  answer_api(*topic, c, guarded(what, [&] { return route->second.json(*body); }));
+  answer(*topic, c, guarded(what, [&] { return route->second.json(*body); }));
 }
 
 void Router::dispatch_device(const protocol::ParsedTopic& t, const InboundMessage& m) {
@@ -289,6 +297,33 @@ void Router::answer_api(const std::string& topic, const Correlation& c,
     log_limited(spdlog::level::err, "api.answer_error", {{"correlation_id", c.id.value_or("")}},
                 "answering {} with {}: {}", topic, core::to_string(r.error().code), r.error().message);
   publisher_.publish(answer_message(topic, 1, c, answer_payload(c, r)));
+}
+
+namespace {
+constexpr const char* k_api_requests = "dispatch_api_requests_total";
+constexpr const char* k_api_requests_help = "Platform API requests answered, by route and outcome";
+constexpr const char* k_api_duration = "dispatch_api_request_duration_seconds";
+constexpr const char* k_api_duration_help =
+    "Time to handle one platform API request in the service loop (parse, handler, answer; without "
+    "queueing and the batch commit)";
+}  // namespace
+
+void Router::set_metrics(metrics::Registry* registry) {
+  metrics_ = registry;
+  if (!metrics_) return;
+  metrics_->describe(k_api_requests, k_api_requests_help, metrics::Registry::Type::counter);
+  metrics_->describe(k_api_duration, k_api_duration_help, metrics::Registry::Type::histogram,
+                     metrics::latency_buckets());
+}
+
+void Router::measure_api(const std::string& route, const core::Result<nlohmann::json>& r,
+                         std::chrono::steady_clock::time_point started) {
+  if (!metrics_) return;
+  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+  const std::string outcome = r ? std::string("ok") : std::string(core::to_string(r.error().code));
+  metrics_->counter(k_api_requests, k_api_requests_help, {{"route", route}, {"outcome", outcome}}).inc();
+  metrics_->histogram(k_api_duration, k_api_duration_help, metrics::latency_buckets(), {{"route", route}})
+      .observe(took.count());
 }
 
 void DeviceAnswers::answer(TopicKind kind, const std::string& hw, const InboundMessage& request,

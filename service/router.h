@@ -14,6 +14,8 @@
 // TopicKind → handler. Called from the service loop thread only.
 #pragma once
 
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -27,12 +29,20 @@
 #include "protocol/frame.h"
 #include "protocol/topics.h"
 #include "service/event_queue.h"
+#include "service/metrics.h"
 #include "service/publisher.h"
 
 namespace dispatch::service {
 
 // Counters for messages dropped rather than answered (there is nobody to answer).
+// The number of protocol::TopicKind values (inbound counts are kept per kind).
+inline constexpr std::size_t k_topic_kinds =
+    static_cast<std::size_t>(protocol::TopicKind::campaign_event) + 1;
+
 struct RouterCounters {
+  // Every message dispatched, by the kind of its topic (index: TopicKind); unknown topics are counted in
+  // invalid_topics only.
+  std::array<std::uint64_t, k_topic_kinds> inbound{};
   std::uint64_t invalid_topics = 0;         // unknown topic, or a device topic with an invalid hardware id
   std::uint64_t unanswerable_requests = 0;  // API request with no usable Response Topic or reply_to
   std::uint64_t oversize_device_messages = 0;
@@ -118,6 +128,10 @@ class Router {
   // The oversize handler of an already registered device route (run inside the one try/catch).
   void set_oversize_handler(protocol::TopicKind kind, OversizeHandler handler);
   void set_device_hook(DeviceHook hook) { device_hook_ = std::move(hook); }
+  // Where API requests are measured: dispatch_api_requests_total{route,outcome} and
+  // dispatch_api_request_duration_seconds{route} (route: "resource/action" of a registered route, else
+  // "unknown"; outcome: "ok" or the error code). Unset: nothing is measured. Must outlive the router.
+  void set_metrics(metrics::Registry* registry);
 
   // Routes one message. Never throws.
   void dispatch(const InboundMessage& m);
@@ -150,6 +164,8 @@ class Router {
   std::optional<std::string> api_reply_topic(const InboundMessage& m, const nlohmann::json* fields,
                                              std::string_view resource, std::string_view action);
   void answer_api(const std::string& topic, const Correlation& c, const core::Result<nlohmann::json>& r);
+  void measure_api(const std::string& route, const core::Result<nlohmann::json>& r,
+                   std::chrono::steady_clock::time_point started);
 
   const protocol::Topics& topics_;
   Publisher& publisher_;
@@ -159,6 +175,7 @@ class Router {
   std::map<protocol::TopicKind, DeviceRoute> device_routes_;
   DeviceHook device_hook_;
   RouterCounters counters_;
+  metrics::Registry* metrics_ = nullptr;
 };
 
 }  // namespace dispatch::service

@@ -385,4 +385,14 @@ Result<std::vector<AttemptRow>> CampaignStore::attempts(const std::string& campa
   });
 }
 
+core::Result<std::vector<std::pair<std::string, std::int64_t>>> CampaignStore::count_by_state() {
+  using Rows = std::vector<std::pair<std::string, std::int64_t>>;
+  return db_.read([&]() -> core::Result<Rows> {
+    auto q = db_.prepare("SELECT state, COUNT(*) FROM campaigns GROUP BY state ORDER BY state");
+    Rows rows;
+    while (q->executeStep()) rows.emplace_back(q->getColumn(0).getString(), q->getColumn(1).getInt64());
+    return rows;
+  });
+}
+
 }  // namespace dispatch::storage

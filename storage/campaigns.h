@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "protocol/core/clock.h"
@@ -88,6 +89,9 @@ struct CampaignQuery {
 class CampaignStore {
  public:
   explicit CampaignStore(Database& db) : db_(db) {}
+
+  // Campaigns per state (metrics): (state, count) for every state with at least one campaign.
+  core::Result<std::vector<std::pair<std::string, std::int64_t>>> count_by_state();
 
   // conflict when the id exists.
   core::Status insert(const CampaignRow& row);

@@ -237,7 +237,7 @@ Result<int> CommandStore::mark_sent(const std::vector<DeliveryKey>& keys, TimeMs
 
 Result<ReplyOutcome> CommandStore::record_reply(const std::string& command_id, const std::string& hardware_id,
                                                 bool success, const std::string& output, bool trimmed,
-                                                TimeMs t) {
+                                                TimeMs t, TimeMs* sent_at) {
   return db_.transaction([&]() -> Result<ReplyOutcome> {
     // The state guard in the UPDATE makes acceptance a single atomic step: a second reply can never
     // overwrite the first.
@@ -246,14 +246,18 @@ Result<ReplyOutcome> CommandStore::record_reply(const std::string& command_id, c
         // A reply can overtake the broker's acknowledgement of the publish: the device
         // evidently got the command, so count the attempt and its send time.
         "attempts = CASE WHEN attempts < 1 THEN 1 ELSE attempts END, sent_at = COALESCE(sent_at, ?4) "
-        "WHERE command_id = ? AND hardware_id = ? AND state IN ('queued', 'sent')");
+        "WHERE command_id = ? AND hardware_id = ? AND state IN ('queued', 'sent') RETURNING sent_at");
     u->bind(1, success ? "succeeded" : "failed");
     u->bind(2, output);
     u->bind(3, trimmed ? 1 : 0);
     u->bind(4, t);
     u->bind(5, command_id);
     u->bind(6, hardware_id);
-    if (u->exec() == 1) return ReplyOutcome::accepted;
+    if (u->executeStep()) {
+      // (command_id, hardware_id) is the key: at most one row.
+      if (sent_at) *sent_at = u->getColumn(0).getInt64();
+      return ReplyOutcome::accepted;
+    }
     auto q = db_.prepare("SELECT state FROM deliveries WHERE command_id = ? AND hardware_id = ?");
     q->bind(1, command_id);
     q->bind(2, hardware_id);
@@ -332,6 +336,31 @@ Result<DeliveryCounts> CommandStore::counts(const std::string& command_id) {
       if (state == "canceled") counts.canceled = n;
     }
     return counts;
+  });
+}
+
+Result<DeliveryCounts> CommandStore::counts_all() {
+  return db_.read([&]() -> Result<DeliveryCounts> {
+    auto q = db_.prepare("SELECT state, COUNT(*) FROM deliveries GROUP BY state");
+    DeliveryCounts counts;
+    while (q->executeStep()) {
+      const std::string state = q->getColumn(0).getString();
+      const std::int64_t n = q->getColumn(1).getInt64();
+      if (state == "queued") counts.queued = n;
+      if (state == "sent") counts.sent = n;
+      if (state == "succeeded") counts.succeeded = n;
+      if (state == "failed") counts.failed = n;
+      if (state == "expired") counts.expired = n;
+      if (state == "canceled") counts.canceled = n;
+    }
+    return counts;
+  });
+}
+
+Result<std::int64_t> CommandStore::command_count() {
+  return db_.read([&]() -> Result<std::int64_t> {
+    auto q = db_.prepare("SELECT COUNT(*) FROM commands");
+    return q->executeStep() ? q->getColumn(0).getInt64() : std::int64_t{0};
   });
 }
 

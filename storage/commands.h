@@ -94,9 +94,11 @@ class CommandStore {
   core::Result<int> mark_sent(const std::vector<DeliveryKey>& keys, core::TimeMs t);
   // Records a device's reply (see ReplyOutcome). Accepted only for a queued or sent delivery:
   // state = succeeded/failed, output, trimmed, replied_at = t.
+  // When accepted and sent_at is given, *sent_at is the delivery's send time (t when the reply overtook
+  // the broker's acknowledgement).
   core::Result<ReplyOutcome> record_reply(const std::string& command_id, const std::string& hardware_id,
                                           bool success, const std::string& output, bool trimmed,
-                                          core::TimeMs t);
+                                          core::TimeMs t, core::TimeMs* sent_at = nullptr);
   // Queued or sent deliveries to hardware_id not expired at now, oldest first, at most limit.
   core::Result<std::vector<DeliveryRow>> pending_for_device(const std::string& hardware_id, core::TimeMs now,
                                                             int limit = 50);
@@ -111,6 +113,10 @@ class CommandStore {
   core::Result<int> cancel(const std::string& command_id);
   // Deliveries of the command per state (all zero for an unknown command).
   core::Result<DeliveryCounts> counts(const std::string& command_id);
+  // Deliveries of every command per state, and the number of commands (metrics). One scan of each
+  // table: its cost grows with the rows kept (see retention).
+  core::Result<DeliveryCounts> counts_all();
+  core::Result<std::int64_t> command_count();
 
  private:
   Database& db_;

@@ -256,10 +256,22 @@ void Database::begin(bool write) {
   ++depth_;
 }
 
+core::Status Database::ping() {
+  try {
+    auto q = prepare("SELECT 1");
+    if (!q->executeStep()) return core::make_error(core::ErrorCode::unavailable, "SELECT 1 returned no row");
+    return {};
+  } catch (const std::exception& e) {
+    return error_from_exception(e);
+  }
+}
+
 void Database::commit() {
   if (pg_) {
     if (depth_ == 1) {
+      const auto started = std::chrono::steady_clock::now();
       pg_->exec("COMMIT");
+      last_commit_ = std::chrono::steady_clock::now() - started;
     } else {
       pg_->exec("RELEASE SAVEPOINT sp" + std::to_string(depth_ - 1));
     }
@@ -267,7 +279,9 @@ void Database::commit() {
     return;
   }
   if (depth_ == 1) {
+    const auto started = std::chrono::steady_clock::now();
     prepare("COMMIT")->exec();
+    last_commit_ = std::chrono::steady_clock::now() - started;
   } else {
     prepare("RELEASE sp" + std::to_string(depth_ - 1))->exec();
   }

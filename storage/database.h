@@ -14,6 +14,7 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include <chrono>
 #include <exception>
 #include <memory>
 #include <string>
@@ -106,6 +107,13 @@ class Database {
   // PostgreSQL checks its own pages: "ok" when the server answers.
   core::Result<std::string> integrity_check();
 
+  // A trivial query ("SELECT 1") outside any transaction: ok when the database answers (readiness probe).
+  // unavailable with the driver's message otherwise. Must not be called inside a transaction.
+  core::Status ping();
+
+  // How long the last outermost COMMIT took (zero before the first). Savepoint releases are not timed.
+  std::chrono::nanoseconds last_commit_duration() const { return last_commit_; }
+
   // A prepared statement lent from this connection's cache (prepared on first use, SQLite re-prepares
   // it by itself after a schema change). It is reset and its bindings cleared when the lease ends.
   // Preparing is a large part of a small query's cost, so the stores' fixed statements come from here.
@@ -184,6 +192,7 @@ class Database {
   // Declared after the connections so that the statements are finalised before a connection closes.
   std::unordered_map<std::string, CachedStatement> statements_;
   int depth_ = 0;  // nesting of transaction()/read(); 0 = autocommit
+  std::chrono::nanoseconds last_commit_{0};
   int schema_version_ = 0;
 };
 

@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
     std::printf("dispatchd %s\n", DISPATCH_VERSION);
     return 0;
   }
+  if (req.print_metrics) {
+    return dispatch::service::print_metrics(config ? *config : dispatch::service::Config{});
+  }
   if (req.print_config_markdown) {
     std::fputs(dispatch::service::config_markdown().c_str(), stdout);
     return 0;

@@ -65,6 +65,9 @@ class MqttLink {
   // Messages queued in the link or in flight to the broker.
   size_t backlog() const;
   std::uint64_t published_total() const { return published_total_.load(); }
+  // QoS 1 publishes handed to Paho and not yet acknowledged (at most max_inflight).
+  int inflight() const { return inflight_.load(); }
+  int max_inflight() const { return opts_.max_inflight; }
 
   // Called by the owner on LinkUp: re-subscribes and re-applies TCP_NODELAY.
   void on_connected();

@@ -86,7 +86,7 @@ Status DeviceQuery::start() {
 }
 
 template <class F>
-Result<Json> DeviceQuery::run_in_transaction(const std::string& hw, F&& answer_fn) {
+Result<Json> DeviceQuery::run_in_transaction(const char* transport, const std::string& hw, F&& answer_fn) {
   Result<Json> answer = make_error(ErrorCode::internal, "internal error");
   try {
     // Storage failures roll the whole query back; every other outcome (refusals included) commits, so
@@ -105,13 +105,20 @@ Result<Json> DeviceQuery::run_in_transaction(const std::string& hw, F&& answer_f
                 "provisioning query failed unexpectedly: {}", e.what());
     answer = make_error(ErrorCode::internal, "internal error");
   }
+  std::string outcome = "update";
+  if (!answer) {
+    outcome = std::string(core::to_string(answer.error().code));
+  } else if (const auto status = answer->find("status"); status != answer->end() && status->is_string()) {
+    outcome = status->get<std::string>();
+  }
+  ++outcomes_[{transport, std::move(outcome)}];
   return answer;
 }
 
 template <class F>
 void DeviceQuery::answer_in_transaction(const std::string& hw, const InboundMessage& m,
                                         const Correlation& correlation, F&& answer_fn) {
-  Result<Json> answer = run_in_transaction(hw, std::forward<F>(answer_fn));
+  Result<Json> answer = run_in_transaction("mqtt", hw, std::forward<F>(answer_fn));
   if (!answer && answer.error().code != ErrorCode::rate_limited) {
     log_debug({{"hardware_id", hw}}, "provisioning query refused: {}", answer.error().message);
   }
@@ -128,7 +135,7 @@ void DeviceQuery::on_request(const std::string& hw, const InboundMessage& m) {
 Result<Json> DeviceQuery::query(const std::string& hw, const Json& body) {
   const core::TimeMs now = clock_.now_ms();
   const Result<Json> parsed = body;
-  return run_in_transaction(hw, [&] { return answer_query(hw, parsed, now); });
+  return run_in_transaction("http", hw, [&] { return answer_query(hw, parsed, now); });
 }
 
 void DeviceQuery::on_oversize_request(const std::string& hw, const InboundMessage& m, std::size_t limit) {

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -32,6 +34,10 @@ namespace dispatch::service::provisioning {
 
 class DeviceQuery {
  public:
+  // Queries answered, by transport ("mqtt", "http") and outcome: "update", "up_to_date" or the refusal's
+  // error code ("rate_limited", "unauthorized", …). Both label sets are small and fixed.
+  using Outcomes = std::map<std::pair<std::string, std::string>, std::uint64_t>;
+
   // A query that issues a download token notes after_token_issue_commit in effects.
   DeviceQuery(const Config& config, core::Clock& clock, storage::Database& db, DownloadTokens& tokens,
               DeviceAnswers& answers, BatchEffects& effects);
@@ -56,6 +62,8 @@ class DeviceQuery {
   // The packages changed: the next selection reads them again.
   void packages_changed() { offered_.reset(); }
 
+  const Outcomes& outcomes() const { return outcomes_; }
+
  private:
   struct Offered {
     std::vector<storage::PackageRow> rows;
@@ -77,7 +85,7 @@ class DeviceQuery {
   const core::PublicKey* device_key(const std::string& hw, const std::string& pem);
   // Runs `answer` in one transaction (rolled back only for storage failures); its answer or refusal.
   template <class F>
-  core::Result<nlohmann::json> run_in_transaction(const std::string& hw, F&& answer);
+  core::Result<nlohmann::json> run_in_transaction(const char* transport, const std::string& hw, F&& answer);
   // Runs `answer` in one transaction and publishes what it returns (or its error) to hw.
   template <class F>
   void answer_in_transaction(const std::string& hw, const InboundMessage& m, const Correlation& correlation,
@@ -105,6 +113,7 @@ class DeviceQuery {
   std::unordered_map<std::string, ParsedKey> keys_;
   // The available packages and their selection candidates, read once and kept until packages_changed().
   std::optional<Offered> offered_;
+  Outcomes outcomes_;
 };
 
 }  // namespace dispatch::service::provisioning

@@ -63,6 +63,7 @@ Result<Downloads::Chunk> Downloads::serve(const std::string& hw, const Result<Js
     effects_.note("after_token_spend_commit");
     log_debug({{"hardware_id", hw}, {"package_id", p->id}}, "download token fully served");
   }
+  bytes_mqtt_ += c.bytes.size();
   c.header = Json{{"offset", r->offset},
                   {"length", len},
                   {"total", total},
@@ -127,6 +128,7 @@ void Downloads::end_stream(std::uint64_t tag, std::int64_t first, std::int64_t b
   const Streaming s = std::move(it->second);
   streams_.erase(it);
   if (bytes <= 0 && s.total > 0) return;
+  if (bytes > 0) bytes_http_ += static_cast<std::uint64_t>(bytes);
   const core::TimeMs now = clock_.now_ms();
   auto st = db_.transaction([&]() -> core::Status {
     auto served = tokens_.record(s.token, now, first, bytes, s.total);

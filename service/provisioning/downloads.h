@@ -53,6 +53,10 @@ class Downloads {
   // The stream never started (the listener gave up before the answer): forget it.
   void abandon_stream(std::uint64_t tag) { streams_.erase(tag); }
 
+  // Package bytes served: MQTT chunks answered, and HTTP bytes the listener reported written.
+  std::uint64_t bytes_mqtt() const { return bytes_mqtt_; }
+  std::uint64_t bytes_http() const { return bytes_http_; }
+
  private:
   struct Chunk {
     nlohmann::json header;
@@ -69,6 +73,8 @@ class Downloads {
   BatchEffects& effects_;
   storage::PackageStore packages_;
   protocol::JsonLimits limits_;
+  std::uint64_t bytes_mqtt_ = 0;
+  std::uint64_t bytes_http_ = 0;
   struct Streaming {
     storage::DownloadTokenRow token;
     std::int64_t total = 0;

@@ -153,10 +153,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot seed the database\n");
     return 1;
   }
-  testing::Process daemon(
-      {std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.uri", broker.uri(), "--storage.path",
-       db_path, "--storage.data_dir", dir.path() + "/pkgs", "--log.level", "warn"},
-      {}, dir.path() + "/dispatchd.log");
+  testing::Process daemon({std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.uri",
+                           broker.uri(), "--storage.path", db_path, "--storage.data_dir",
+                           dir.path() + "/pkgs", "--log.level", "warn", "--http.ops_listen", "off"},
+                          {}, dir.path() + "/dispatchd.log");
   auto platform = client(broker.uri());
   for (int i = 0; i < 100 && !platform->request("esthesis/api/v1/devices/list", R"({"limit":1})", 300); ++i) {
   }

@@ -72,10 +72,10 @@ int main(int argc, char** argv) {
   }
   testing::Broker broker;
   testing::TempDir dir;
-  testing::Process daemon(
-      {std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.uri", broker.uri(), "--storage.path",
-       dir.path() + "/bench.db", "--storage.data_dir", dir.path() + "/pkgs", "--log.level", "warn"},
-      {}, dir.path() + "/dispatchd.log");
+  testing::Process daemon({std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.uri",
+                           broker.uri(), "--storage.path", dir.path() + "/bench.db", "--storage.data_dir",
+                           dir.path() + "/pkgs", "--log.level", "warn", "--http.ops_listen", "off"},
+                          {}, dir.path() + "/dispatchd.log");
   auto platform = client(broker.uri());
   for (int i = 0; i < 100 && !platform->request("esthesis/api/v1/devices/list", "{}", 300); ++i) {
   }

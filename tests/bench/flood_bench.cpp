@@ -83,10 +83,11 @@ int main(int argc, char** argv) {
   testing::Broker broker;
   testing::TempDir dir;
   const std::string db_path = dir.path() + "/db";
-  testing::Process daemon({std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.uri",
-                           broker.uri(), "--mqtt.client_id", "dispatchd-flood", "--storage.path", db_path,
-                           "--storage.data_dir", dir.path() + "/pkgs", "--log.level", "warn"},
-                          {}, dir.path() + "/dispatchd.log");
+  testing::Process daemon(
+      {std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.uri", broker.uri(),
+       "--mqtt.client_id", "dispatchd-flood", "--storage.path", db_path, "--storage.data_dir",
+       dir.path() + "/pkgs", "--log.level", "warn", "--http.ops_listen", "off"},
+      {}, dir.path() + "/dispatchd.log");
   auto platform = connect(broker.uri());
   for (int i = 0;; ++i) {
     if (platform->request("esthesis/api/v1/devices/list", R"({"limit":1})", 500)) break;

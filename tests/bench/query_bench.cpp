@@ -145,7 +145,8 @@ int main(int argc, char** argv) {
   testing::Process daemon(
       {std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.uri", broker.uri(),
        "--mqtt.client_id", "dispatchd-bench", "--storage.path", dir.path() + "/db", "--storage.data_dir",
-       dir.path() + "/pkgs", "--provisioning.rate_limit", "1000000", "--log.level", "warn"},
+       dir.path() + "/pkgs", "--provisioning.rate_limit", "1000000", "--log.level", "warn",
+       "--http.ops_listen", "off"},
       {}, dir.path() + "/dispatchd.log");
   auto platform = connect(broker.uri());
   for (int i = 0;; ++i) {

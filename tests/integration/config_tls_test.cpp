@@ -175,6 +175,8 @@ TEST_CASE("TLS: dispatchd refuses a broker whose certificate names another host,
   TempDir dir;
   const auto run = [&](const std::string& name, const std::string& uri, std::vector<std::string> extra) {
     std::vector<std::string> argv = {k_dispatchd,
+                                     "--http.ops_listen",
+                                     "off",
                                      "--mqtt.uri",
                                      uri,
                                      "--mqtt.ca_file",

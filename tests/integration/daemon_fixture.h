@@ -21,12 +21,16 @@ class Daemon {
   Daemon(const Broker& broker, std::vector<std::string> extra_args = {}, std::vector<std::string> env = {})
       : broker_uri_(broker.uri()), extra_(std::move(extra_args)), env_(std::move(env)) {
     client_id_ = "dispatchd-" + std::to_string(free_port());
+    // Every test daemon gets its own ops port: the default (127.0.0.1:9464) would be taken by the first.
+    ops_port_ = free_port();
     start();
   }
   // Stops the service with SIGTERM and records a test failure unless it exits 0 (see check_ended_well).
   ~Daemon() { finish(); }
 
   const std::string& dir() const { return dir_.path(); }
+  // The port of the ops endpoints (/metrics, /healthz, /readyz) on 127.0.0.1.
+  int ops_port() const { return ops_port_; }
   std::string db_path() const { return dir_.path() + "/dispatch.db"; }
   std::string log() const { return read_file(dir_.path() + "/dispatchd.log"); }
 
@@ -44,7 +48,9 @@ class Daemon {
                                      "--storage.data_dir",
                                      dir_.path() + "/packages",
                                      "--campaigns.tick_ms",
-                                     "50"};
+                                     "50",
+                                     "--http.ops_listen",
+                                     "127.0.0.1:" + std::to_string(ops_port_)};
     argv.insert(argv.end(), extra_.begin(), extra_.end());
     proc_ = std::make_unique<Process>(argv, env_, dir_.path() + "/dispatchd.log");
   }
@@ -110,6 +116,7 @@ class Daemon {
   std::vector<std::string> extra_;
   std::vector<std::string> env_;
   std::string client_id_;
+  int ops_port_ = 0;
   TempDir dir_;
   std::unique_ptr<Process> proc_;
   bool ended_by_test_ = false;

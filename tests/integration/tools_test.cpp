@@ -74,7 +74,9 @@ struct Stack {
                                   "--storage.data_dir",
                                   dir.path() + "/pkgs",
                                   "--mqtt.client_id",
-                                  "dispatchd-test"};
+                                  "dispatchd-test",
+                                  "--http.ops_listen",
+                                  "off"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     dispatchd =
         std::make_unique<Process>(std::move(argv), std::vector<std::string>{}, dir.path() + "/dispatchd.log");

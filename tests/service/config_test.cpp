@@ -265,3 +265,26 @@ TEST_CASE("the packaged /etc/dispatch/dispatchd.toml is what --print-config prin
   CHECK(packaged->storage_path == "/var/lib/dispatch/dispatch.db");
   CHECK(packaged->storage_data_dir == "/var/lib/dispatch/packages");
 }
+
+TEST_CASE("http.ops_listen defaults to loopback 9464, takes host:port or off, and refuses a bad address",
+          "[service][config]") {
+  CommandLineRequest req;
+  auto defaults = load_config({}, {}, req);
+  REQUIRE(defaults);
+  CHECK(defaults->http_ops_listen == "127.0.0.1:9464");
+  auto flag = load_config({"--http.ops_listen", "0.0.0.0:9100"}, {}, req);
+  REQUIRE(flag);
+  CHECK(flag->http_ops_listen == "0.0.0.0:9100");
+  auto env = load_config({}, {"DISPATCH_HTTP_OPS_LISTEN=off"}, req);
+  REQUIRE(env);
+  CHECK(env->http_ops_listen == "off");
+  auto empty = load_config({"--http.ops_listen", ""}, {}, req);
+  REQUIRE(empty);
+  CHECK(empty->http_ops_listen.empty());
+  for (const char* bad : {"9464", "127.0.0.1:", "127.0.0.1:99999", ":9464"}) {
+    INFO(bad);
+    auto r = load_config({"--http.ops_listen", bad}, {}, req);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().message, Catch::Contains("invalid config key http.ops_listen"));
+  }
+}

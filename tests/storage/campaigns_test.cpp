@@ -83,6 +83,19 @@ TEST_CASE("campaigns are stored, updated, listed and removed", "[storage][campai
   }
 }
 
+TEST_CASE("campaigns are counted per state", "[storage][campaigns]") {
+  TestDb t(GENERATE(backends()));
+  CampaignStore store(*t);
+  CHECK(store.count_by_state().value().empty());
+  auto running = make_campaign("k3");
+  running.state = "running";
+  REQUIRE(store.insert(make_campaign("k1")).ok());
+  REQUIRE(store.insert(make_campaign("k2")).ok());
+  REQUIRE(store.insert(running).ok());
+  using Rows = std::vector<std::pair<std::string, std::int64_t>>;
+  CHECK(store.count_by_state().value() == Rows{{"created", 2}, {"running", 1}});
+}
+
 TEST_CASE("a device has one execution per campaign and one command id per attempt", "[storage][campaigns]") {
   TestDb t(GENERATE(backends()));
   CampaignStore store(*t);

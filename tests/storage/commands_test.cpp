@@ -108,6 +108,36 @@ TEST_CASE("50,000 deliveries are written in one fast batch", "[storage][commands
   CHECK(counts->total() == k_devices);
 }
 
+TEST_CASE("record_reply returns the send time; counts_all and command_count count every command",
+          "[storage][commands]") {
+  TestDb t(GENERATE(backends()));
+  CommandStore store(*t);
+  REQUIRE(store
+              .create_with_deliveries(make_command("c1", 1),
+                                      {make_delivery("c1", "dev-a", 1), make_delivery("c1", "dev-b", 1),
+                                       make_delivery("c1", "dev-c", 1)})
+              .ok());
+  REQUIRE(store.create_with_deliveries(make_command("c2", 2), {make_delivery("c2", "dev-a", 2)}).ok());
+  CHECK(store.command_count().value() == 2);
+  REQUIRE(store.mark_sent({{"c1", "dev-a"}}, 10).ok());
+  core::TimeMs sent_at = -1;
+  REQUIRE(store.record_reply("c1", "dev-a", true, "", false, 25, &sent_at).value() == ReplyOutcome::accepted);
+  CHECK(sent_at == 10);
+  // A reply that overtook the broker's acknowledgement: the send time is the reply's.
+  REQUIRE(store.record_reply("c1", "dev-b", false, "", false, 30, &sent_at).value() ==
+          ReplyOutcome::accepted);
+  CHECK(sent_at == 30);
+  sent_at = -1;
+  REQUIRE(store.record_reply("c1", "dev-a", true, "", false, 40, &sent_at).value() ==
+          ReplyOutcome::duplicate);
+  CHECK(sent_at == -1);
+  DeliveryCounts all = store.counts_all().value();
+  CHECK(all.queued == 2);  // c1/dev-c, c2/dev-a
+  CHECK(all.succeeded == 1);
+  CHECK(all.failed == 1);
+  CHECK(all.total() == 4);
+}
+
 TEST_CASE("record_reply accepts one reply per sent delivery of that device", "[storage][commands]") {
   TestDb t(GENERATE(backends()));
   CommandStore store(*t);
