@@ -201,6 +201,22 @@ TEST_CASE("cluster: three instances behind $share, every API request published o
   CHECK(listed.size() == static_cast<size_t>(k_requests));
 }
 
+TEST_CASE("cluster: campaigns are refused with a clear error while instances share a group",
+          "[integration][cluster]") {
+  if (skipped_without_postgres()) return;
+  Broker broker;
+  Cluster cluster(broker, 2);
+  auto platform = connected_client(broker);
+  cluster.wait_ready(*platform);
+  auto r = api(
+      *platform, "campaigns/create",
+      {{"name", "c1"}, {"type", "command"}, {"command", {{"type", "ping"}}}, {"members", {{"tags", {"x"}}}}});
+  INFO(r.dump());
+  CHECK(r["error"]["code"] == "conflict");
+  CHECK(r["error"]["message"].get<std::string>().find("mqtt.share_group") != std::string::npos);
+  CHECK(api(*platform, "campaigns/list", json::object())["campaigns"].empty());
+}
+
 TEST_CASE("cluster: a fan-out committed by one instance is completed by replies that any instance handles",
           "[integration][cluster]") {
   if (skipped_without_postgres()) return;
