@@ -267,6 +267,16 @@ int run_daemon(const Config& config) {
           stopping = true;
           break;
         }
+        // Nothing of the batch was committed and the new App knows only the database, so its messages
+        // can be handled once more as if they arrived now (its HTTP exchanges were answered 503). A
+        // second failure drops them: the loss window of PROTOCOL §1.3.
+        if (auto again = app->handle_batch(batch); !again) {
+          spdlog::error("{} again; its {} messages are dropped", again.error().message, batch.size());
+          if (!rebuild()) {
+            stopping = true;
+            break;
+          }
+        }
         continue;
       }
     }

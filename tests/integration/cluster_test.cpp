@@ -2,11 +2,13 @@
 // with a real mosquitto and the PostgreSQL server of scripts/with-postgres. Without DISPATCH_TEST_PG_URL
 // every test here says so and returns (like tests/storage): run them with
 //   scripts/with-postgres bash -c 'cd build && ctest -R "integration:cluster" --output-on-failure'
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <pqxx/pqxx>
 #include <set>
 #include <string>
 #include <thread>
@@ -295,4 +297,95 @@ TEST_CASE("an instance started before its PostgreSQL database exists stays unrea
   REQUIRE(daemon.wait_ready(*platform));
   auto r = api(*platform, "devices/register", {{"hardware_id", "late-1"}, {"public_key", public_pem()}});
   CHECK(r.value("hardware_id", "") == "late-1");
+}
+
+// The connections of the database at url (the daemons'), ended by the server as if it restarted.
+int terminate_connections(const std::string& url) {
+  const auto query = url.find('?');
+  const auto slash = url.rfind('/', query);
+  const std::string name =
+      url.substr(slash + 1, query == std::string::npos ? std::string::npos : query - slash - 1);
+  pqxx::connection admin(pg_test_server_url());
+  auto r = pqxx::nontransaction(admin).exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = " + admin.quote(name) +
+      " AND pid <> pg_backend_pid()");
+  return static_cast<int>(r.size());
+}
+
+TEST_CASE("connections lost mid-batch: batches roll back, the service rebuilds its state and carries on",
+          "[integration][cluster][durability]") {
+  if (skipped_without_postgres()) return;
+  Broker broker;
+  PgDatabase db;
+  Daemon daemon(broker, {"--storage.url", db.url()});
+  auto platform = connected_client(broker);
+  REQUIRE(daemon.wait_ready(*platform));
+  AnswerCounter answers(broker, "it/answers");
+  auto requester = connected_client(broker, 64);
+  // Registrations stream in while the server ends the daemon's connection every 400 ms.
+  std::atomic<bool> done{false};
+  int terminated = 0;
+  std::thread killer([&] {
+    while (!done.load()) {
+      terminated += terminate_connections(db.url());
+      std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    }
+  });
+  constexpr int k_requests = 1500;
+  for (int i = 0; i < k_requests; ++i) {
+    json body = {{"hardware_id", device_name(i)}, {"public_key", public_pem()}};
+    REQUIRE(requester->publish("esthesis/api/v1/devices/register", body.dump(), 1, false, "it/answers",
+                               device_name(i)));
+  }
+  REQUIRE(requester->flush(30000));
+  done.store(true);
+  killer.join();
+  INFO("connections ended: " << terminated);
+  CHECK(terminated > 0);
+  REQUIRE(daemon.running());  // no crash, no exit
+  // It carries on: a request after the storm is answered.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  json after;
+  while (std::chrono::steady_clock::now() < deadline) {
+    after =
+        api(*platform, "devices/register", {{"hardware_id", "after-1"}, {"public_key", public_pem()}}, 2000);
+    if (after.value("hardware_id", "") == "after-1") break;
+  }
+  INFO(daemon.log_tail());
+  REQUIRE(after.value("hardware_id", "") == "after-1");
+  // Durable before visible: every registration answered as done is in the database. (Requests of a
+  // rolled-back batch got no answer, or an error.)
+  std::set<std::string> listed;
+  std::string cursor;
+  for (;;) {
+    json req = {{"limit", 500}};
+    if (!cursor.empty()) req["after"] = cursor;
+    auto page = api(*platform, "devices/list", req);
+    REQUIRE(page.contains("devices"));
+    for (const auto& d : page["devices"]) listed.insert(d["hardware_id"].get<std::string>());
+    if (!page.contains("next_after")) break;
+    cursor = page["next_after"].get<std::string>();
+  }
+  int answered_ok = 0;
+  std::map<std::string, int> other_answers;  // error code → how many
+  for (const auto& [corr, n] : answers.counts()) {
+    auto j = json::parse(answers.body(corr), nullptr, false);
+    if (j.is_object() && j.value("hardware_id", "") == corr) {
+      ++answered_ok;
+      CHECK(listed.count(corr) == 1);
+    } else {
+      ++other_answers[j.is_object() && j.contains("error") ? j["error"].value("code", "?")
+                                                           : answers.body(corr)];
+    }
+  }
+  for (const auto& [what, n] : other_answers) WARN("answered " << what << ": " << n);
+  WARN("answers: " << answers.counts().size() << ", devices listed: " << listed.size());
+  const std::string log = daemon.log();
+  std::size_t rollbacks = 0;
+  for (auto p = log.find("rolled back"); p != std::string::npos; p = log.find("rolled back", p + 1))
+    ++rollbacks;
+  INFO("answered ok: " << answered_ok << ", batches rolled back: " << rollbacks);
+  CHECK(answered_ok > 0);
+  WARN("connections ended " << terminated << ", registrations answered ok " << answered_ok << " of "
+                            << k_requests << ", batches rolled back and rebuilt " << rollbacks);
 }
