@@ -65,8 +65,8 @@ class App {
   // mid-batch, a full disk) the batch is rolled back, its publishes are dropped, its HTTP exchanges are
   // answered 503, and the error is returned: this App's memory (outbox, campaign snapshots) may then be
   // ahead of the database, so the caller must discard it and build a new App from the database
-  // (service/daemon.cpp does). The batch's inbound messages are lost with it (MQTT acknowledged them on
-  // receipt; PROTOCOL §1.3 names this window).
+  // (service/daemon.cpp does, then hands the new App the same messages once more). Messages that fail
+  // twice are lost (MQTT acknowledged them on receipt; PROTOCOL §1.3 names this window).
   core::Status handle_batch(const std::vector<InboundMessage>& batch);
   // The same with the agent listener's HTTP events of the batch (PROTOCOL §6): their database work is in
   // the batch's transaction and each exchange is answered only after it committed.

@@ -141,8 +141,9 @@ struct CommandLineRequest {
 // (envp, "K=V" strings) and the command line, then validates it as a whole. A missing file, a TOML syntax
 // error, an unknown key, a value of the wrong type, out of range or not one of the choices, an empty
 // mqtt.uri / mqtt.client_id / storage.path, a storage.url that is not a postgresql:// URI, a
-// mqtt.share_group that is not a valid share name, or an invalid topic root is a bad_request error whose message
-// names the key. With --help, --version or --print-config-markdown nothing but the command line is read.
+// mqtt.share_group that is not a valid share name, or an invalid topic root is a bad_request error whose
+// message names the key. With --help, --version or --print-config-markdown nothing but the command line is
+// read.
 core::Result<Config> load_config(const std::vector<std::string>& args, const std::vector<std::string>& env,
                                  CommandLineRequest& request);
 
