@@ -1,5 +1,6 @@
 #include "service/app.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
@@ -299,10 +300,10 @@ std::vector<std::string> App::subscriptions() const { return router_.subscriptio
 
 void App::handle(const InboundMessage& m) { router_.dispatch(m); }
 
-void App::handle_batch(const std::vector<InboundMessage>& batch) { handle_batch(batch, {}); }
+core::Status App::handle_batch(const std::vector<InboundMessage>& batch) { return handle_batch(batch, {}); }
 
-void App::handle_batch(const std::vector<InboundMessage>& batch, std::vector<HttpEvent> http) {
-  if (batch.empty() && http.empty()) return;
+core::Status App::handle_batch(const std::vector<InboundMessage>& batch, std::vector<HttpEvent> http) {
+  if (batch.empty() && http.empty()) return {};
   publisher_.hold();
   // HTTP answers wait for the commit like publishes do (durable before visible).
   AgentApi::Answers answers;
@@ -321,10 +322,19 @@ void App::handle_batch(const std::vector<InboundMessage>& batch, std::vector<Htt
     return {};
   });
   if (!st) {
-    spdlog::critical(
-        "cannot commit a batch of {} messages: {}; stopping so that a restart resumes from the database",
-        batch.size(), st.error().message);
-    std::abort();
+    // Rolled back: nothing the handlers did may become visible.
+    publisher_.discard();
+    for (auto& [slot, reply] : answers) {
+      http::HttpReply unavailable;
+      unavailable.status = 503;
+      unavailable.headers.emplace_back("Retry-After", "2");
+      unavailable.content_type = "application/json";
+      unavailable.body = R"({"error":{"code":"unavailable","message":"service unavailable, retry later"}})";
+      (void)slot->answer(std::move(unavailable));
+    }
+    return core::make_error(st.error().code, fmt::format("a batch of {} messages and {} HTTP requests was "
+                                                         "rolled back: {}",
+                                                         batch.size(), http.size(), st.error().message));
   }
   observe_batch(std::chrono::steady_clock::now() - started);
   // The one after-commit hook: the durability failpoints of what the batch's handlers committed.
@@ -341,6 +351,7 @@ void App::handle_batch(const std::vector<InboundMessage>& batch, std::vector<Htt
     }
     answers = std::move(next);
   }
+  return {};
 }
 
 void App::on_publish_done(std::uint64_t tag, bool ok) {

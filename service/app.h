@@ -77,13 +77,17 @@ class App {
   // Routes one message (outside a batch: its publishes are not held).
   void handle(const InboundMessage& m);
   // Handles a batch in one database transaction (group commit: one fsync for the whole batch) and
-  // publishes what the handlers produced only after it committed. If the commit fails the process
-  // stops: its memory would be ahead of the database, and a restart resumes from the database.
-  void handle_batch(const std::vector<InboundMessage>& batch);
+  // publishes what the handlers produced only after it committed. If the commit fails (PostgreSQL gone
+  // mid-batch, a full disk) the batch is rolled back, its publishes are dropped, its HTTP exchanges are
+  // answered 503, and the error is returned: this App's memory (outbox, campaign snapshots) may then be
+  // ahead of the database, so the caller must discard it and build a new App from the database
+  // (service/daemon.cpp does, then hands the new App the same messages once more). Messages that fail
+  // twice are lost (MQTT acknowledged them on receipt; PROTOCOL §1.3 names this window).
+  core::Status handle_batch(const std::vector<InboundMessage>& batch);
   // The same with the agent listener's HTTP events of the batch (PROTOCOL §6): their database work is in
   // the batch's transaction and each exchange is answered only after it committed.
   using HttpEvent = std::variant<http::HttpExchange, http::HttpStreamed>;
-  void handle_batch(const std::vector<InboundMessage>& batch, std::vector<HttpEvent> http);
+  core::Status handle_batch(const std::vector<InboundMessage>& batch, std::vector<HttpEvent> http);
   void on_publish_done(std::uint64_t tag, bool ok);
   // The MQTT link is up again and subscribed: device silence before now is not held against them.
   void on_link_up();

@@ -600,7 +600,18 @@ struct CampaignService::Impl final : OutboxOwner {
 
   // ---- API ----
 
+  // Several instances (mqtt.share_group set) cannot drive campaigns yet: each would drive every campaign
+  // from its own memory and drop the replies of campaigns it did not load (issue 13: campaign leases are
+  // not built). A clear refusal instead of duplicate sends and lost replies.
+  std::optional<core::Error> refused_on_cluster() const {
+    if (config_.mqtt_share_group.empty()) return std::nullopt;
+    return make_error(ErrorCode::conflict,
+                      "campaigns cannot run while mqtt.share_group is set (several instances): campaign "
+                      "leases are not implemented yet");
+  }
+
   Result<nlohmann::json> api_create(const nlohmann::json& body) {
+    if (auto refused = refused_on_cluster()) return *refused;
     auto doc = campaigns::parse_campaign_document(body);
     if (!doc) return doc.error();
     auto request_id = protocol::optional_object_id(body, "request_id");
@@ -691,6 +702,9 @@ struct CampaignService::Impl final : OutboxOwner {
   }
 
   Result<nlohmann::json> api_action(Action action, const nlohmann::json& body) {
+    if (action == Action::start || action == Action::resume) {
+      if (auto refused = refused_on_cluster()) return *refused;
+    }
     std::unique_ptr<Active> holder;
     auto got = obtain(body, holder);
     if (!got) return got.error();

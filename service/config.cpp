@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "service/http/http_server.h"
+#include "storage/database.h"
 
 namespace dispatch::service {
 
@@ -113,8 +114,18 @@ const std::vector<KeyDef>& key_defs() {
               "Unacknowledged QoS 1 publishes at once; keep it at or below the broker's receive maximum"),
       integer("mqtt.max_buffered", &Config::mqtt_max_buffered, 100, 1000000,
               "Messages Paho may buffer while the link is down"),
-      text("storage.path", &Config::storage_path, "SQLite database file (its folder is created)"),
-      text("storage.data_dir", &Config::storage_data_dir, "Folder of uploaded package files (created)"),
+      text("mqtt.share_group", &Config::mqtt_share_group,
+           "Several instances: subscribe to device topics and the API as $share/<group>/<filter> (MQTT 5 "
+           "shared subscriptions; every instance needs its own mqtt.client_id). Empty: plain subscriptions"),
+      text("storage.url", &Config::storage_url,
+           "PostgreSQL database shared by several instances: postgresql://user@host:port/db (libpq URI; "
+           "put the password in PGPASSWORD or ~/.pgpass). Empty: the SQLite file storage.path"),
+      text("storage.path", &Config::storage_path,
+           "SQLite database file (its folder is created); used when storage.url is empty"),
+      text("storage.data_dir", &Config::storage_data_dir,
+           "Folder of uploaded package files (created); with storage.url, the bytes are in the database and "
+           "this folder is a "
+           "local cache of HTTP downloads"),
       choice("log.format", &Config::log_format, k_log_formats,
              "Log lines on stdout: text, or one JSON object per line"),
       choice("log.level", &Config::log_level, k_log_levels, "Lowest level logged"),
@@ -349,6 +360,14 @@ core::Status validate(const Config& c) {
       return make_error(
           ErrorCode::bad_request,
           fmt::format("invalid config key http.ops_listen: {} (host:port, or \"off\")", hp.error().message));
+  }
+  if (!c.storage_url.empty() && !storage::is_postgres_url(c.storage_url)) {
+    return make_error(ErrorCode::bad_request,
+                      "storage.url must be a PostgreSQL URI (postgresql://user@host:port/db) or empty");
+  }
+  // A share name is one topic level: no '/', no wildcards (MQTT 5 §4.8.2).
+  if (c.mqtt_share_group.find_first_of("/+#") != std::string::npos) {
+    return make_error(ErrorCode::bad_request, "mqtt.share_group must not contain '/', '+' or '#'");
   }
   if (auto st = protocol::validate(c.topics); !st) {
     // protocol::validate quotes the roots it names, the offending one first: "topic root 'ping' overlaps

@@ -55,8 +55,14 @@ struct Config {
   int mqtt_max_inflight = 16;
   // Paho's own buffer (its default of 100 aborts fan-out bursts, stack.md P2).
   int mqtt_max_buffered = 10000;
+  // Several instances: subscribe to the device topics and the API as $share/<group>/<filter> so that the
+  // broker hands each inbound message to one instance (PROTOCOL §7). Empty = plain subscriptions.
+  std::string mqtt_share_group;
 
   // [storage]
+  // PostgreSQL URI ("postgresql://user@host:port/db") shared by several instances (PROTOCOL §7);
+  // empty = the SQLite file storage_path (one node, the default).
+  std::string storage_url;
   std::string storage_path = "var/dispatch.db";
   std::string storage_data_dir = "var/packages";
 
@@ -152,8 +158,10 @@ struct CommandLineRequest {
 // Builds the configuration from defaults, the TOML file named by --config (if any), the environment
 // (envp, "K=V" strings) and the command line, then validates it as a whole. A missing file, a TOML syntax
 // error, an unknown key, a value of the wrong type, out of range or not one of the choices, an empty
-// mqtt.uri / mqtt.client_id / storage.path, or an invalid topic root is a bad_request error whose message
-// names the key. With --help, --version or --print-config-markdown nothing but the command line is read.
+// mqtt.uri / mqtt.client_id / storage.path, a storage.url that is not a postgresql:// URI, a
+// mqtt.share_group that is not a valid share name, or an invalid topic root is a bad_request error whose
+// message names the key. With --help, --version or --print-config-markdown nothing but the command line is
+// read.
 core::Result<Config> load_config(const std::vector<std::string>& args, const std::vector<std::string>& env,
                                  CommandLineRequest& request);
 

@@ -4,10 +4,12 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <thread>
 
 #include "protocol/core/clock.h"
@@ -61,6 +63,45 @@ int print_metrics(const Config& config) {
   return 0;
 }
 
+std::vector<std::string> subscription_filters(const std::vector<std::string>& filters,
+                                              const std::string& share_group) {
+  if (share_group.empty()) return filters;
+  std::vector<std::string> out;
+  out.reserve(filters.size());
+  for (const auto& f : filters) out.push_back("$share/" + share_group + "/" + f);
+  return out;
+}
+
+std::vector<std::string> stale_filters(const std::vector<std::string>& filters,
+                                       const std::string& share_group) {
+  // With a group, the plain filters are stale; without one, nothing is known about earlier groups and
+  // their sessions expire on their own (mqtt.session_expiry_s) — an operator leaving a cluster changes the
+  // client id or waits for that.
+  return share_group.empty() ? std::vector<std::string>{} : filters;
+}
+
+std::string redacted_url(const std::string& url) {
+  std::string out = url;
+  // postgresql://user:secret@host → postgresql://user:***@host
+  const auto scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    const auto start = scheme + 3;
+    const auto at = out.find('@', start);
+    const auto slash = out.find('/', start);
+    if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
+      const auto colon = out.find(':', start);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+    }
+  }
+  // …?password=secret&… → …?password=***&…
+  for (auto p = out.find("password="); p != std::string::npos; p = out.find("password=", p + 1)) {
+    const auto value = p + 9;
+    const auto end = out.find('&', value);
+    out.replace(value, (end == std::string::npos ? out.size() : end) - value, "***");
+  }
+  return out;
+}
+
 int run_daemon(const Config& config) {
   // Block the stop signals in every thread (Paho's included) and wait for them on one of ours.
   sigset_t stop_signals;
@@ -69,38 +110,102 @@ int run_daemon(const Config& config) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  std::error_code ec;
-  auto db_parent = std::filesystem::path(config.storage_path).parent_path();
-  if (!db_parent.empty()) std::filesystem::create_directories(db_parent, ec);
-  std::filesystem::create_directories(config.storage_data_dir, ec);
-
-  auto db = storage::Database::open(config.storage_path);
-  if (!db) {
-    spdlog::error("cannot open the database {}: {}", config.storage_path, db.error().message);
-    return 1;
-  }
-  spdlog::info("database {} at schema version {}", config.storage_path, (*db)->schema_version());
-
   EventQueue events;
+  // Also set by the signal thread: a wait that must not take events off the queue checks this instead.
+  static std::atomic<bool> stop_requested{false};
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     if (sig != 0) {
       spdlog::info("received signal {}: stopping", sig);
+      stop_requested.store(true);
       events.push_nonblocking(StopRequested{});
     }
   });
   signal_thread.detach();
 
+  const bool postgres = !config.storage_url.empty();
+  std::error_code ec;
+  if (!postgres) {
+    auto db_parent = std::filesystem::path(config.storage_path).parent_path();
+    if (!db_parent.empty()) std::filesystem::create_directories(db_parent, ec);
+  }
+  std::filesystem::create_directories(config.storage_data_dir, ec);
+
+  const std::string location = postgres ? config.storage_url : config.storage_path;
+  const std::string shown = postgres ? redacted_url(config.storage_url) : config.storage_path;
+  std::unique_ptr<storage::Database> db;
+  // PostgreSQL may come up after us or be restarting: stay unready (no subscriptions, no answers) and
+  // try again every 2 s instead of exiting into a crash loop. A SQLite file that does not open, or a
+  // schema newer than this build, will not get better by waiting: those stop the process.
+  for (int attempt = 1;; ++attempt) {
+    auto opened = storage::Database::open(location);
+    if (opened) {
+      db = std::move(*opened);
+      break;
+    }
+    const bool retry = postgres && opened.error().code == core::ErrorCode::unavailable &&
+                       opened.error().message.find("newer than this build") == std::string::npos;
+    if (!retry) {
+      spdlog::error("cannot open the database {}: {}", shown, opened.error().message);
+      return 1;
+    }
+    if (attempt == 1 || attempt % 15 == 0) {
+      spdlog::warn("unready: cannot reach PostgreSQL at {}: {} (attempt {}, retrying every 2 s)", shown,
+                   opened.error().message, attempt);
+    }
+    if (auto ev = events.pop_for(std::chrono::milliseconds(2000));
+        ev && std::holds_alternative<StopRequested>(*ev)) {
+      return 0;
+    }
+  }
+  spdlog::info("database {} at schema version {}", shown, db->schema_version());
+
   core::SystemClock clock;
   MqttLink link(link_options(config), events);
   LinkPublisher publisher(link);
-  App app(config, clock, **db, publisher);
-  if (auto st = app.start(); !st) {
-    spdlog::error("cannot start: {}", st.error().message);
-    return 1;
+
+  // After a rolled-back batch the App's memory may be ahead of the database: build a new one from the
+  // database, as a restart would, but keep the process, its MQTT session and its HTTP listener. While the
+  // database stays away (PostgreSQL restarting) the service is unready: it takes no event off the queue,
+  // so the queue fills, Paho's callback blocks and the broker holds the messages instead of this process
+  // acknowledging messages it cannot handle. False when asked to stop meanwhile.
+  std::unique_ptr<App> app;
+  auto rebuild = [&]() -> bool {
+    app.reset();
+    for (int attempt = 1;; ++attempt) {
+      auto fresh = std::make_unique<App>(config, clock, *db, publisher);
+      auto st = fresh->start();
+      if (st) {
+        app = std::move(fresh);
+        spdlog::info("ready again: service state rebuilt from the database (attempt {})", attempt);
+        return true;
+      }
+      if (attempt == 1 || attempt % 15 == 0) {
+        spdlog::warn(
+            "unready: cannot rebuild the service state from the database: {} (attempt {}, retrying "
+            "every 2 s)",
+            st.error().message, attempt);
+      }
+      for (int i = 0; i < 20; ++i) {
+        if (stop_requested.load()) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  };
+
+  app = std::make_unique<App>(config, clock, *db, publisher);
+  if (auto st = app->start(); !st) {
+    // PostgreSQL gone again between open and start: wait for it like after a rolled-back batch.
+    if (!postgres || st.error().code != core::ErrorCode::unavailable) {
+      spdlog::error("cannot start: {}", st.error().message);
+      return 1;
+    }
+    spdlog::warn("unready: cannot start: {}", st.error().message);
+    if (!rebuild()) return 0;
   }
-  link.set_subscriptions(app.subscriptions());
+  link.set_subscriptions(subscription_filters(app->subscriptions(), config.mqtt_share_group),
+                         stale_filters(app->subscriptions(), config.mqtt_share_group));
 
   // The operators' endpoints (PROTOCOL §6), answered by this loop from before the first broker
   // connection, so that /readyz can say why the service is not ready yet.
@@ -114,14 +219,17 @@ int run_daemon(const Config& config) {
     s.link_max_inflight = link.max_inflight();
     s.mqtt_connected = link.connected();
     s.link_published = link.published_total();
-    return app.metrics_text(s);
+    return app ? app->metrics_text(s) : std::string();
   };
   probes.not_ready = [&] {
     std::vector<std::string> reasons;
     if (!link.connected())
       reasons.push_back(mqtt_down_cause.empty() ? std::string("mqtt: disconnected")
                                                 : fmt::format("mqtt: disconnected ({})", mqtt_down_cause));
-    if (auto st = app.check_database(); !st) reasons.push_back("database: " + st.error().message);
+    if (!app) {
+      reasons.push_back("database: the service state is being rebuilt");
+    } else if (auto st = app->check_database(); !st)
+      reasons.push_back("database: " + st.error().message);
     return reasons;
   };
   auto answer_ops = [&](const http::HttpExchange& x) {
@@ -197,7 +305,7 @@ int run_daemon(const Config& config) {
     auto wait = next_timer > now ? std::chrono::duration_cast<std::chrono::milliseconds>(next_timer - now)
                                  : std::chrono::milliseconds(0);
     // While the outbox has work and the link has room, do not sleep.
-    if (link.connected() && app.outbox_size() > 0 && link.backlog() < k_link_backlog_target) {
+    if (link.connected() && app->outbox_size() > 0 && link.backlog() < k_link_backlog_target) {
       wait = std::chrono::milliseconds(0);
     }
     if (auto ev = events.pop_for(wait)) {
@@ -212,7 +320,7 @@ int run_daemon(const Config& config) {
         } else if (auto* m = std::get_if<InboundMessage>(&*ev)) {
           batch.push_back(std::move(*m));
         } else if (auto* d = std::get_if<PublishDone>(&*ev)) {
-          app.on_publish_done(d->tag, d->ok);
+          app->on_publish_done(d->tag, d->ok);
         } else if (auto* x = std::get_if<http::HttpExchange>(&*ev)) {
           if (x->listener == k_ops_listener) {
             ops_events.push_back(std::move(*x));
@@ -225,7 +333,7 @@ int run_daemon(const Config& config) {
           spdlog::info("MQTT link up: subscribing");
           mqtt_down_cause.clear();
           link.on_connected();
-          app.on_link_up();
+          app->on_link_up();
         } else if (auto* down = std::get_if<LinkDown>(&*ev)) {
           spdlog::warn("MQTT link lost: {}; Paho reconnects, the outbox waits", down->cause);
           mqtt_down_cause = down->cause;
@@ -233,18 +341,37 @@ int run_daemon(const Config& config) {
         if (++n >= 1000 || stopping) break;
         ev = events.pop_for(std::chrono::milliseconds(0));
       } while (ev);
-      app.handle_batch(batch, std::move(http_events));
+      if (auto st = app->handle_batch(batch, std::move(http_events)); !st) {
+        spdlog::error("{}; its answers were dropped; rebuilding the service state from the database",
+                      st.error().message);
+        if (!rebuild()) {
+          stopping = true;
+          break;
+        }
+        // Nothing of the batch was committed and the new App knows only the database, so its messages
+        // can be handled once more as if they arrived now (its HTTP exchanges were answered 503). A
+        // second failure drops them: the loss window of PROTOCOL §1.3.
+        if (auto again = app->handle_batch(batch); !again) {
+          spdlog::error("{} again; its {} messages are dropped", again.error().message, batch.size());
+          if (!rebuild()) {
+            stopping = true;
+            break;
+          }
+        }
+        for (const auto& x : ops_events) answer_ops(x);
+        continue;
+      }
       // After the batch's commit, so that a scrape counts what the batch did.
       for (const auto& x : ops_events) answer_ops(x);
     }
-    app.flush();
+    app->flush();
     if (std::chrono::steady_clock::now() >= next_timer) {
-      app.on_timer();
+      app->on_timer();
       flush_log_suppressions();
       next_timer = std::chrono::steady_clock::now() + tick;
     }
     if (link.connected() && link.backlog() < k_link_backlog_target) {
-      app.pump_outbox(k_link_backlog_target - link.backlog());
+      app->pump_outbox(k_link_backlog_target - link.backlog());
     }
     link.pump();
   }
@@ -258,10 +385,10 @@ int run_daemon(const Config& config) {
   while (link.connected() && link.backlog() > 0 && std::chrono::steady_clock::now() < deadline) {
     link.pump();
     if (auto ev = events.pop_for(std::chrono::milliseconds(50))) {
-      if (auto* d = std::get_if<PublishDone>(&*ev)) app.on_publish_done(d->tag, d->ok);
+      if (auto* d = std::get_if<PublishDone>(&*ev); d && app) app->on_publish_done(d->tag, d->ok);
     }
   }
-  app.flush(true);
+  if (app) app->flush(true);  // none when told to stop while rebuilding
   link.disconnect(2000);
   // Every rate-limit window ends with the service: what the last ones suppressed is reported, not lost.
   detail::log_limiter().set_limits(1, 0);

@@ -1,6 +1,9 @@
 // The daemon: opens the database, connects the MQTT link and runs the service loop until SIGTERM/SIGINT.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "service/config.h"
 
 namespace dispatch::service {
@@ -11,5 +14,17 @@ int run_daemon(const Config& config);
 // Every sample name GET /metrics can contain, one per line (histograms as _bucket, _sum and _count), from
 // a service built on an in-memory database: what dashboards and alerts may name. Returns the exit code.
 int print_metrics(const Config& config);
+
+// A connection URI fit for a log line: the password of "scheme://user:password@host" and the value of
+// every "password=" parameter replaced by "***".
+std::string redacted_url(const std::string& url);
+
+// The filters dispatchd subscribes to: as given, or each as "$share/<group>/<filter>" when share_group
+// is set (PROTOCOL §7: the broker hands each inbound message to one member of the group).
+std::vector<std::string> subscription_filters(const std::vector<std::string>& filters,
+                                              const std::string& share_group);
+// The filters an earlier run under the same persistent session may still hold and this one must drop.
+std::vector<std::string> stale_filters(const std::vector<std::string>& filters,
+                                       const std::string& share_group);
 
 }  // namespace dispatch::service

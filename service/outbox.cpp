@@ -3,11 +3,23 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 
 #include "service/logging.h"
 
 namespace dispatch::service {
+
+namespace {
+
+// Process-wide, so that tags stay unique across the App rebuilt after a rolled-back batch (outbox.h).
+// Only the service loop thread publishes; the atomic keeps tests with several threads honest too.
+std::uint64_t next_publish_tag() {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
 
 Outbox::Outbox(core::Clock& clock, Publisher& publisher, const protocol::Topics& topics, int qos)
     : clock_(clock), publisher_(publisher), topics_(topics), qos_(qos) {}
@@ -40,7 +52,7 @@ std::size_t Outbox::pump(std::size_t budget) {
     msg.payload = item.payload;
     msg.qos = qos_;
     if (item.expires_at) msg.expiry_s = std::max<core::TimeMs>(1, (*item.expires_at - now + 999) / 1000);
-    msg.tag = next_tag_++;
+    msg.tag = next_publish_tag();
     in_flight_.emplace(msg.tag, std::move(item));
     publisher_.publish(std::move(msg));
     ++counters_.published;

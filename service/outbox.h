@@ -56,7 +56,9 @@ class OutboxOwner {
 
 class Outbox {
  public:
-  // Publishes on topics.command_request(hw) with qos; tags its messages with ids unique in the process.
+  // Publishes on topics.command_request(hw) with qos; tags its messages with ids unique in the process
+  // (across outboxes too: the daemon rebuilds its App after a rolled-back batch while acknowledgements of the
+  // old one's messages are still on their way, and those must not be taken for the new one's).
   Outbox(core::Clock& clock, Publisher& publisher, const protocol::Topics& topics, int qos);
 
   // Queues item at the back; ignored when the same (command_id, hardware_id) is already waiting or in
@@ -93,7 +95,6 @@ class Outbox {
   Counters counters_;
   std::set<std::pair<std::string, std::string>> keys_;  // (command_id, hw) waiting or in flight
   std::vector<OutboxItem> acked_;
-  std::uint64_t next_tag_ = 1;
 };
 
 }  // namespace dispatch::service

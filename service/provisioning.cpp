@@ -3,12 +3,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include "service/provisioning/db_package_files.h"
 #include "service/provisioning/device_query.h"
 #include "service/provisioning/disk_package_files.h"
 #include "service/provisioning/download_tokens.h"
 #include "service/provisioning/downloads.h"
 #include "service/provisioning/packages.h"
 #include "service/router.h"
+#include "storage/database.h"
 
 namespace dispatch::service {
 
@@ -21,7 +23,7 @@ struct Provisioning::Impl {
        BatchEffects& effects, provisioning::PackageFiles* given)
       : config(c),
         clock(clk),
-        own_files(given ? nullptr : std::make_unique<provisioning::DiskPackageFiles>(c.storage_data_dir)),
+        own_files(given ? nullptr : default_files(c, db)),
         files(given ? *given : *own_files),
         answers(t, p, c.mqtt_qos),
         tokens(db, c.provisioning_download_token_ttl_s * 1000, c.provisioning_max_download_factor),
@@ -31,7 +33,16 @@ struct Provisioning::Impl {
 
   const Config& config;
   core::Clock& clock;
-  std::unique_ptr<provisioning::DiskPackageFiles> own_files;
+  // One node (SQLite): files in storage.data_dir. Several instances (PostgreSQL): rows of the shared
+  // database, with storage.data_dir as the local cache of HTTP downloads (docs/storage.md).
+  static std::unique_ptr<provisioning::PackageFiles> default_files(const Config& c, storage::Database& db) {
+    if (db.backend() == storage::Backend::postgres) {
+      return std::make_unique<provisioning::DbPackageFiles>(db, c.storage_data_dir);
+    }
+    return std::make_unique<provisioning::DiskPackageFiles>(c.storage_data_dir);
+  }
+
+  std::unique_ptr<provisioning::PackageFiles> own_files;
   provisioning::PackageFiles& files;
   DeviceAnswers answers;  // the router's answer to a device, for the queries and downloads answered here
   provisioning::DownloadTokens tokens;

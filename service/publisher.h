@@ -43,6 +43,11 @@ class BufferedPublisher final : public Publisher {
     for (auto& m : held_) inner_.publish(std::move(m));
     held_.clear();
   }
+  // Drops every held message and stops holding (their batch was rolled back: nothing of it may show).
+  void discard() {
+    buffering_ = false;
+    held_.clear();
+  }
 
  private:
   Publisher& inner_;

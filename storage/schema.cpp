@@ -387,20 +387,38 @@ CREATE INDEX commands_by_created ON commands(created_at);
 CREATE INDEX download_tokens_by_expiry ON download_tokens(expires_at);
 )sql";
 
+// v5 (issue 13): package bytes as rows, readable by every instance sharing a PostgreSQL database
+// (storage/package_bytes.h). SQLite gets the same table (Base64 text; its nodes keep files on disk).
+constexpr const char* k_schema_v5 = R"sql(
+CREATE TABLE package_bytes (
+  package_id TEXT NOT NULL,
+  kind       TEXT NOT NULL,
+  "offset"   INTEGER NOT NULL,
+  length     INTEGER NOT NULL,
+  data       TEXT NOT NULL,
+  PRIMARY KEY (package_id, kind, "offset")
+);
+)sql";
+
+constexpr const char* k_pg_schema_v5 = R"sql(
+CREATE TABLE package_bytes (
+  package_id TEXT COLLATE "C" NOT NULL,
+  kind       TEXT COLLATE "C" NOT NULL,
+  "offset"   BIGINT NOT NULL,
+  length     BIGINT NOT NULL,
+  data       BYTEA NOT NULL,
+  PRIMARY KEY (package_id, kind, "offset")
+);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& schema_migrations(Backend backend) {
   static const std::vector<Migration> sqlite = {
-      {1, k_schema_v1},
-      {2, k_schema_v2},
-      {3, k_schema_v3},
-      {4, k_schema_v4},
+      {1, k_schema_v1}, {2, k_schema_v2}, {3, k_schema_v3}, {4, k_schema_v4}, {5, k_schema_v5},
   };
   static const std::vector<Migration> postgres = {
-      {1, k_pg_schema_v1},
-      {2, k_pg_schema_v2},
-      {3, k_pg_schema_v3},
-      {4, k_pg_schema_v4},
+      {1, k_pg_schema_v1}, {2, k_pg_schema_v2}, {3, k_pg_schema_v3}, {4, k_pg_schema_v4}, {5, k_pg_schema_v5},
   };
   return backend == Backend::postgres ? postgres : sqlite;
 }

@@ -63,7 +63,10 @@ MqttLink::~MqttLink() {
   client_.reset();
 }
 
-void MqttLink::set_subscriptions(std::vector<std::string> filters) { subscriptions_ = std::move(filters); }
+void MqttLink::set_subscriptions(std::vector<std::string> filters, std::vector<std::string> stale) {
+  subscriptions_ = std::move(filters);
+  stale_subscriptions_ = std::move(stale);
+}
 
 core::Status MqttLink::connect(int timeout_ms) {
   try {
@@ -85,6 +88,14 @@ core::Status MqttLink::connect(int timeout_ms) {
 
 void MqttLink::on_connected() {
   force_tcp_nodelay_all();
+  for (const auto& f : stale_subscriptions_) {
+    try {
+      // Unsubscribing from a filter the session does not have is harmless (reason "no subscription").
+      client_->unsubscribe(f);
+    } catch (const mqtt::exception& e) {
+      spdlog::warn("unsubscribe {} failed: {}", f, e.what());
+    }
+  }
   for (const auto& f : subscriptions_) {
     try {
       client_->subscribe(f, 1);

@@ -51,8 +51,11 @@ class MqttLink {
   MqttLink(const MqttLink&) = delete;
   MqttLink& operator=(const MqttLink&) = delete;
 
-  // Subscribes to these filters (QoS 1) on every connect.
-  void set_subscriptions(std::vector<std::string> filters);
+  // Subscribes to these filters (QoS 1) on every connect, after unsubscribing from `stale` ones: the
+  // session is persistent (clean start false), so a filter subscribed by an earlier run under the same
+  // client id (e.g. the plain form of a filter now subscribed as $share/<group>/…) would otherwise keep
+  // delivering to this instance.
+  void set_subscriptions(std::vector<std::string> filters, std::vector<std::string> stale = {});
   // Connects, waiting up to timeout_ms for the first CONNACK; later drops are reconnected by Paho.
   core::Status connect(int timeout_ms);
   void disconnect(int timeout_ms);
@@ -81,6 +84,7 @@ class MqttLink {
   std::unique_ptr<mqtt::async_client> client_;
   std::unique_ptr<Callbacks> callbacks_;
   std::vector<std::string> subscriptions_;
+  std::vector<std::string> stale_subscriptions_;
   std::atomic<bool> connected_{false};
   std::atomic<int> inflight_{0};
   std::atomic<std::uint64_t> published_total_{0};

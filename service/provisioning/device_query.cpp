@@ -150,6 +150,16 @@ void DeviceQuery::on_oversize_request(const std::string& hw, const InboundMessag
 // Counts this query and says whether it may proceed (PROTOCOL §2.1: every query counts).
 Status DeviceQuery::count_query(const std::string& hw, core::TimeMs now) {
   const std::string key = "prov:" + hw;
+  if (db_.backend() == storage::Backend::postgres) {
+    // Several instances may answer this device (PROTOCOL §7): the database decides, exactly.
+    auto decision =
+        rate_.hit(key, now, config_.provisioning_rate_limit, config_.provisioning_rate_window_s * 1000);
+    if (!decision) return decision.error();
+    if (decision->allowed) return {};
+    Error e = make_error(ErrorCode::rate_limited, "too many package queries; retry later");
+    e.retry_after_s = std::max<std::int64_t>(decision->retry_after_s, 1);
+    return e;
+  }
   if (!limiter_.contains(key)) {
     auto events = rate_.events(key, now - config_.provisioning_rate_window_s * 1000 + 1);
     if (!events) return events.error();
@@ -255,7 +265,9 @@ Result<std::optional<storage::PackageRow>> DeviceQuery::select(const storage::De
 }
 
 Result<const DeviceQuery::Offered*> DeviceQuery::offered_packages() {
-  if (offered_) return &*offered_;
+  // PostgreSQL: another instance may have changed the packages, and packages_changed() only hears of
+  // this instance's changes, so the selection reads them with every query (≤ rate limit per device).
+  if (offered_ && db_.backend() != storage::Backend::postgres) return &*offered_;
   Offered o;
   storage::PackageQuery pq;
   pq.available = true;

@@ -102,7 +102,8 @@ class DeviceQuery {
   storage::RateWindowStore rate_;
   storage::NonceStore nonces_;
   storage::DeviceStore devices_;
-  // The rate limit decides from memory; every event is also written to rate_events (in the query's
+  // PostgreSQL (several instances): RateWindowStore::hit decides in the database. SQLite (one node): the
+  // rate limit decides from memory; every event is also written to rate_events (in the query's
   // transaction), and a device the limiter does not hold is restored from there first, so a restart
   // or an eviction loses nothing. Memory is bounded by provisioning.max_tracked_devices devices (least
   // recently seen go).

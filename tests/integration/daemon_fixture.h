@@ -2,10 +2,13 @@
 // the service only through the broker, as an independent client would.
 #pragma once
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,6 +19,57 @@
 
 namespace dispatch::testing {
 
+// The PostgreSQL server of scripts/with-postgres (DISPATCH_TEST_PG_URL), or "" when none is set.
+inline std::string pg_test_server_url() {
+  const char* url = std::getenv("DISPATCH_TEST_PG_URL");
+  return url ? url : "";
+}
+// True when every Daemon of the integration tests runs on PostgreSQL instead of SQLite:
+// DISPATCH_TEST_DAEMON_STORAGE=postgres with DISPATCH_TEST_PG_URL set, e.g.
+//   DISPATCH_TEST_DAEMON_STORAGE=postgres scripts/with-postgres bash -c 'cd build && ctest -R integration:'
+inline bool daemons_on_postgres() {
+  const char* s = std::getenv("DISPATCH_TEST_DAEMON_STORAGE");
+  return s && std::string(s) == "postgres" && !pg_test_server_url().empty();
+}
+
+// A fresh PostgreSQL database on the test server for one daemon or one cluster of daemons: created at
+// construction (CREATE DATABASE), dropped with every connection to it at the end (DROP … WITH (FORCE)).
+class PgDatabase {
+ public:
+  // create = false: only the name and URL; create() makes the database later.
+  explicit PgDatabase(bool create_now = true) {
+    static std::atomic<int> counter{0};
+    name_ = "it_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+    pqxx::connection admin(pg_test_server_url());
+    pqxx::nontransaction(admin).exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+    if (create_now) create();
+    // postgresql://user@host:port/dispatch_test[?…] → …/<name_>[?…]
+    const std::string base = pg_test_server_url();
+    const auto query = base.find('?');
+    const auto slash = base.rfind('/', query);
+    url_ = base.substr(0, slash + 1) + name_ + (query == std::string::npos ? "" : base.substr(query));
+  }
+  ~PgDatabase() {
+    try {
+      pqxx::connection admin(pg_test_server_url());
+      pqxx::nontransaction(admin).exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+    } catch (const std::exception&) {
+      // A server that went away takes the database with its cluster.
+    }
+  }
+  PgDatabase(const PgDatabase&) = delete;
+  PgDatabase& operator=(const PgDatabase&) = delete;
+  const std::string& url() const { return url_; }
+  void create() {
+    pqxx::connection admin(pg_test_server_url());
+    pqxx::nontransaction(admin).exec("CREATE DATABASE " + name_);
+  }
+
+ private:
+  std::string name_;
+  std::string url_;
+};
+
 class Daemon {
  public:
   Daemon(const Broker& broker, std::vector<std::string> extra_args = {}, std::vector<std::string> env = {})
@@ -23,6 +77,16 @@ class Daemon {
     client_id_ = "dispatchd-" + std::to_string(free_port());
     // Every test daemon gets its own ops port: the default (127.0.0.1:9464) would be taken by the first.
     ops_port_ = free_port();
+    // A daemon given its storage.url (a cluster test) uses it; otherwise, with daemons_on_postgres(),
+    // it gets a database of its own.
+    for (std::size_t i = 0; i + 1 < extra_.size(); ++i) {
+      if (extra_[i] == "--storage.url") storage_url_ = extra_[i + 1];
+    }
+    if (storage_url_.empty() && daemons_on_postgres()) {
+      own_db_ = std::make_unique<PgDatabase>();
+      storage_url_ = own_db_->url();
+      extra_.insert(extra_.end(), {"--storage.url", storage_url_});
+    }
     start();
   }
   // Stops the service with SIGTERM and records a test failure unless it exits 0 (see check_ended_well).
@@ -31,7 +95,10 @@ class Daemon {
   const std::string& dir() const { return dir_.path(); }
   // The port of the ops endpoints (/metrics, /healthz, /readyz) on 127.0.0.1.
   int ops_port() const { return ops_port_; }
-  std::string db_path() const { return dir_.path() + "/dispatch.db"; }
+  // Where the daemon keeps its state: the SQLite file, or its PostgreSQL URI (Database::open takes both).
+  std::string db_path() const { return storage_url_.empty() ? sqlite_path() : storage_url_; }
+  std::string sqlite_path() const { return dir_.path() + "/dispatch.db"; }
+  bool on_postgres() const { return !storage_url_.empty(); }
   std::string log() const { return read_file(dir_.path() + "/dispatchd.log"); }
 
   // Starts the service (again: the previous process must have ended well, see check_ended_well).
@@ -44,7 +111,7 @@ class Daemon {
                                      "--mqtt.client_id",
                                      client_id_,
                                      "--storage.path",
-                                     db_path(),
+                                     sqlite_path(),
                                      "--storage.data_dir",
                                      dir_.path() + "/packages",
                                      "--campaigns.tick_ms",
@@ -117,6 +184,8 @@ class Daemon {
   std::vector<std::string> env_;
   std::string client_id_;
   int ops_port_ = 0;
+  std::string storage_url_;
+  std::unique_ptr<PgDatabase> own_db_;  // declared before proc_: the process ends before its database goes
   TempDir dir_;
   std::unique_ptr<Process> proc_;
   bool ended_by_test_ = false;

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "service/daemon.h"
 #include "tests/support/process.h"
 
 using namespace dispatch::service;
@@ -287,4 +288,48 @@ TEST_CASE("http.ops_listen defaults to loopback 9464, takes host:port or off, an
     REQUIRE_FALSE(r);
     CHECK_THAT(r.error().message, Catch::Contains("invalid config key http.ops_listen"));
   }
+}
+
+TEST_CASE("storage.url selects PostgreSQL and mqtt.share_group shares the subscriptions",
+          "[service][config]") {
+  CommandLineRequest req;
+  auto defaults = load_config({}, {}, req);
+  REQUIRE(defaults);
+  CHECK(defaults->storage_url.empty());  // SQLite at storage.path stays the default
+  CHECK(defaults->mqtt_share_group.empty());
+
+  auto pg = load_config({"--storage.url", "postgresql://dispatch@db:5432/dispatch"},
+                        {"DISPATCH_MQTT_SHARE_GROUP=dispatch"}, req);
+  REQUIRE(pg);
+  CHECK(pg->storage_url == "postgresql://dispatch@db:5432/dispatch");
+  CHECK(pg->mqtt_share_group == "dispatch");
+
+  auto not_pg = load_config({"--storage.url", "/var/lib/dispatch/dispatch.db"}, {}, req);
+  REQUIRE_FALSE(not_pg);
+  CHECK(not_pg.error().code == ErrorCode::bad_request);
+  CHECK(not_pg.error().message.find("storage.url") != std::string::npos);
+
+  for (const char* bad : {"a/b", "a+", "#"}) {
+    auto r = load_config({"--mqtt.share_group", bad}, {}, req);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message.find("mqtt.share_group") != std::string::npos);
+  }
+}
+
+TEST_CASE("subscriptions are $share/<group>/<filter> with a share group, plain filters then stale",
+          "[service][config]") {
+  const std::vector<std::string> filters = {"esthesis/command/reply/+", "esthesis/api/v1/+/+"};
+  CHECK(subscription_filters(filters, "") == filters);
+  CHECK(stale_filters(filters, "").empty());
+  CHECK(subscription_filters(filters, "g1") ==
+        std::vector<std::string>{"$share/g1/esthesis/command/reply/+", "$share/g1/esthesis/api/v1/+/+"});
+  CHECK(stale_filters(filters, "g1") == filters);
+}
+
+TEST_CASE("a PostgreSQL URI is logged without its password", "[service][config]") {
+  CHECK(redacted_url("postgresql://dispatch@db:5432/x") == "postgresql://dispatch@db:5432/x");
+  CHECK(redacted_url("postgresql://dispatch:s3cret@db:5432/x") == "postgresql://dispatch:***@db:5432/x");
+  CHECK(redacted_url("postgresql://u@h/x?password=s3cret&sslmode=require") ==
+        "postgresql://u@h/x?password=***&sslmode=require");
+  CHECK(redacted_url("postgresql://u:pw1@h/x?password=pw2") == "postgresql://u:***@h/x?password=***");
 }

@@ -1,0 +1,391 @@
+// Several dispatchd instances on one PostgreSQL database behind MQTT 5 shared subscriptions (PROTOCOL §7),
+// with a real mosquitto and the PostgreSQL server of scripts/with-postgres. Without DISPATCH_TEST_PG_URL
+// every test here says so and returns (like tests/storage): run them with
+//   scripts/with-postgres bash -c 'cd build && ctest -R "integration:cluster" --output-on-failure'
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "protocol/core/signature.h"
+#include "tests/integration/command_fleet.h"
+#include "tests/integration/daemon_fixture.h"
+
+using dispatch::service::InboundMessage;
+using dispatch::service::MqttClient;
+using namespace dispatch::testing;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* k_group = "dispatch";
+
+bool skipped_without_postgres() {
+  if (!pg_test_server_url().empty()) return false;
+  WARN("DISPATCH_TEST_PG_URL is not set: cluster test skipped (run it under scripts/with-postgres)");
+  return true;
+}
+
+// N instances sharing one fresh database and one share group, each with its own client id and folder.
+struct Cluster {
+  explicit Cluster(const Broker& broker, int n) {
+    for (int i = 0; i < n; ++i) {
+      daemons.push_back(std::make_unique<Daemon>(
+          broker, std::vector<std::string>{"--storage.url", db.url(), "--mqtt.share_group", k_group}));
+    }
+  }
+  // Every instance has subscribed (its log says so) and the cluster answers the API.
+  void wait_ready(MqttClient& platform) {
+    for (auto& d : daemons) wait_subscribed(*d);
+    for (auto& d : daemons) REQUIRE(d->wait_ready(platform));
+  }
+  // Waits until the log says the instance subscribed `times` times (the log of a restarted instance goes on).
+  static void wait_subscribed(Daemon& d, size_t times = 1) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    auto subscribed = [&] {
+      const std::string log = d.log();
+      size_t n = 0;
+      for (auto p = log.find("MQTT link up: subscribing"); p != std::string::npos;
+           p = log.find("MQTT link up: subscribing", p + 1)) {
+        ++n;
+      }
+      return n;
+    };
+    while (subscribed() < times) {
+      INFO(d.log_tail());
+      REQUIRE(std::chrono::steady_clock::now() < deadline);
+      REQUIRE(d.running());
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  PgDatabase db;  // before the daemons: they stop before it is dropped
+  std::vector<std::unique_ptr<Daemon>> daemons;
+};
+
+std::string public_pem() {
+  static const std::string pem =
+      dispatch::core::PrivateKey::generate(dispatch::core::KeyType::ed25519).public_pem();
+  return pem;
+}
+
+// Answers on one topic, counted per correlation id.
+class AnswerCounter {
+ public:
+  AnswerCounter(const Broker& b, const std::string& topic) : client_(connected_client(b, 256)) {
+    client_->set_handler([this](InboundMessage&& m) {
+      std::lock_guard lk(mu_);
+      ++count_[m.correlation_data];
+      bodies_[m.correlation_data] = m.payload;
+      cv_.notify_all();
+    });
+    REQUIRE(client_->subscribe(topic, 1));
+  }
+  bool wait_for(const std::vector<std::string>& ids, int timeout_ms) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] {
+      for (const auto& id : ids) {
+        if (!count_.count(id)) return false;
+      }
+      return true;
+    });
+  }
+  std::map<std::string, int> counts() {
+    std::lock_guard lk(mu_);
+    return count_;
+  }
+  std::string body(const std::string& id) {
+    std::lock_guard lk(mu_);
+    return bodies_[id];
+  }
+
+ private:
+  std::unique_ptr<MqttClient> client_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, int> count_;
+  std::map<std::string, std::string> bodies_;
+};
+
+std::string device_name(int i) {
+  char hw[32];
+  std::snprintf(hw, sizeof hw, "node-%05d", i);
+  return hw;
+}
+
+// Registers node-00000… with tag, the requests pipelined (published at once, answers awaited together).
+void register_fleet(const Broker& broker, int n, const std::string& tag) {
+  AnswerCounter answers(broker, "it/registered");
+  auto requester = connected_client(broker, 64);
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; ++i) {
+    ids.push_back(device_name(i));
+    json body = {{"hardware_id", device_name(i)}, {"public_key", public_pem()}, {"tags", {tag}}};
+    REQUIRE(requester->publish("esthesis/api/v1/devices/register", body.dump(), 1, false, "it/registered",
+                               device_name(i)));
+  }
+  REQUIRE(answers.wait_for(ids, 60000));
+  for (const auto& id : ids) REQUIRE(json::parse(answers.body(id)).value("hardware_id", "") == id);
+}
+
+json wait_for_counts(MqttClient& platform, const std::string& command_id, const std::string& state, int n,
+                     int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  json last;
+  while (std::chrono::steady_clock::now() < deadline) {
+    last = api(platform, "commands/get", {{"command_id", command_id}});
+    if (last.contains("command") && last["command"]["counts"].value(state, -1) == n) return last;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return last;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: three instances behind $share, every API request published once gets exactly one answer",
+          "[integration][cluster]") {
+  if (skipped_without_postgres()) return;
+  Broker broker;
+  Cluster cluster(broker, 3);
+  auto platform = connected_client(broker);
+  cluster.wait_ready(*platform);
+  AnswerCounter answers(broker, "it/answers");
+  auto requester = connected_client(broker, 64);
+
+  // 300 registrations, each published once, each with its own correlation data.
+  constexpr int k_requests = 300;
+  std::vector<std::string> round1;
+  for (int i = 0; i < k_requests; ++i) {
+    const std::string corr = "r" + std::to_string(i);
+    round1.push_back(corr);
+    json body = {{"hardware_id", device_name(i)}, {"public_key", public_pem()}, {"tags", {"fleet"}}};
+    REQUIRE(
+        requester->publish("esthesis/api/v1/devices/register", body.dump(), 1, false, "it/answers", corr));
+  }
+  REQUIRE(answers.wait_for(round1, 30000));
+  // Barrier: a second round. The broker hands requests to the members in turn and each instance answers
+  // its requests in order on its own connection, so once every answer of this round is in, an answer to
+  // round 1 sent twice by any instance would have arrived too.
+  std::vector<std::string> round2;
+  for (int i = 0; i < 30; ++i) {
+    const std::string corr = "b" + std::to_string(i);
+    round2.push_back(corr);
+    REQUIRE(
+        requester->publish("esthesis/api/v1/devices/list", R"({"limit":1})", 1, false, "it/answers", corr));
+  }
+  REQUIRE(answers.wait_for(round2, 30000));
+  auto counts = answers.counts();
+  CHECK(counts.size() == round1.size() + round2.size());
+  for (const auto& corr : round1) {
+    INFO(corr << ": " << answers.body(corr));
+    CHECK(counts[corr] == 1);
+    CHECK(json::parse(answers.body(corr)).contains("hardware_id"));  // registered, not an error
+  }
+  for (const auto& corr : round2) CHECK(counts[corr] == 1);
+  // Every device is in the one database, whichever instance registered it.
+  std::set<std::string> listed;
+  std::string after;
+  for (;;) {
+    json req = {{"limit", 200}};
+    if (!after.empty()) req["after"] = after;
+    auto page = api(*platform, "devices/list", req);
+    REQUIRE(page.contains("devices"));
+    for (const auto& d : page["devices"]) listed.insert(d["hardware_id"].get<std::string>());
+    if (!page.contains("next_after")) break;
+    after = page["next_after"].get<std::string>();
+  }
+  CHECK(listed.size() == static_cast<size_t>(k_requests));
+}
+
+TEST_CASE("cluster: campaigns are refused with a clear error while instances share a group",
+          "[integration][cluster]") {
+  if (skipped_without_postgres()) return;
+  Broker broker;
+  Cluster cluster(broker, 2);
+  auto platform = connected_client(broker);
+  cluster.wait_ready(*platform);
+  auto r = api(
+      *platform, "campaigns/create",
+      {{"name", "c1"}, {"type", "command"}, {"command", {{"type", "ping"}}}, {"members", {{"tags", {"x"}}}}});
+  INFO(r.dump());
+  CHECK(r["error"]["code"] == "conflict");
+  CHECK(r["error"]["message"].get<std::string>().find("mqtt.share_group") != std::string::npos);
+  CHECK(api(*platform, "campaigns/list", json::object())["campaigns"].empty());
+}
+
+TEST_CASE("cluster: a fan-out committed by one instance is completed by replies that any instance handles",
+          "[integration][cluster]") {
+  if (skipped_without_postgres()) return;
+  Broker broker;
+  Cluster cluster(broker, 3);
+  auto platform = connected_client(broker);
+  cluster.wait_ready(*platform);
+  constexpr int k_devices = 600;
+  register_fleet(broker, k_devices, "fleet");
+  CommandFleet fleet(broker);
+  auto sent = api(*platform, "commands/send", {{"type", "ping"}, {"tags", {"fleet"}}});
+  REQUIRE(sent.value("devices_scheduled", 0) == k_devices);
+  const std::string id = sent["command_id"];
+  REQUIRE(fleet.wait_distinct(k_devices, 30000));
+  // The replies went to the three instances in turn; only one of them published the command.
+  auto done = wait_for_counts(*platform, id, "succeeded", k_devices, 30000);
+  INFO(done.dump());
+  CHECK(done["command"]["counts"]["succeeded"] == k_devices);
+  CHECK(done["command"]["counts"]["total"] == k_devices);
+  for (const auto& [hw, ids] : fleet.ids()) {
+    INFO(hw);
+    CHECK(ids == std::vector<std::string>{id});
+  }
+}
+
+TEST_CASE("cluster: each instance in turn killed with -9 and restarted mid fan-out, every device gets one id",
+          "[integration][cluster][durability]") {
+  if (skipped_without_postgres()) return;
+  Broker broker;
+  Cluster cluster(broker, 3);
+  auto platform = connected_client(broker);
+  cluster.wait_ready(*platform);
+  constexpr int k_devices = 3000;
+  register_fleet(broker, k_devices, "fleet");
+  CommandFleet fleet(broker);
+  auto sent = api(*platform, "commands/send", {{"type", "reboot"}, {"tags", {"fleet"}}});
+  REQUIRE(sent.value("devices_scheduled", 0) == k_devices);
+  const std::string id = sent["command_id"];
+  // Kill each instance in turn while the fan-out runs: whichever committed it is among them. A killed
+  // instance restarts on the same database and publishes again what it committed and the broker never
+  // acknowledged, with the same command id.
+  for (size_t i = 0; i < cluster.daemons.size(); ++i) {
+    REQUIRE(fleet.wait_distinct(std::min<size_t>(k_devices, 300 * (i + 1)), 30000));
+    cluster.daemons[i]->kill9();
+    cluster.daemons[i]->start();
+    Cluster::wait_subscribed(*cluster.daemons[i], 2);
+  }
+  REQUIRE(fleet.wait_distinct(k_devices, 60000));
+  auto done = wait_for_counts(*platform, id, "succeeded", k_devices, 30000);
+  INFO(done.dump());
+  CHECK(done["command"]["counts"]["succeeded"] == k_devices);
+  auto ids = fleet.ids();
+  CHECK(ids.size() == static_cast<size_t>(k_devices));
+  for (const auto& [hw, got] : ids) {
+    INFO(hw);
+    CHECK(got == std::vector<std::string>{id});
+  }
+}
+
+TEST_CASE("an instance started before its PostgreSQL database exists stays unready, then starts when it does",
+          "[integration][cluster]") {
+  if (skipped_without_postgres()) return;
+  Broker broker;
+  PgDatabase db(false);
+  Daemon daemon(broker, {"--storage.url", db.url()});
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (daemon.log().find("unready: cannot reach PostgreSQL") == std::string::npos) {
+    INFO(daemon.log_tail());
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    REQUIRE(daemon.running());  // waiting, not a crash loop
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(daemon.log().find("MQTT link up") == std::string::npos);  // it does not answer while unready
+  db.create();
+  auto platform = connected_client(broker);
+  REQUIRE(daemon.wait_ready(*platform));
+  auto r = api(*platform, "devices/register", {{"hardware_id", "late-1"}, {"public_key", public_pem()}});
+  CHECK(r.value("hardware_id", "") == "late-1");
+}
+
+// The connections of the database at url (the daemons'), ended by the server as if it restarted.
+int terminate_connections(const std::string& url) {
+  const auto query = url.find('?');
+  const auto slash = url.rfind('/', query);
+  const std::string name =
+      url.substr(slash + 1, query == std::string::npos ? std::string::npos : query - slash - 1);
+  pqxx::connection admin(pg_test_server_url());
+  auto r = pqxx::nontransaction(admin).exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = " + admin.quote(name) +
+      " AND pid <> pg_backend_pid()");
+  return static_cast<int>(r.size());
+}
+
+TEST_CASE("connections lost mid-batch: batches roll back, the service rebuilds its state and carries on",
+          "[integration][cluster][durability]") {
+  if (skipped_without_postgres()) return;
+  Broker broker;
+  PgDatabase db;
+  Daemon daemon(broker, {"--storage.url", db.url()});
+  auto platform = connected_client(broker);
+  REQUIRE(daemon.wait_ready(*platform));
+  AnswerCounter answers(broker, "it/answers");
+  auto requester = connected_client(broker, 64);
+  // Registrations stream in while the server ends the daemon's connection every 400 ms.
+  std::atomic<bool> done{false};
+  int terminated = 0;
+  std::thread killer([&] {
+    while (!done.load()) {
+      terminated += terminate_connections(db.url());
+      std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    }
+  });
+  constexpr int k_requests = 1500;
+  for (int i = 0; i < k_requests; ++i) {
+    json body = {{"hardware_id", device_name(i)}, {"public_key", public_pem()}};
+    REQUIRE(requester->publish("esthesis/api/v1/devices/register", body.dump(), 1, false, "it/answers",
+                               device_name(i)));
+  }
+  REQUIRE(requester->flush(30000));
+  done.store(true);
+  killer.join();
+  INFO("connections ended: " << terminated);
+  CHECK(terminated > 0);
+  REQUIRE(daemon.running());  // no crash, no exit
+  // It carries on: a request after the storm is answered.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  json after;
+  while (std::chrono::steady_clock::now() < deadline) {
+    after =
+        api(*platform, "devices/register", {{"hardware_id", "after-1"}, {"public_key", public_pem()}}, 2000);
+    if (after.value("hardware_id", "") == "after-1") break;
+  }
+  INFO(daemon.log_tail());
+  REQUIRE(after.value("hardware_id", "") == "after-1");
+  // Durable before visible: every registration answered as done is in the database. (Requests of a
+  // rolled-back batch got no answer, or an error.)
+  std::set<std::string> listed;
+  std::string cursor;
+  for (;;) {
+    json req = {{"limit", 500}};
+    if (!cursor.empty()) req["after"] = cursor;
+    auto page = api(*platform, "devices/list", req);
+    REQUIRE(page.contains("devices"));
+    for (const auto& d : page["devices"]) listed.insert(d["hardware_id"].get<std::string>());
+    if (!page.contains("next_after")) break;
+    cursor = page["next_after"].get<std::string>();
+  }
+  int answered_ok = 0;
+  std::map<std::string, int> other_answers;  // error code → how many
+  for (const auto& [corr, n] : answers.counts()) {
+    auto j = json::parse(answers.body(corr), nullptr, false);
+    if (j.is_object() && j.value("hardware_id", "") == corr) {
+      ++answered_ok;
+      CHECK(listed.count(corr) == 1);
+    } else {
+      ++other_answers[j.is_object() && j.contains("error") ? j["error"].value("code", "?")
+                                                           : answers.body(corr)];
+    }
+  }
+  for (const auto& [what, n] : other_answers) WARN("answered " << what << ": " << n);
+  WARN("answers: " << answers.counts().size() << ", devices listed: " << listed.size());
+  const std::string log = daemon.log();
+  std::size_t rollbacks = 0;
+  for (auto p = log.find("rolled back"); p != std::string::npos; p = log.find("rolled back", p + 1))
+    ++rollbacks;
+  INFO("answered ok: " << answered_ok << ", batches rolled back: " << rollbacks);
+  CHECK(answered_ok > 0);
+  WARN("connections ended " << terminated << ", registrations answered ok " << answered_ok << " of "
+                            << k_requests << ", batches rolled back and rebuilt " << rollbacks);
+}
