@@ -110,6 +110,13 @@ class App {
   // /readyz: ok when a trivial query succeeds. Call it outside a batch.
   core::Status check_database();
 
+  // The web console's API (service/console.h): one platform API action (PROTOCOL §3) answered by the
+  // module that answers it over MQTT, so that the console shows the same documents. Only the read
+  // actions and campaigns pause/resume/terminate are reachable (anything else: bad_request). Call it
+  // outside a batch: like handle(), a write commits by itself before its event is published.
+  core::Result<nlohmann::json> console_call(const std::string& resource, const std::string& action,
+                                            const nlohmann::json& body);
+
  private:
   void on_device_message(protocol::TopicKind kind, const std::string& hw);
 

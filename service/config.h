@@ -122,6 +122,7 @@ struct Config {
   std::string registration_provisioning_url;
   // The operators' listener (PROTOCOL §6): /metrics, /healthz, /readyz. "" or "off" = no ops listener.
   std::string http_ops_listen = "127.0.0.1:9464";
+  std::string http_console_token;  // empty: the console on http.ops_listen is read-only
 
   // [topics]: validated at load (protocol::validate); defaults keep esthesis CORE's device-facing topics.
   protocol::TopicRoots topics;

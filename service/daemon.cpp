@@ -18,6 +18,7 @@
 #include "service/http/http_server.h"
 #include "service/logging.h"
 #include "service/mqtt/mqtt_link.h"
+#include "service/console.h"
 #include "service/ops.h"
 #include "service/publisher.h"
 #include "storage/database.h"
@@ -232,7 +233,19 @@ int run_daemon(const Config& config) {
       reasons.push_back("database: " + st.error().message);
     return reasons;
   };
+  // The web console (service/console.h) shares the listener and the loop with /metrics.
+  ConsoleBackend console;
+  console.token = config.http_console_token;
+  console.call = [&](const std::string& resource, const std::string& action,
+                     const nlohmann::json& body) -> core::Result<nlohmann::json> {
+    if (!app) return core::Error{core::ErrorCode::unavailable, "the service state is being rebuilt"};
+    return app->console_call(resource, action, body);
+  };
   auto answer_ops = [&](const http::HttpExchange& x) {
+    if (is_console_path(x.request->path)) {
+      (void)x.reply->answer(console_answer(*x.request, console));
+      return;
+    }
     (void)x.reply->answer(ops_answer(*x.request, probes));
   };
   std::unique_ptr<http::HttpServer> ops_http;
@@ -240,7 +253,7 @@ int run_daemon(const Config& config) {
     http::HttpServerOptions o;
     o.name = k_ops_listener;
     o.listen = config.http_ops_listen;
-    o.max_body_bytes = 4096;  // GET only
+    o.max_body_bytes = 4096;  // GET, and the console's body-less POSTs
     o.worker_threads = 2;
     o.max_queued_connections = 16;
     // Longer than one broker connect attempt (5 s), during which the loop does not answer.
@@ -257,6 +270,9 @@ int run_daemon(const Config& config) {
     auto hp = http::parse_listen_address(config.http_ops_listen);
     spdlog::info("ops endpoints (/metrics, /healthz, /readyz) listening on http://{}:{}",
                  hp ? hp->first : config.http_ops_listen, ops_http->port());
+    spdlog::info("console on http://{}:{}/console/ ({})", hp ? hp->first : config.http_ops_listen,
+                 ops_http->port(), config.http_console_token.empty() ? "read-only: http.console_token is not set"
+                                                                      : "writes need http.console_token");
   }
 
   // The broker may come up after us: keep trying until it answers or we are told to stop.

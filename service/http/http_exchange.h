@@ -28,6 +28,7 @@ struct HttpRequest {
   // Decoded query parameters; a key given twice appears twice (the loop decides what that means).
   std::multimap<std::string, std::string> query;
   std::string content_type;          // empty when absent
+  std::string authorization;         // the raw Authorization header, empty when absent (the console's token)
   std::optional<std::string> range;  // the raw Range header, if any (applied by the listener, see FileBody)
   std::string body;                  // at most the listener's max_body_bytes
   std::string peer;                  // "ip:port" of the TCP peer (a reverse proxy's address behind one)

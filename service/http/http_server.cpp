@@ -122,6 +122,7 @@ class HttpServer::Impl {
     r.path = req.path;
     r.query.insert(req.params.begin(), req.params.end());
     if (req.has_header("Content-Type")) r.content_type = req.get_header_value("Content-Type");
+    if (req.has_header("Authorization")) r.authorization = req.get_header_value("Authorization");
     if (req.has_header("Range")) r.range = req.get_header_value("Range");
     r.body = req.body;
     r.peer = req.remote_addr + ":" + std::to_string(req.remote_port);
