@@ -312,9 +312,10 @@ core::Result<nlohmann::json> App::console_call(const std::string& resource, cons
                                     action == "resume" || action == "terminate"))
       return campaigns_.api(action, body);
   } catch (const std::exception& e) {
-    return core::Error{core::ErrorCode::internal, std::string("console ") + resource + "/" + action + ": " + e.what()};
+    return core::make_error(core::ErrorCode::internal,
+                            std::string("console ") + resource + "/" + action + ": " + e.what());
   }
-  return core::Error{core::ErrorCode::bad_request, "the console cannot call " + resource + "/" + action};
+  return core::make_error(core::ErrorCode::bad_request, "the console cannot call " + resource + "/" + action);
 }
 
 core::Status App::handle_batch(const std::vector<InboundMessage>& batch) { return handle_batch(batch, {}); }

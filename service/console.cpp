@@ -16,7 +16,9 @@ constexpr std::string_view k_api = "/console/api/";
 constexpr int k_deliveries_page_max = 500;
 
 std::string_view content_type_of(std::string_view name) {
-  auto ends = [&](std::string_view s) { return name.size() >= s.size() && name.substr(name.size() - s.size()) == s; };
+  auto ends = [&](std::string_view s) {
+    return name.size() >= s.size() && name.substr(name.size() - s.size()) == s;
+  };
   if (ends(".html")) return "text/html; charset=utf-8";
   if (ends(".js")) return "text/javascript; charset=utf-8";
   if (ends(".css")) return "text/css; charset=utf-8";
@@ -46,15 +48,24 @@ http::HttpReply error_reply(int status, std::string_view code, std::string messa
 
 int status_of(core::ErrorCode c) {
   switch (c) {
-    case core::ErrorCode::bad_request: return 400;
-    case core::ErrorCode::not_found: return 404;
-    case core::ErrorCode::conflict: return 409;
-    case core::ErrorCode::unauthorized: return 401;
-    case core::ErrorCode::token_invalid: return 401;
-    case core::ErrorCode::rate_limited: return 429;
-    case core::ErrorCode::too_large: return 413;
-    case core::ErrorCode::unavailable: return 503;
-    case core::ErrorCode::internal: return 500;
+    case core::ErrorCode::bad_request:
+      return 400;
+    case core::ErrorCode::not_found:
+      return 404;
+    case core::ErrorCode::conflict:
+      return 409;
+    case core::ErrorCode::unauthorized:
+      return 401;
+    case core::ErrorCode::token_invalid:
+      return 401;
+    case core::ErrorCode::rate_limited:
+      return 429;
+    case core::ErrorCode::too_large:
+      return 413;
+    case core::ErrorCode::unavailable:
+      return 503;
+    case core::ErrorCode::internal:
+      return 500;
   }
   return 500;
 }
@@ -62,7 +73,8 @@ int status_of(core::ErrorCode c) {
 http::HttpReply from_result(const core::Result<json>& r) {
   if (r) return json_reply(200, *r);
   // Like the MQTT API: unavailable and internal lose their detail (it may hold the database's text).
-  const bool generic = r.error().code == core::ErrorCode::unavailable || r.error().code == core::ErrorCode::internal;
+  const bool generic =
+      r.error().code == core::ErrorCode::unavailable || r.error().code == core::ErrorCode::internal;
   return error_reply(status_of(r.error().code), core::to_string(r.error().code),
                      generic ? std::string("the service could not answer; see its log") : r.error().message);
 }
@@ -71,7 +83,8 @@ http::HttpReply from_result(const core::Result<json>& r) {
 std::optional<long> int_param(const http::HttpRequest& q, const std::string& key, long fallback, long max) {
   auto v = q.param(key);
   if (!v) return fallback;
-  if (v->empty() || v->size() > 9 || !std::all_of(v->begin(), v->end(), [](char c) { return c >= '0' && c <= '9'; }))
+  if (v->empty() || v->size() > 9 ||
+      !std::all_of(v->begin(), v->end(), [](char c) { return c >= '0' && c <= '9'; }))
     return std::nullopt;
   return std::min(std::stol(*v), max);
 }
@@ -96,18 +109,19 @@ http::HttpReply fleet(const http::HttpRequest& q, const ConsoleBackend& b) {
         break;
       }
       ++read;
-      const std::string v = d["reported_version"].is_string() ? d["reported_version"].get<std::string>() : "";
+      const json rv = d.value("reported_version", json());
+      const std::string v = rv.is_string() ? rv.get<std::string>() : "";
       if (version && !version->empty() && v != *version) continue;
-      for (const auto& t : d["tags"]) {
+      for (const auto& t : d.value("tags", json::array())) {
         if (!t.is_string()) continue;
-        auto& per = versions[t.get<std::string>()];
+        json& per = versions[t.get<std::string>()];
         const std::string key = v.empty() ? "unknown" : v;
-        per[key] = per.value(key, 0) + 1;
+        per[key] = (per.contains(key) ? per[key].get<int>() : 0) + 1;
       }
-      devices.push_back(json{{"hardware_id", d["hardware_id"]},
-                             {"tags", d["tags"]},
-                             {"reported_version", d["reported_version"]},
-                             {"last_seen", d["last_seen"]}});
+      devices.push_back(json{{"hardware_id", d.value("hardware_id", json())},
+                             {"tags", d.value("tags", json::array())},
+                             {"reported_version", rv},
+                             {"last_seen", d.value("last_seen", json())}});
     }
     if (truncated || !page->contains("next_after")) break;
     after = (*page)["next_after"].get<std::string>();
@@ -122,7 +136,8 @@ http::HttpReply fleet(const http::HttpRequest& q, const ConsoleBackend& b) {
 http::HttpReply command(const std::string& id, const http::HttpRequest& q, const ConsoleBackend& b) {
   auto offset = int_param(q, "offset", 0, 1'000'000'000);
   auto limit = int_param(q, "limit", 100, k_deliveries_page_max);
-  if (!offset || !limit) return error_reply(400, "bad_request", "offset and limit must be non-negative integers");
+  if (!offset || !limit)
+    return error_reply(400, "bad_request", "offset and limit must be non-negative integers");
   auto r = b.call("commands", "get", json{{"command_id", id}});
   if (!r) return from_result(r);
   json& all = (*r)["devices"];
@@ -165,7 +180,8 @@ http::HttpReply api(const http::HttpRequest& q, const ConsoleBackend& b) {
     if (b.token.empty())
       return error_reply(403, "unauthorized", "the console is read-only (http.console_token is not set)");
     if (!authorized(q, b.token)) {
-      auto r = error_reply(401, "unauthorized", "a campaign action needs Authorization: Bearer <http.console_token>");
+      auto r = error_reply(401, "unauthorized",
+                           "a campaign action needs Authorization: Bearer <http.console_token>");
       r.headers.emplace_back("WWW-Authenticate", "Bearer");
       return r;
     }
@@ -186,21 +202,31 @@ http::HttpReply api(const http::HttpRequest& q, const ConsoleBackend& b) {
     return from_result(b.call("commands", "list", body));
   }
   if (parts.size() == 2 && parts[0] == "commands") return command(parts[1], q, b);
-  if (parts.size() == 1 && parts[0] == "campaigns") return from_result(b.call("campaigns", "list", json::object()));
+  if (parts.size() == 1 && parts[0] == "campaigns")
+    return from_result(b.call("campaigns", "list", json::object()));
   if (parts.size() == 2 && parts[0] == "campaigns")
     return from_result(b.call("campaigns", "get", json{{"id", parts[1]}}));
-  if (parts.size() == 1 && parts[0] == "packages") return from_result(b.call("packages", "list", json::object()));
+  if (parts.size() == 1 && parts[0] == "packages")
+    return from_result(b.call("packages", "list", json::object()));
   return error_reply(404, "not_found", "no such console resource: " + q.path);
 }
 
 }  // namespace
 
 bool is_console_path(std::string_view path) {
-  return path == k_prefix || (path.size() > k_prefix.size() && path.substr(0, k_prefix.size() + 1) == "/console/");
+  return path == k_prefix ||
+         (path.size() > k_prefix.size() && path.substr(0, k_prefix.size() + 1) == "/console/");
 }
 
 http::HttpReply console_answer(const http::HttpRequest& request, const ConsoleBackend& backend) {
-  if (request.path.starts_with(k_api)) return api(request, backend);
+  // A document of an unexpected shape is a 500 for this request, never a dead loop.
+  if (request.path.starts_with(k_api)) {
+    try {
+      return api(request, backend);
+    } catch (const std::exception& e) {
+      return error_reply(500, "internal", std::string("the console could not build its answer: ") + e.what());
+    }
+  }
   if (request.path == k_prefix) {
     http::HttpReply r;
     r.status = 301;

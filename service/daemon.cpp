@@ -14,11 +14,11 @@
 
 #include "protocol/core/clock.h"
 #include "service/app.h"
+#include "service/console.h"
 #include "service/event_queue.h"
 #include "service/http/http_server.h"
 #include "service/logging.h"
 #include "service/mqtt/mqtt_link.h"
-#include "service/console.h"
 #include "service/ops.h"
 #include "service/publisher.h"
 #include "storage/database.h"
@@ -238,7 +238,7 @@ int run_daemon(const Config& config) {
   console.token = config.http_console_token;
   console.call = [&](const std::string& resource, const std::string& action,
                      const nlohmann::json& body) -> core::Result<nlohmann::json> {
-    if (!app) return core::Error{core::ErrorCode::unavailable, "the service state is being rebuilt"};
+    if (!app) return core::make_error(core::ErrorCode::unavailable, "the service state is being rebuilt");
     return app->console_call(resource, action, body);
   };
   auto answer_ops = [&](const http::HttpExchange& x) {
@@ -271,8 +271,9 @@ int run_daemon(const Config& config) {
     spdlog::info("ops endpoints (/metrics, /healthz, /readyz) listening on http://{}:{}",
                  hp ? hp->first : config.http_ops_listen, ops_http->port());
     spdlog::info("console on http://{}:{}/console/ ({})", hp ? hp->first : config.http_ops_listen,
-                 ops_http->port(), config.http_console_token.empty() ? "read-only: http.console_token is not set"
-                                                                      : "writes need http.console_token");
+                 ops_http->port(),
+                 config.http_console_token.empty() ? "read-only: http.console_token is not set"
+                                                   : "writes need http.console_token");
   }
 
   // The broker may come up after us: keep trying until it answers or we are told to stop.
