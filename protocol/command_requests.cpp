@@ -85,6 +85,14 @@ core::Result<CommandRef> parse_command_ref(const nlohmann::json& body) {
   return CommandRef{std::move(*id)};
 }
 
+core::Result<GetCommandRequest> parse_get_command(const nlohmann::json& body) {
+  auto id = required_object_id(body, "command_id");
+  if (!id) return id.error();
+  auto page = parse_page(body, CursorKind::hardware_id);
+  if (!page) return page.error();
+  return GetCommandRequest{std::move(*id), std::move(*page)};
+}
+
 core::Result<ListCommandsRequest> parse_list_commands(const nlohmann::json& body) {
   ListCommandsRequest r;
   auto page = parse_page(body, CursorKind::object_id);

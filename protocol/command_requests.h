@@ -45,6 +45,13 @@ struct CommandRef {
 };
 core::Result<CommandRef> parse_command_ref(const nlohmann::json& body);
 
+// commands/get: `command_id` and paging of its devices (`after` is a hardware id).
+struct GetCommandRequest {
+  std::string command_id;
+  Page page;
+};
+core::Result<GetCommandRequest> parse_get_command(const nlohmann::json& body);
+
 // commands/list: paging (`after` is a command id) and an optional `hardware_id` filter.
 struct ListCommandsRequest {
   Page page;

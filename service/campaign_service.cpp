@@ -769,7 +769,10 @@ struct CampaignService::Impl final : OutboxOwner {
       if (!a) return a.error();
       out.push_back(document((*a)->snap));
     }
-    return nlohmann::json{{"campaigns", out}};
+    nlohmann::json answer{{"campaigns", out}};
+    // A full page may have more behind it: the cursor is the last id, as devices/list and commands/list do.
+    if (static_cast<int>(rows->size()) == q.limit && !rows->empty()) answer["next_after"] = rows->back().id;
+    return answer;
   }
 };
 

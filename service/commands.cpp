@@ -44,6 +44,13 @@ constexpr std::size_t k_ack_batch = 2000;
 constexpr core::TimeMs k_ack_flush_ms = 100;
 constexpr int k_pending_max = 50;
 
+// The longest prefix of s of at most n bytes that does not split a UTF-8 sequence.
+std::string utf8_prefix(const std::string& s, std::size_t n) {
+  if (n >= s.size()) return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
 json opt_time(const std::optional<core::TimeMs>& t) {
   return t ? json(core::format_rfc3339(*t)) : json(nullptr);
 }
@@ -314,25 +321,34 @@ Result<json> CommandsModule::send(const json& body) {
 }
 
 Result<json> CommandsModule::get(const json& body) {
-  auto req = protocol::parse_command_ref(body);
+  auto req = protocol::parse_get_command(body);
   if (!req) return req.error();
   auto c = commands_->get(req->command_id);
   if (!c) return c.error();
   auto counts = commands_->counts(req->command_id);
   if (!counts) return counts.error();
-  auto ds = commands_->deliveries(req->command_id);
+  auto ds = commands_->deliveries(req->command_id, req->page.after, req->page.limit);
   if (!ds) return ds.error();
   json devices = json::array();
+  std::size_t budget = k_command_get_output_budget;
   for (const auto& d : *ds) {
+    std::string shown = utf8_prefix(d.output, budget);
+    budget -= shown.size();
+    const bool partial = shown.size() < d.output.size();
     devices.push_back({{"hardware_id", d.hardware_id},
                        {"state", d.state},
-                       {"output", d.output},
+                       {"output", std::move(shown)},
+                       {"output_bytes", d.output.size()},
+                       {"output_partial", partial},
                        {"trimmed", d.trimmed},
                        {"sent_at", opt_time(d.sent_at)},
                        {"replied_at", opt_time(d.replied_at)},
                        {"attempts", d.attempts}});
   }
-  return json{{"command", command_json(*c, *counts)}, {"devices", devices}};
+  json out{{"command", command_json(*c, *counts)}, {"devices", devices}};
+  if (static_cast<int>(ds->size()) == req->page.limit && !ds->empty())
+    out["next_after"] = ds->back().hardware_id;
+  return out;
 }
 
 Result<json> CommandsModule::list(const json& body) {

@@ -40,6 +40,13 @@ namespace dispatch::service {
 
 class Router;
 
+// Most output bytes (as stored) one commands/get answer carries over all its devices: a page of large
+// outputs must stay well inside a broker's maximum packet size (2 MiB in our broker config) even after
+// JSON escaping (a default commands.max_output_bytes output fits whole in a page of one). Devices past the
+// budget show an output cut short (`output_partial`; `output_bytes` is the stored size); a smaller page
+// (`limit`, `after`) shows more of each.
+inline constexpr std::size_t k_command_get_output_budget = 1024 * 1024;
+
 struct CommandCounters {
   std::uint64_t replies_unknown = 0;  // reply for an id never sent to that device
   std::uint64_t replies_duplicate = 0;

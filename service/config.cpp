@@ -137,6 +137,12 @@ const std::vector<KeyDef>& key_defs() {
       integer("api.max_request_bytes", &Config::api_max_request_bytes, 1024, 64LL * 1024 * 1024,
               "Largest API request or device message accepted, bytes"),
       integer("api.max_depth", &Config::api_max_depth, 2, 256, "Deepest JSON nesting accepted in a request"),
+      integer("devices.max_properties", &Config::devices_max_properties, 1, 100000,
+              "Most metadata properties kept per device; properties with new names past it are dropped "
+              "(counted, warned about)"),
+      integer("devices.max_properties_bytes", &Config::devices_max_properties_bytes, 1024, 16LL * 1024 * 1024,
+              "Most bytes of metadata properties (names and values) kept per device; a new property or a "
+              "longer value that would pass it is dropped (counted, warned about), bytes"),
       integer("commands.default_ttl_s", &Config::commands_default_ttl_s, 1, 365LL * 86400,
               "Time to live of a command that names none, seconds"),
       integer("commands.max_output_bytes", &Config::commands_max_output_bytes, 1, 64LL * 1024 * 1024,

@@ -77,6 +77,11 @@ struct Config {
   std::int64_t api_max_request_bytes = 256 * 1024;
   int api_max_depth = 32;
 
+  // [devices] Bounds of one device's metadata properties (the merged blob): new keys past either bound
+  // are dropped, counted and warned about.
+  int devices_max_properties = 256;
+  std::int64_t devices_max_properties_bytes = 64 * 1024;
+
   // [commands]
   std::int64_t commands_default_ttl_s = 86400;
   std::int64_t commands_max_output_bytes = 1024 * 1024;

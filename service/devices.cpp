@@ -134,11 +134,21 @@ void DevicesModule::on_metadata(const std::string& hw, const InboundMessage& m) 
     }
   }
   const core::TimeMs now = clock_.now_ms();
-  if (auto st = devices_->set_properties(hw, props, now); !st) {
-    if (st.error().code != core::ErrorCode::not_found)
+  auto dropped =
+      devices_->set_properties(hw, props, now, static_cast<std::size_t>(config_.devices_max_properties),
+                               static_cast<std::size_t>(config_.devices_max_properties_bytes));
+  if (!dropped) {
+    if (dropped.error().code != core::ErrorCode::not_found)
       log_limited(spdlog::level::err, "metadata.not_recorded", {{"hardware_id", hw}},
-                  "metadata not recorded: {}", st.error().message);
+                  "metadata not recorded: {}", dropped.error().message);
     return;  // metadata of unregistered devices is not kept
+  }
+  if (*dropped > 0) {
+    counters_.properties_dropped += static_cast<std::uint64_t>(*dropped);
+    log_limited(spdlog::level::warn, "metadata.bounded", {{"hardware_id", hw}},
+                "dropped {} metadata properties past the bounds (devices.max_properties {}, "
+                "devices.max_properties_bytes {})",
+                *dropped, config_.devices_max_properties, config_.devices_max_properties_bytes);
   }
   if (!version) return;
   if (auto s = devices_->set_reported_version(hw, *version, now); !s) {

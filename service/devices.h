@@ -27,6 +27,7 @@ class Router;
 
 struct DeviceCounters {
   std::uint64_t metadata_malformed = 0;
+  std::uint64_t properties_dropped = 0;  // values past devices.max_properties / max_properties_bytes
 };
 
 class DevicesModule {

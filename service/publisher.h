@@ -2,6 +2,7 @@
 // unit tests, so handlers are tested without a broker.
 #pragma once
 
+#include <cstddef>
 #include <vector>
 
 #include "service/mqtt/message.h"
@@ -13,12 +14,16 @@ class Publisher {
  public:
   virtual ~Publisher() = default;
   virtual void publish(OutMessage m) = 0;
+  // The largest MQTT packet the broker accepts (MQTT 5 CONNACK Maximum Packet Size), bytes; 0 = none known.
+  // Answers check against it before they are published (Router).
+  virtual std::size_t max_packet_bytes() const { return 0; }
 };
 
 class LinkPublisher final : public Publisher {
  public:
   explicit LinkPublisher(MqttLink& link) : link_(link) {}
   void publish(OutMessage m) override { link_.publish(std::move(m)); }
+  std::size_t max_packet_bytes() const override { return link_.max_packet_bytes(); }
 
  private:
   MqttLink& link_;
@@ -36,6 +41,7 @@ class BufferedPublisher final : public Publisher {
       inner_.publish(std::move(m));
     }
   }
+  std::size_t max_packet_bytes() const override { return inner_.max_packet_bytes(); }
   void hold() { buffering_ = true; }
   // Passes every held message on, in order, and stops holding.
   void release() {
@@ -58,7 +64,9 @@ class BufferedPublisher final : public Publisher {
 class RecordingPublisher final : public Publisher {
  public:
   void publish(OutMessage m) override { sent.push_back(std::move(m)); }
+  std::size_t max_packet_bytes() const override { return max_packet; }
   std::vector<OutMessage> sent;
+  std::size_t max_packet = 0;  // what a broker's CONNACK would announce; 0 = none
 };
 
 }  // namespace dispatch::service

@@ -53,6 +53,33 @@ OutMessage answer_message(std::string topic, int qos, const Correlation& c, std:
   return msg;
 }
 
+// An upper bound of the MQTT 5 PUBLISH packet that carries m: fixed header (≤ 5), topic (2 + n), packet
+// id (2), properties (length ≤ 4, Correlation Data 3 + n, Response Topic 3 + n, Message Expiry 5) and the
+// payload. Over-estimating by a few bytes only makes the check stricter.
+std::size_t packet_bytes(const OutMessage& m) {
+  return 5 + 2 + m.topic.size() + 2 + 4 + 3 + m.correlation_data.size() + 3 + m.response_topic.size() + 5 +
+         m.payload.size();
+}
+
+// An answer that would not fit the broker's Maximum Packet Size makes the broker drop our connection (and
+// Paho resend it forever): it becomes a too_large error, which always fits, naming the way out.
+void fit_packet(OutMessage& msg, const Correlation& c, std::size_t max_packet) {
+  if (max_packet == 0) return;
+  const std::size_t n = packet_bytes(msg);
+  if (n <= max_packet) return;
+  log_limited(spdlog::level::warn, "answer.too_large", {{"correlation_id", c.id.value_or("")}},
+              "an answer on {} of {} bytes exceeds the broker's maximum packet size of {} bytes: answered "
+              "too_large",
+              msg.topic, n, max_packet);
+  msg.payload = protocol::error_payload(
+      core::make_error(
+          ErrorCode::too_large,
+          fmt::format("the answer ({} bytes) exceeds the broker's maximum packet size ({} bytes): ask "
+                      "for less, e.g. a smaller 'limit' and the next page with 'after'",
+                      n, max_packet)),
+      c.id);
+}
+
 bool logged_error(const core::Error& e) {
   return e.code == ErrorCode::internal || e.code == ErrorCode::unavailable;
 }
@@ -296,7 +323,9 @@ void Router::answer_api(const std::string& topic, const Correlation& c,
   if (!r && logged_error(r.error()))
     log_limited(spdlog::level::err, "api.answer_error", {{"correlation_id", c.id.value_or("")}},
                 "answering {} with {}: {}", topic, core::to_string(r.error().code), r.error().message);
-  publisher_.publish(answer_message(topic, 1, c, answer_payload(c, r)));
+  OutMessage msg = answer_message(topic, 1, c, answer_payload(c, r));
+  fit_packet(msg, c, publisher_.max_packet_bytes());
+  publisher_.publish(std::move(msg));
 }
 
 namespace {
@@ -350,7 +379,9 @@ void DeviceAnswers::publish(TopicKind kind, const std::string& hw, const Inbound
     log_limited(spdlog::level::err, "device.answer_error",
                 {{"hardware_id", hw}, {"correlation_id", c.id.value_or("")}}, "answering on {} with {}: {}",
                 protocol::to_string(kind), core::to_string(error->code), error->message);
-  publisher_.publish(answer_message(std::move(topic), qos_, c, std::move(payload)));
+  OutMessage msg = answer_message(std::move(topic), qos_, c, std::move(payload));
+  fit_packet(msg, c, publisher_.max_packet_bytes());
+  publisher_.publish(std::move(msg));
 }
 
 }  // namespace dispatch::service

@@ -166,10 +166,15 @@ Result<std::vector<CommandRow>> CommandStore::list(const CommandQuery& query) {
   });
 }
 
-Result<std::vector<DeliveryRow>> CommandStore::deliveries(const std::string& command_id) {
+Result<std::vector<DeliveryRow>> CommandStore::deliveries(const std::string& command_id,
+                                                          const std::optional<std::string>& after,
+                                                          int limit) {
   return db_.read([&]() -> Result<std::vector<DeliveryRow>> {
-    auto q = db_.prepare(select_deliveries("command_id = ? ORDER BY rowid"));
+    auto q =
+        db_.prepare(select_deliveries("command_id = ? AND hardware_id > ? ORDER BY hardware_id LIMIT ?"));
     q->bind(1, command_id);
+    q->bind(2, after.value_or(""));
+    q->bind(3, limit);
     return read_deliveries(*q);
   });
 }

@@ -83,8 +83,11 @@ class CommandStore {
   core::Result<CommandRow> get(const std::string& id);
   // Commands ordered by id.
   core::Result<std::vector<CommandRow>> list(const CommandQuery& query);
-  // Deliveries of a command in insertion order (empty for an unknown command).
-  core::Result<std::vector<DeliveryRow>> deliveries(const std::string& command_id);
+  // Deliveries of a command ordered by hardware id, only those strictly after `after` when given, at
+  // most limit (empty for an unknown command). The primary key (command_id, hardware_id) serves it.
+  core::Result<std::vector<DeliveryRow>> deliveries(const std::string& command_id,
+                                                    const std::optional<std::string>& after = std::nullopt,
+                                                    int limit = 1000);
   // not_found when there is no such delivery.
   core::Result<DeliveryRow> delivery(const std::string& command_id, const std::string& hardware_id);
   // Queued deliveries not expired at now (expires_at absent or > now), oldest first, at most limit.

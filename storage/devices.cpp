@@ -193,20 +193,35 @@ Status DeviceStore::set_reported_version(const std::string& hardware_id, const s
   });
 }
 
-Status DeviceStore::set_properties(const std::string& hardware_id,
-                                   const std::map<std::string, std::string>& values, TimeMs now) {
-  return db_.transaction([&]() -> Status {
+Result<int> DeviceStore::set_properties(const std::string& hardware_id,
+                                        const std::map<std::string, std::string>& values, TimeMs now,
+                                        std::size_t max_count, std::size_t max_bytes) {
+  return db_.transaction([&]() -> Result<int> {
     auto q = db_.prepare("SELECT properties FROM devices WHERE hardware_id = ?");
     q->bind(1, hardware_id);
-    if (!q->executeStep()) return not_found(hardware_id);
+    if (!q->executeStep()) return not_found(hardware_id).error();
     auto merged = decode_map(q->getColumn(0).getString());
-    for (const auto& [k, v] : values) merged[k] = v;
+    std::size_t bytes = 0;
+    for (const auto& [k, v] : merged) bytes += k.size() + v.size();
+    int dropped = 0;
+    for (const auto& [k, v] : values) {
+      auto it = merged.find(k);
+      // Bytes after this value; an existing key frees its old value first.
+      const std::size_t after = bytes + v.size() + (it == merged.end() ? k.size() : 0) -
+                                (it == merged.end() ? 0 : it->second.size());
+      if ((it == merged.end() && merged.size() >= max_count) || after > max_bytes) {
+        ++dropped;
+        continue;
+      }
+      bytes = after;
+      merged[k] = v;
+    }
     auto u = db_.prepare("UPDATE devices SET properties = ?, updated_at = ? WHERE hardware_id = ?");
     u->bind(1, encode_map(merged));
     u->bind(2, now);
     u->bind(3, hardware_id);
     u->exec();
-    return {};
+    return dropped;
   });
 }
 

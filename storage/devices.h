@@ -56,10 +56,13 @@ class DeviceStore {
   // not_found when no such device.
   core::Status set_reported_version(const std::string& hardware_id, const std::string& version,
                                     core::TimeMs now);
-  // Merges values into the device's properties (existing keys overwritten); not_found when no such
-  // device.
-  core::Status set_properties(const std::string& hardware_id,
-                              const std::map<std::string, std::string>& values, core::TimeMs now);
+  // Merges values into the device's properties (existing keys overwritten) within the bounds: a value is
+  // kept only if the properties then number at most max_count and their names and values total at most
+  // max_bytes; a value that would pass either bound is dropped (the one stored before, if any, stays).
+  // Returns how many values were dropped; not_found when no such device.
+  core::Result<int> set_properties(const std::string& hardware_id,
+                                   const std::map<std::string, std::string>& values, core::TimeMs now,
+                                   std::size_t max_count = 256, std::size_t max_bytes = 64 * 1024);
 
  private:
   Database& db_;

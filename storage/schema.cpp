@@ -411,14 +411,40 @@ CREATE TABLE package_bytes (
 );
 )sql";
 
+// v6 (issue 13): leases, one row per thing that exactly one instance may drive at a time (a campaign
+// "campaign:<id>", an instance's own liveness "instance:<id>"). token is the fencing token: it grows on
+// every takeover and never goes back (a released lease keeps its row), so a write fenced on (name, token)
+// fails once anybody else has held the lease since (storage/leases.h).
+constexpr const char* k_schema_v6 = R"sql(
+CREATE TABLE leases (
+  name       TEXT PRIMARY KEY,
+  holder     TEXT NOT NULL,
+  token      INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX leases_by_expiry ON leases(expires_at);
+)sql";
+
+constexpr const char* k_pg_schema_v6 = R"sql(
+CREATE TABLE leases (
+  name       TEXT COLLATE "C" PRIMARY KEY,
+  holder     TEXT COLLATE "C" NOT NULL,
+  token      BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+CREATE INDEX leases_by_expiry ON leases(expires_at);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& schema_migrations(Backend backend) {
   static const std::vector<Migration> sqlite = {
-      {1, k_schema_v1}, {2, k_schema_v2}, {3, k_schema_v3}, {4, k_schema_v4}, {5, k_schema_v5},
+      {1, k_schema_v1}, {2, k_schema_v2}, {3, k_schema_v3},
+      {4, k_schema_v4}, {5, k_schema_v5}, {6, k_schema_v6},
   };
   static const std::vector<Migration> postgres = {
-      {1, k_pg_schema_v1}, {2, k_pg_schema_v2}, {3, k_pg_schema_v3}, {4, k_pg_schema_v4}, {5, k_pg_schema_v5},
+      {1, k_pg_schema_v1}, {2, k_pg_schema_v2}, {3, k_pg_schema_v3},
+      {4, k_pg_schema_v4}, {5, k_pg_schema_v5}, {6, k_pg_schema_v6},
   };
   return backend == Backend::postgres ? postgres : sqlite;
 }

@@ -79,6 +79,16 @@ core::Status MqttLink::connect(int timeout_ms) {
                               fmt::format("no CONNACK from {} within {} ms", opts_.uri, timeout_ms));
     }
     connected_.store(client_->is_connected());
+    // MQTT 5 CONNACK: the broker's Maximum Packet Size, when it sets one. A larger publish would make the
+    // broker drop the connection, and Paho would resend it after every reconnect. Paho reconnects to the
+    // same broker, so the first CONNACK's value stands until the next connect().
+    if (opts_.mqtt_version == 5) {
+      const auto& props = tok->get_connect_response().get_properties();
+      if (props.contains(mqtt::property::MAXIMUM_PACKET_SIZE)) {
+        max_packet_bytes_.store(
+            static_cast<std::size_t>(mqtt::get<std::uint32_t>(props, mqtt::property::MAXIMUM_PACKET_SIZE)));
+      }
+    }
     return {};
   } catch (const mqtt::exception& e) {
     return core::make_error(core::ErrorCode::unavailable, fmt::format("cannot connect to {}: {}{}", opts_.uri,

@@ -71,6 +71,8 @@ class MqttLink {
   // QoS 1 publishes handed to Paho and not yet acknowledged (at most max_inflight).
   int inflight() const { return inflight_.load(); }
   int max_inflight() const { return opts_.max_inflight; }
+  // The broker's Maximum Packet Size from the MQTT 5 CONNACK, bytes; 0 when it announced none (or 3.1.1).
+  std::size_t max_packet_bytes() const { return max_packet_bytes_.load(); }
 
   // Called by the owner on LinkUp: re-subscribes and re-applies TCP_NODELAY.
   void on_connected();
@@ -88,6 +90,7 @@ class MqttLink {
   std::atomic<bool> connected_{false};
   std::atomic<int> inflight_{0};
   std::atomic<std::uint64_t> published_total_{0};
+  std::atomic<std::size_t> max_packet_bytes_{0};
   std::deque<OutMessage> queue_;  // owned by the loop thread
 };
 

@@ -79,18 +79,6 @@ double run_parallel(int n, F fn) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-std::string query_escape(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
-
 // The raw MQTT baseline: answers bench/echo/req/<x> on bench/echo/rep/<x> with `answer`.
 class MqttEcho {
  public:
@@ -120,7 +108,8 @@ class MqttEcho {
 // answering /find with a fixed JSON body and /download with the package bytes from memory.
 class RawHttp {
  public:
-  RawHttp(std::string find_body, const std::string& package) : find_body_(std::move(find_body)), package_(package) {
+  RawHttp(std::string find_body, const std::string& package)
+      : find_body_(std::move(find_body)), package_(package) {
     server_.set_tcp_nodelay(true);
     server_.Get("/find", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(find_body_, "application/json");
@@ -175,10 +164,10 @@ int main(int argc, char** argv) {
   testing::TempDir dir;
   const int http_port = testing::free_port();
   testing::Process daemon(
-      {std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.uri", broker.uri(), "--mqtt.client_id",
-       "dispatchd-bench", "--storage.path", dir.path() + "/db", "--storage.data_dir", dir.path() + "/pkgs",
-       "--provisioning.rate_limit", "1000000", "--provisioning.token", "any", "--http.agent_listen",
-       fmt::format("127.0.0.1:{}", http_port), "--log.level", "warn"},
+      {std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.uri", broker.uri(),
+       "--mqtt.client_id", "dispatchd-bench", "--storage.path", dir.path() + "/db", "--storage.data_dir",
+       dir.path() + "/pkgs", "--provisioning.rate_limit", "1000000", "--provisioning.token", "any",
+       "--http.agent_listen", fmt::format("127.0.0.1:{}", http_port), "--log.level", "warn"},
       {}, dir.path() + "/dispatchd.log");
   auto platform = connect(broker.uri());
   for (int i = 0;; ++i) {
@@ -219,8 +208,8 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<httplib::Client>> http, raw_http;
   for (int i = 0; i < devices; ++i) {
     clients.push_back(connect(broker.uri()));
-    for (const std::string& t : {"esthesis/provisioning/reply/" + hws[i], "esthesis/provisioning/data/" + hws[i],
-                                 "bench/echo/rep/" + hws[i]}) {
+    for (const std::string& t : {"esthesis/provisioning/reply/" + hws[i],
+                                 "esthesis/provisioning/data/" + hws[i], "bench/echo/rep/" + hws[i]}) {
       if (!clients.back()->subscribe(t)) die("subscribe " + t);
     }
     http.push_back(std::make_unique<httplib::Client>("127.0.0.1", http_port));
@@ -228,7 +217,8 @@ int main(int argc, char** argv) {
     http.back()->set_read_timeout(20, 0);
   }
   auto find_path = [&](int i) {
-    return "/api/v1/provisioning/find?hardwareId=" + hws[i] + "&version=1.0.0&token=" + query_escape(tokens[i]);
+    return "/api/v1/provisioning/find?hardwareId=" + hws[i] +
+           "&version=1.0.0&token=" + httplib::detail::encode_query_param(tokens[i]);
   };
   // The baselines answer what the service answers, byte for byte in size.
   auto sample = http[0]->Get(find_path(0));
@@ -256,7 +246,8 @@ int main(int argc, char** argv) {
       for (int q = 0; q < queries; ++q) {
         if (side == Side::http || side == Side::raw_http) {
           auto res = side == Side::http ? http[i]->Get(find_path(i)) : raw_http[i]->Get("/find");
-          if (!res || res->status != 200 || res->body.find(package_id) == std::string::npos) die("bad HTTP find");
+          if (!res || res->status != 200 || res->body.find(package_id) == std::string::npos)
+            die("bad HTTP find");
         } else {
           const std::string topic =
               (side == Side::mqtt ? "esthesis/provisioning/request/" : "bench/echo/req/") + hws[i];
@@ -271,7 +262,8 @@ int main(int argc, char** argv) {
 
   std::printf("## package queries (%d devices x %d closed-loop queries per side and round, static token)\n",
               devices, queries);
-  std::printf("| round | HTTP find q/s | raw HTTP q/s | ratio | MQTT query q/s | raw MQTT echo q/s | ratio |\n");
+  std::printf(
+      "| round | HTTP find q/s | raw HTTP q/s | ratio | MQTT query q/s | raw MQTT echo q/s | ratio |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
   std::vector<double> http_ratio, mqtt_ratio;
   for (int r = 0; r < rounds; ++r) {
@@ -282,8 +274,8 @@ int main(int argc, char** argv) {
     std::printf("| %d | %.0f | %.0f | %.2f | %.0f | %.0f | %.2f |\n", r + 1, h, rh, h / rh, m, rm, m / rm);
     std::fflush(stdout);
   }
-  std::printf("\nmedian ratio: HTTP find / raw HTTP %.2f; MQTT query / raw MQTT echo %.2f\n\n", median(http_ratio),
-              median(mqtt_ratio));
+  std::printf("\nmedian ratio: HTTP find / raw HTTP %.2f; MQTT query / raw MQTT echo %.2f\n\n",
+              median(http_ratio), median(mqtt_ratio));
 
   // Downloads: every device gets a fresh token (single use) per round and side.
   auto fresh_download = [&](int i) {
@@ -300,9 +292,9 @@ int main(int argc, char** argv) {
     const double wall = run_parallel(devices, [&](int i) {
       std::string got;
       if (side == Dl::http || side == Dl::raw_http) {
-        auto res = side == Dl::http
-                       ? http[i]->Get("/api/v1/provisioning/download?token=" + query_escape(dl_tokens[i]))
-                       : raw_http[i]->Get("/download");
+        auto res = side == Dl::http ? http[i]->Get("/api/v1/provisioning/download?token=" +
+                                                   httplib::detail::encode_query_param(dl_tokens[i]))
+                                    : raw_http[i]->Get("/download");
         if (!res || res->status != 200) die("HTTP download failed");
         got = std::move(res->body);
       } else {
@@ -321,9 +313,10 @@ int main(int argc, char** argv) {
     });
     return devices * static_cast<double>(data.size()) / wall / (1024.0 * 1024.0);
   };
-  std::printf("## downloads (%d devices x %d MiB, one fresh single-use token each, sha256-checked)\n", devices,
-              package_mib);
-  std::printf("| round | HTTP download MiB/s | MQTT chunked MiB/s | raw HTTP MiB/s | HTTP / raw | MQTT / raw |\n");
+  std::printf("## downloads (%d devices x %d MiB, one fresh single-use token each, sha256-checked)\n",
+              devices, package_mib);
+  std::printf(
+      "| round | HTTP download MiB/s | MQTT chunked MiB/s | raw HTTP MiB/s | HTTP / raw | MQTT / raw |\n");
   std::printf("|---|---|---|---|---|---|\n");
   std::vector<double> dl_http, dl_mqtt;
   for (int r = 0; r < rounds; ++r) {
@@ -333,8 +326,8 @@ int main(int argc, char** argv) {
     std::printf("| %d | %.1f | %.1f | %.1f | %.2f | %.2f |\n", r + 1, h, m, rh, h / rh, m / rh);
     std::fflush(stdout);
   }
-  std::printf("\nmedian ratio: HTTP download / raw HTTP %.2f; MQTT chunked / raw HTTP %.2f\n", median(dl_http),
-              median(dl_mqtt));
+  std::printf("\nmedian ratio: HTTP download / raw HTTP %.2f; MQTT chunked / raw HTTP %.2f\n",
+              median(dl_http), median(dl_mqtt));
   daemon.terminate();
   return 0;
 }

@@ -1,4 +1,6 @@
 // Commands end to end through a real mosquitto and a real dispatchd process (PROTOCOL §1, §3).
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <map>
@@ -509,4 +511,35 @@ TEST_CASE("dispatchd refuses a bad configuration with exit code 2 and names the 
             dir.path() + "/v.log");
   CHECK(v.wait(10000) == 0);
   CHECK_THAT(read_file(dir.path() + "/v.log"), Catch::Contains("dispatchd"));
+}
+
+TEST_CASE("20 metadata messages of 500 distinct properties leave at most devices.max_properties",
+          "[integration][devices]") {
+  Broker broker;
+  Daemon daemon(broker);
+  auto platform = connect_client(broker);
+  REQUIRE(daemon.wait_ready(*platform));
+  register_device(*platform, "dev-1");
+  auto device = connect_client(broker, 4);
+  for (int m = 0; m < 20; ++m) {
+    std::string line = "health ";
+    for (int i = 0; i < 500; ++i) line += (i ? "," : "") + fmt::format("m{}p{}={}", m, i, i);
+    REQUIRE(device->publish("esthesis/metadata/dev-1", line, 1, false, {}, {}, true));
+  }
+  // A barrier: the service handles one device's messages in order, so this version report arrives after
+  // the 20 messages; once it is visible, all 20 were applied.
+  REQUIRE(device->publish("esthesis/metadata/dev-1", "health firmware='9.9.9'", 1, false, {}, {}, true));
+  json d;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+       std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+    d = api(*platform, "devices/get", {{"hardware_id", "dev-1"}});
+    if (d.value("reported_version", json()) == "9.9.9") break;
+  }
+  REQUIRE(d.value("reported_version", json()) == "9.9.9");
+  // The default bound is 256 properties; health.firmware was new too and arrived past it: only the
+  // reported version (a column of its own) records it.
+  CHECK(d["properties"].size() == 256);
+  CHECK(d["properties"]["health.m0p0"] == "0");
+  CHECK_FALSE(d["properties"].contains("health.m1p0"));
 }

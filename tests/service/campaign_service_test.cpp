@@ -1,6 +1,7 @@
 // CampaignService over a real SQLite database, a manual clock and a recording publisher (no broker).
 #include "service/campaign_service.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <map>
 #include <set>
@@ -492,4 +493,37 @@ TEST_CASE("verify_version with the latest package needs a version newer than the
   f.service().tick();
   f.flush();
   CHECK(f.get(id)["stats"]["succeeded"] == 1);
+}
+
+TEST_CASE("campaigns/list pages with next_after like the other lists", "[service][campaigns]") {
+  Fixture f;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    json doc = exec_doc(json::array({{{"hardware_ids", {"dev-001"}}}}));
+    doc["name"] = "c" + std::to_string(i);
+    ids.push_back(f.create(doc));
+  }
+  std::sort(ids.begin(), ids.end());
+  std::vector<std::string> seen;
+  json req{{"limit", 2}};
+  int pages = 0;
+  for (;;) {
+    auto r = f.service().api("list", req);
+    REQUIRE(r.ok());
+    ++pages;
+    for (const auto& c : (*r)["campaigns"]) seen.push_back(c["id"].get<std::string>());
+    if (!r->contains("next_after")) break;
+    // A cursor is only given for a full page, and it is that page's last id.
+    CHECK((*r)["campaigns"].size() == 2);
+    CHECK((*r)["next_after"] == (*r)["campaigns"].back()["id"]);
+    req["after"] = (*r)["next_after"];
+    REQUIRE(pages < 10);
+  }
+  CHECK(pages == 3);
+  CHECK(seen == ids);
+  // A page shorter than the limit has no cursor.
+  auto all = f.service().api("list", json{{"limit", 10}});
+  REQUIRE(all.ok());
+  CHECK((*all)["campaigns"].size() == 5);
+  CHECK_FALSE(all->contains("next_after"));
 }

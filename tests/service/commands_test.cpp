@@ -375,3 +375,79 @@ TEST_CASE("a storage failure is answered with a generic message, its detail only
   CHECK(message.find("commands") == std::string::npos);
   CHECK(a["correlation_id"] == "c-1");
 }
+
+TEST_CASE("commands/get pages the devices of a command and bounds the output it carries",
+          "[service][commands]") {
+  CommandsFixture f;
+  const std::vector<std::string> hws{"dev-1", "dev-2", "dev-3", "dev-4", "dev-5"};
+  for (const auto& hw : hws) f.add_device(hw);
+  const std::string id =
+      f.api("commands/send", {{"type", "exec"}, {"command", "cat"}, {"hardware_ids", hws}})["command_id"];
+  f.deliver();
+  const std::size_t each = 300 * 1024;
+  for (const auto& hw : hws) f.device(TopicKind::command_reply, hw, id + " s " + std::string(each, 'x'));
+
+  SECTION("pages by hardware id with next_after, every device once") {
+    std::vector<std::string> seen;
+    json req{{"command_id", id}, {"limit", 2}};
+    for (int pages = 1;; ++pages) {
+      REQUIRE(pages <= 3);
+      auto page = f.api("commands/get", req);
+      REQUIRE(page.contains("devices"));
+      CHECK(page["command"]["command_id"] == id);
+      for (const auto& d : page["devices"]) {
+        seen.push_back(d["hardware_id"]);
+        // Two outputs of 300 KiB fit the budget: shown whole.
+        CHECK(d["output_bytes"] == each);
+        CHECK(d["output"].get<std::string>().size() == each);
+        CHECK(d["output_partial"] == false);
+      }
+      if (!page.contains("next_after")) {
+        CHECK(pages == 3);
+        break;
+      }
+      CHECK(page["next_after"] == page["devices"].back()["hardware_id"]);
+      req["after"] = page["next_after"];
+    }
+    CHECK(seen == hws);
+  }
+  SECTION("one page carries at most the output budget; output_bytes always tells the stored size") {
+    auto page = f.api("commands/get", {{"command_id", id}});
+    REQUIRE(page["devices"].size() == 5);
+    CHECK_FALSE(page.contains("next_after"));
+    std::size_t shown = 0;
+    for (const auto& d : page["devices"]) {
+      CHECK(d["output_bytes"] == each);
+      const auto n = d["output"].get<std::string>().size();
+      CHECK(d["output_partial"] == (n < each));
+      shown += n;
+    }
+    CHECK(shown == service::k_command_get_output_budget);
+    CHECK(page["devices"][2]["output_partial"] == false);
+    CHECK(page["devices"][3]["output_partial"] == true);
+    CHECK(page["devices"][4]["output"] == "");
+  }
+  SECTION("a bad cursor or limit is bad_request") {
+    CHECK(f.api("commands/get", {{"command_id", id}, {"limit", 0}})["error"]["code"] == "bad_request");
+    CHECK(f.api("commands/get", {{"command_id", id}, {"after", "a/b"}})["error"]["code"] == "bad_request");
+  }
+}
+
+TEST_CASE("an answer larger than the broker's maximum packet size is replaced by too_large",
+          "[service][commands]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  const std::string id = f.api(
+      "commands/send", {{"type", "exec"}, {"command", "cat"}, {"hardware_ids", {"dev-1"}}})["command_id"];
+  f.deliver();
+  f.device(TopicKind::command_reply, "dev-1", id + " s " + std::string(100 * 1024, 'x'));
+  f.pub.max_packet = 64 * 1024;
+  auto big = f.api("commands/get", {{"command_id", id}, {"correlation_id", "c-7"}});
+  CHECK(big["error"]["code"] == "too_large");
+  CHECK(big["correlation_id"] == "c-7");
+  CHECK(f.pub.sent.back().payload.size() < 1024);
+  // What fits is answered as usual.
+  f.pub.max_packet = 1024 * 1024;
+  auto fits = f.api("commands/get", {{"command_id", id}, {"correlation_id", "c-8"}});
+  CHECK(fits["devices"][0]["output_bytes"] == 100 * 1024);
+}

@@ -2,6 +2,8 @@
 // no App, no broker.
 #include "service/devices.h"
 
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
 
 #include "storage/devices.h"
@@ -113,4 +115,27 @@ TEST_CASE("presence is written as last_seen in batches", "[service][devices]") {
   CHECK(f.api("devices/get", {{"hardware_id", "dev-1"}})["last_seen"].is_null());  // not yet written
   f.devices.flush(true);
   CHECK(f.api("devices/get", {{"hardware_id", "dev-1"}})["last_seen"].is_string());
+}
+
+TEST_CASE("metadata properties stop at devices.max_properties; the rest is dropped and counted",
+          "[service][devices]") {
+  DevicesFixture f;
+  f.config.devices_max_properties = 10;
+  f.register_device("dev-1");
+  for (int m = 0; m < 3; ++m) {
+    std::string line = "health ";
+    for (int i = 0; i < 8; ++i) line += (i ? "," : "") + fmt::format("p{}_{}={}", m, i, i);
+    f.device(TopicKind::metadata, "dev-1", line);
+  }
+  auto d = f.api("devices/get", {{"hardware_id", "dev-1"}});
+  CHECK(d["properties"].size() == 10);
+  CHECK(f.devices.counters().properties_dropped == 14);
+  // Known names are still updated past the bound.
+  f.device(TopicKind::metadata, "dev-1", "health p0_0=updated");
+  CHECK(f.api("devices/get", {{"hardware_id", "dev-1"}})["properties"]["health.p0_0"] == "updated");
+  // The byte bound: a value that would pass it is dropped, the old value stays.
+  f.config.devices_max_properties_bytes = 1024;
+  f.device(TopicKind::metadata, "dev-1", "health p0_1=" + std::string(2000, 'v'));
+  CHECK(f.api("devices/get", {{"hardware_id", "dev-1"}})["properties"]["health.p0_1"] == "1");
+  CHECK(f.devices.counters().properties_dropped == 15);
 }

@@ -50,9 +50,18 @@ TEST_CASE("a command and its deliveries are created together", "[storage][comman
   auto ds = store.deliveries("c1");
   REQUIRE(ds.ok());
   REQUIRE(ds->size() == 2);
-  CHECK((*ds)[0].hardware_id == "dev-b");  // insertion order
+  CHECK((*ds)[0].hardware_id == "dev-a");  // by hardware id, not insertion order: pages follow it
+  CHECK((*ds)[1].hardware_id == "dev-b");
   CHECK((*ds)[0].state == "queued");
   CHECK((*ds)[0].command_line == "c1 es echo a");
+  auto page = store.deliveries("c1", std::string("dev-a"), 10);
+  REQUIRE(page.ok());
+  REQUIRE(page->size() == 1);
+  CHECK((*page)[0].hardware_id == "dev-b");
+  auto first = store.deliveries("c1", std::nullopt, 1);
+  REQUIRE(first.ok());
+  REQUIRE(first->size() == 1);
+  CHECK((*first)[0].hardware_id == "dev-a");
 }
 
 TEST_CASE("creating commands refuses double work", "[storage][commands]") {

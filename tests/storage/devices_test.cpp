@@ -63,7 +63,7 @@ TEST_CASE("device updates of an unknown device are not_found", "[storage][device
       {"get", test::status_of(store.get("nope"))},
       {"remove", store.remove("nope")},
       {"set_reported_version", store.set_reported_version("nope", "1.0.0", 1)},
-      {"set_properties", store.set_properties("nope", {{"a", "b"}}, 1)},
+      {"set_properties", test::status_of(store.set_properties("nope", {{"a", "b"}}, 1))},
   };
   for (const auto& c : cases) {
     INFO(c.rule);
@@ -87,6 +87,24 @@ TEST_CASE("properties merge and last_seen only moves forward", "[storage][device
   CHECK(*touched == 2);
   CHECK(store.touch_last_seen("dev-a", 40).value() == 0);  // older time does not move it back
   CHECK(store.get("dev-a")->last_seen == 50);
+}
+
+TEST_CASE("properties stay within their count and byte bounds; what passes them is dropped and counted",
+          "[storage][devices]") {
+  TestDb t(GENERATE(backends()));
+  DeviceStore store(*t);
+  REQUIRE(store.upsert(make_device("dev-a", {}), 1).ok());
+  // Count bound 3: the fourth new name is dropped, an existing one is still updated.
+  CHECK(store.set_properties("dev-a", {{"a", "1"}, {"b", "2"}, {"c", "3"}, {"d", "4"}}, 2, 3, 1000).value() ==
+        1);
+  CHECK(store.set_properties("dev-a", {{"a", "9"}, {"e", "5"}}, 3, 3, 1000).value() == 1);
+  CHECK(store.get("dev-a")->properties ==
+        std::map<std::string, std::string>{{"a", "9"}, {"b", "2"}, {"c", "3"}});
+  // Byte bound 10 (names + values, 6 used): a value growing past it is dropped, the old one stays.
+  CHECK(store.set_properties("dev-a", {{"b", "222222"}}, 4, 3, 10).value() == 1);
+  CHECK(store.set_properties("dev-a", {{"b", "2222"}}, 5, 3, 10).value() == 0);
+  CHECK(store.get("dev-a")->properties ==
+        std::map<std::string, std::string>{{"a", "9"}, {"b", "2222"}, {"c", "3"}});
 }
 
 TEST_CASE("devices are found by tag, id list and pages", "[storage][devices]") {
