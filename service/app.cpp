@@ -307,7 +307,8 @@ core::Result<nlohmann::json> App::console_call(const std::string& resource, cons
     if (resource == "devices" && action == "list") return devices_.list(body);
     if (resource == "commands" && action == "list") return commands_.list(body);
     if (resource == "commands" && action == "get") return commands_.get(body);
-    if (resource == "packages" && action == "list") return provisioning_.api("list", body);
+    if (resource == "packages" && (action == "list" || action == "create"))
+      return provisioning_.api(action, body);
     if (resource == "campaigns" && (action == "list" || action == "get" || action == "pause" ||
                                     action == "resume" || action == "terminate"))
       return campaigns_.api(action, body);
@@ -316,6 +317,14 @@ core::Result<nlohmann::json> App::console_call(const std::string& resource, cons
                             std::string("console ") + resource + "/" + action + ": " + e.what());
   }
   return core::make_error(core::ErrorCode::bad_request, "the console cannot call " + resource + "/" + action);
+}
+
+core::Result<nlohmann::json> App::console_upload(const nlohmann::json& header, std::string_view bytes) {
+  try {
+    return provisioning_.upload(header, bytes);
+  } catch (const std::exception& e) {
+    return core::make_error(core::ErrorCode::internal, std::string("console packages/upload: ") + e.what());
+  }
 }
 
 core::Status App::handle_batch(const std::vector<InboundMessage>& batch) { return handle_batch(batch, {}); }

@@ -169,9 +169,11 @@ http::HttpReply api(const http::HttpRequest& q, const ConsoleBackend& b) {
   for (const auto& p : parts)
     if (p.empty()) return error_reply(404, "not_found", "no such console resource: " + q.path);
 
-  const bool write = parts.size() == 3 && parts[0] == "campaigns" &&
-                     (parts[2] == "pause" || parts[2] == "resume" || parts[2] == "terminate");
-  if (write) {
+  const bool campaign_action = parts.size() == 3 && parts[0] == "campaigns" &&
+                               (parts[2] == "pause" || parts[2] == "resume" || parts[2] == "terminate");
+  const bool package_create = parts.size() == 1 && parts[0] == "packages" && q.method == "POST";
+  const bool package_upload = parts.size() == 3 && parts[0] == "packages" && parts[2] == "upload";
+  if (campaign_action || package_create || package_upload) {
     if (q.method != "POST") {
       auto r = error_reply(405, "bad_request", "use POST");
       r.headers.emplace_back("Allow", "POST");
@@ -181,11 +183,38 @@ http::HttpReply api(const http::HttpRequest& q, const ConsoleBackend& b) {
       return error_reply(403, "unauthorized", "the console is read-only (http.console_token is not set)");
     if (!authorized(q, b.token)) {
       auto r = error_reply(401, "unauthorized",
-                           "a campaign action needs Authorization: Bearer <http.console_token>");
+                           "a console write needs Authorization: Bearer <http.console_token>");
       r.headers.emplace_back("WWW-Authenticate", "Bearer");
       return r;
     }
-    return from_result(b.call("campaigns", parts[2], json{{"id", parts[1]}}));
+    if (campaign_action) return from_result(b.call("campaigns", parts[2], json{{"id", parts[1]}}));
+    if (package_create) {
+      json body = json::parse(q.body, nullptr, false);
+      if (body.is_discarded() || !body.is_object())
+        return error_reply(400, "bad_request", "packages/create needs a JSON object body");
+      return from_result(b.call("packages", "create", body));
+    }
+    auto offset = q.param("offset");
+    auto last = q.param("last");
+    if (!offset || offset->empty() || offset->size() > 15 ||
+        !std::all_of(offset->begin(), offset->end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return error_reply(400, "bad_request", "upload needs ?offset=<byte offset of the chunk>");
+    if (last && *last != "0" && *last != "1") return error_reply(400, "bad_request", "last must be 0 or 1");
+    if (!b.upload) return error_reply(503, "unavailable", "uploads are not available");
+    json header{{"id", parts[1]},
+                {"offset", std::stoll(*offset)},
+                {"length", q.body.size()},
+                {"last", last && *last == "1"}};
+    return from_result(b.upload(header, q.body));
+  }
+  if (parts.size() == 3 && parts[0] == "campaigns" && parts[2] == "events") {
+    if (q.method != "GET" && q.method != "HEAD") {
+      auto r = error_reply(405, "bad_request", "an event stream is GET");
+      r.headers.emplace_back("Allow", "GET, HEAD");
+      return r;
+    }
+    if (b.streams == nullptr) return error_reply(503, "unavailable", "event streams are not available");
+    return b.streams->open(parts[1], b, ConsoleStreams::Clock::now());
   }
   if (q.method != "GET" && q.method != "HEAD") {
     auto r = error_reply(405, "bad_request", "the console's reads are GET");
@@ -211,7 +240,67 @@ http::HttpReply api(const http::HttpRequest& q, const ConsoleBackend& b) {
   return error_reply(404, "not_found", "no such console resource: " + q.path);
 }
 
+std::string sse(std::string_view event, const std::string& data) {
+  // A JSON dump has no raw newline, so one data line carries the whole document.
+  return "event: " + std::string(event) + "\ndata: " + data + "\n\n";
+}
+
 }  // namespace
+
+ConsoleStreams::ConsoleStreams(std::size_t max_streams, Clock::duration min_interval)
+    : max_(max_streams), min_interval_(min_interval) {}
+
+ConsoleStreams::~ConsoleStreams() {
+  for (auto& s : streams_) s.out->close();
+}
+
+void ConsoleStreams::prune() {
+  std::erase_if(streams_, [](const Stream& s) { return s.out->over(); });
+}
+
+http::HttpReply ConsoleStreams::open(const std::string& id, const ConsoleBackend& b, Clock::time_point now) {
+  prune();
+  if (streams_.size() >= max_) {
+    auto r = error_reply(503, "unavailable",
+                         "too many open event streams (http.console_max_streams = " + std::to_string(max_) +
+                             "); close a campaign page or poll /console/api/campaigns/<id>");
+    r.headers.emplace_back("Retry-After", "5");
+    return r;
+  }
+  auto doc = b.call("campaigns", "get", json{{"id", id}});
+  if (!doc) return from_result(doc);
+  Stream s{id, std::make_shared<http::EventStream>(), doc->dump(), now};
+  // retry: how long a browser waits before it reconnects a broken stream, milliseconds.
+  s.out->offer("retry: 3000\n" + sse("campaign", s.last));
+  http::HttpReply r;
+  r.content_type = "text/event-stream";
+  r.stream = s.out;
+  secure(r);
+  // A proxy such as nginx would otherwise buffer the stream.
+  r.headers.emplace_back("X-Accel-Buffering", "no");
+  streams_.push_back(std::move(s));
+  return r;
+}
+
+void ConsoleStreams::tick(const ConsoleBackend& b, Clock::time_point now) {
+  prune();
+  for (auto& s : streams_) {
+    if (now - s.last_at < min_interval_) continue;
+    auto doc = b.call("campaigns", "get", json{{"id", s.id}});
+    if (!doc) {
+      if (doc.error().code == core::ErrorCode::not_found) {
+        s.out->offer(sse("gone", json{{"error", "not_found"}, {"message", doc.error().message}}.dump()));
+        s.out->close();
+      }
+      continue;  // unavailable: the next tick tries again
+    }
+    std::string text = doc->dump();
+    if (text == s.last) continue;
+    s.last = std::move(text);
+    s.last_at = now;
+    s.out->offer(sse("campaign", s.last));
+  }
+}
 
 bool is_console_path(std::string_view path) {
   return path == k_prefix ||

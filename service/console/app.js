@@ -1,8 +1,11 @@
 // The dispatch console: plain ES module, no build step. Every page reads /console/api/ (JSON answered by
-// the service loop); the campaign page polls its snapshot once a second while it is open.
+// the service loop). The campaign page follows its campaign over server-sent events
+// (api/campaigns/<id>/events: at most one update a second); only when the stream cannot be opened
+// (refused past http.console_max_streams, or EventSource missing) does it poll once a second.
 
 const view = document.getElementById('view');
-let timer = null; // the campaign page's poll, stopped when the page changes
+let stopLive = null; // ends the campaign page's stream or poll when the page changes
+const TERMINAL = new Set(['completed', 'aborted', 'terminated_by_user']);
 
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -24,12 +27,13 @@ async function getJSON(path) {
 
 function token() { return sessionStorage.getItem('dispatch-console-token') || ''; }
 
-async function post(path) {
+async function post(path, body, contentType) {
   const headers = {};
   if (token()) headers.Authorization = 'Bearer ' + token();
-  const r = await fetch('api/' + path, { method: 'POST', headers });
-  const body = await r.json().catch(() => ({}));
-  return { status: r.status, body };
+  if (contentType) headers['Content-Type'] = contentType;
+  const r = await fetch('api/' + path, { method: 'POST', headers, body });
+  const answer = await r.json().catch(() => ({}));
+  return { status: r.status, body: answer };
 }
 
 function table(columns, rows) {
@@ -143,6 +147,8 @@ async function campaignPage(id) {
   const groups = el('div', { id: 'groups' });
   const result = el('p', { id: 'action-result' });
   const updated = el('small', { id: 'updated' });
+  const mode = el('small', { id: 'live-mode' });
+  let polling = false;
   const buttons = ['pause', 'resume', 'terminate'].map(a => {
     const b = el('button', { id: a, type: 'button', text: a[0].toUpperCase() + a.slice(1) });
     b.addEventListener('click', async () => {
@@ -150,17 +156,15 @@ async function campaignPage(id) {
       const r = await post(`campaigns/${encodeURIComponent(id)}/${a}`);
       result.className = r.status === 200 ? 'ok' : 'error';
       result.textContent = r.status === 200 ? `${a}: done (${r.body.state})` : `${a} refused: ${r.status} ${r.body.message ?? ''}`;
-      await refresh();
+      if (polling) await refresh(); // a live stream brings the change within a second
     });
     return b;
   });
   show(el('h2', {}, 'Campaign ', el('span', { id: 'campaign-name' })), el('p', {}, 'State: ', state, ' ', reason),
     el('div', { class: 'actions' }, ...buttons), result, el('h3', { text: 'Overall' }), overall,
-    el('h3', { text: 'Groups' }), groups, updated);
+    el('h3', { text: 'Groups' }), groups, el('p', {}, updated, ' ', mode));
 
-  async function refresh() {
-    let c;
-    try { c = await getJSON('campaigns/' + encodeURIComponent(id)); } catch (e) { updated.textContent = 'update failed: ' + e.message; return; }
+  function render(c) {
     document.getElementById('campaign-name').textContent = `${c.name} (${c.id})`;
     state.textContent = c.state;
     reason.textContent = c.reason ? `— ${c.reason}` : '';
@@ -171,21 +175,102 @@ async function campaignPage(id) {
       el('strong', { text: `Group ${g.index}: ${g.stats.progress_percent}%` }), statsBar(g.stats), el('span', { text: statsText(g.stats) }))));
     updated.textContent = 'updated ' + new Date().toLocaleTimeString();
   }
-  await refresh();
-  timer = setInterval(refresh, 1000);
+
+  async function refresh() {
+    try { render(await getJSON('campaigns/' + encodeURIComponent(id))); } catch (e) { updated.textContent = 'update failed: ' + e.message; }
+  }
+
+  function poll() {
+    polling = true;
+    mode.textContent = '(polling once a second: the event stream is not available)';
+    refresh();
+    const timer = setInterval(refresh, 1000);
+    stopLive = () => clearInterval(timer);
+  }
+
+  if (typeof EventSource !== 'function') { poll(); return; }
+  const es = new EventSource(`api/campaigns/${encodeURIComponent(id)}/events`);
+  mode.textContent = '(live: event stream)';
+  stopLive = () => es.close();
+  es.addEventListener('campaign', ev => {
+    const c = JSON.parse(ev.data);
+    render(c);
+    // A campaign that ended changes no more: give the stream back to the service.
+    if (TERMINAL.has(c.state)) { es.close(); mode.textContent = '(ended: stream closed)'; }
+  });
+  es.addEventListener('gone', ev => {
+    es.close();
+    updated.textContent = 'the campaign is gone: ' + (JSON.parse(ev.data).message ?? '');
+  });
+  // A stream refused (503 past the bound, or an error status) is CLOSED by the browser; a broken one is
+  // reconnected by the browser itself (readyState CONNECTING), so only the first case falls back.
+  es.onerror = () => { if (es.readyState === EventSource.CLOSED && !polling) poll(); };
 }
 
 // ---- Packages ----
+function hex(buffer) { return [...new Uint8Array(buffer)].map(b => b.toString(16).padStart(2, '0')).join(''); }
+
+// Uploads `file` as a new internal package: sha256 in the browser (crypto.subtle: the ops listener is on
+// loopback, a secure context), packages/create, then packages/upload chunk by chunk. A chunk that fails
+// is sent again from the same offset (the upload is resumable); a 413 halves the chunk size.
+async function upload(file, name, version, tags, progress, status) {
+  const bytes = await file.arrayBuffer();
+  status.textContent = 'computing sha256…';
+  const sha256 = hex(await crypto.subtle.digest('SHA-256', bytes));
+  const created = await post('packages', JSON.stringify({ name, version, type: 'internal', sha256, size: bytes.byteLength, tags, available: true }), 'application/json');
+  if (created.status !== 200) throw new Error(`create refused: ${created.status} ${created.body.message ?? ''}`);
+  const id = created.body.id;
+  let chunk = 64 * 1024, offset = 0, failures = 0;
+  progress.max = bytes.byteLength || 1;
+  do {
+    const end = Math.min(offset + chunk, bytes.byteLength);
+    const last = end === bytes.byteLength ? 1 : 0;
+    let r;
+    try {
+      r = await post(`packages/${encodeURIComponent(id)}/upload?offset=${offset}&last=${last}`, bytes.slice(offset, end), 'application/octet-stream');
+    } catch (e) { r = { status: 0, body: { message: String(e) } }; }
+    if (r.status === 413 && chunk > 1024) { chunk = Math.floor(chunk / 2); continue; }
+    if (r.status !== 200) {
+      if ((r.status === 0 || r.status >= 500) && ++failures <= 3) continue; // resume from the same offset
+      throw new Error(`upload refused at byte ${offset}: ${r.status} ${r.body.message ?? ''}`);
+    }
+    failures = 0;
+    offset = end;
+    progress.value = offset;
+    status.textContent = `${offset} / ${bytes.byteLength} bytes`;
+  } while (offset < bytes.byteLength);
+  return { id, sha256 };
+}
+
 async function packagesPage() {
   const data = await getJSON('packages');
   const list = data.packages ?? data;
-  show(el('h2', { text: 'Packages' }),
+  const file = el('input', { id: 'upload-file', type: 'file' });
+  const name = el('input', { id: 'upload-name', placeholder: 'name', required: '' });
+  const version = el('input', { id: 'upload-version', placeholder: 'version', required: '' });
+  const tags = el('input', { id: 'upload-tags', placeholder: 'tags, comma separated' });
+  const progress = el('progress', { id: 'upload-progress', value: '0', max: '1' });
+  const status = el('span', { id: 'upload-status' });
+  const form = el('form', { id: 'upload-form', class: 'filters' }, file, name, version, tags,
+    el('button', { type: 'submit', text: 'Upload' }), progress, status);
+  form.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    if (!file.files[0]) { status.textContent = 'choose a file'; return; }
+    try {
+      const t = tags.value.split(',').map(x => x.trim()).filter(Boolean);
+      const r = await upload(file.files[0], name.value, version.value, t, progress, status);
+      await packagesPage();
+      document.getElementById('upload-status').textContent = `uploaded ${r.id} (sha256 ${r.sha256})`;
+    } catch (e) { status.className = 'error'; status.textContent = e.message; }
+  });
+  show(el('h2', { text: 'Packages' }), el('h3', { text: 'Upload (needs the token)' }), form,
     table([['Id', p => p.id], ['Name', p => p.name], ['Version', p => p.version], ['State', p => p.state ?? ''],
-      ['Size', p => p.size ?? ''], ['Tags', p => (p.tags || []).join(', ')], ['Available', p => String(p.available)]], list));
+      ['Size', p => p.size ?? ''], ['sha256', p => el('code', { class: 'sha256', text: p.sha256 ?? '' })],
+      ['Tags', p => (p.tags || []).join(', ')], ['Available', p => String(p.available)]], list));
 }
 
 async function route() {
-  if (timer) { clearInterval(timer); timer = null; }
+  if (stopLive) { stopLive(); stopLive = null; }
   const [path, query] = (location.hash.slice(1) || '/fleet').split('?');
   const params = new URLSearchParams(query || '');
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
