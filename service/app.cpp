@@ -317,6 +317,33 @@ std::vector<std::string> App::subscriptions() const { return router_.subscriptio
 
 void App::handle(const InboundMessage& m) { router_.dispatch(m); }
 
+core::Result<nlohmann::json> App::console_call(const std::string& resource, const std::string& action,
+                                               const nlohmann::json& body) {
+  // A thrown handler is a 500 for this request, never a dead loop (like the router's one try/catch).
+  try {
+    if (resource == "devices" && action == "list") return devices_.list(body);
+    if (resource == "commands" && action == "list") return commands_.list(body);
+    if (resource == "commands" && action == "get") return commands_.get(body);
+    if (resource == "packages" && (action == "list" || action == "create"))
+      return provisioning_.api(action, body);
+    if (resource == "campaigns" && (action == "list" || action == "get" || action == "pause" ||
+                                    action == "resume" || action == "terminate"))
+      return campaigns_.api(action, body);
+  } catch (const std::exception& e) {
+    return core::make_error(core::ErrorCode::internal,
+                            std::string("console ") + resource + "/" + action + ": " + e.what());
+  }
+  return core::make_error(core::ErrorCode::bad_request, "the console cannot call " + resource + "/" + action);
+}
+
+core::Result<nlohmann::json> App::console_upload(const nlohmann::json& header, std::string_view bytes) {
+  try {
+    return provisioning_.upload(header, bytes);
+  } catch (const std::exception& e) {
+    return core::make_error(core::ErrorCode::internal, std::string("console packages/upload: ") + e.what());
+  }
+}
+
 core::Status App::handle_batch(const std::vector<InboundMessage>& batch) { return handle_batch(batch, {}); }
 
 core::Status App::handle_batch(const std::vector<InboundMessage>& batch, std::vector<HttpEvent> http) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -112,6 +113,17 @@ class App {
   std::vector<std::string> metric_series() const { return metrics_.series_names(); }
   // /readyz: ok when a trivial query succeeds. Call it outside a batch.
   core::Status check_database();
+
+  // The web console's API (service/console.h): one platform API action (PROTOCOL §3) answered by the
+  // module that answers it over MQTT, so that the console shows the same documents. Only the read
+  // actions, campaigns pause/resume/terminate and packages/create are reachable (anything else:
+  // bad_request). Call it outside a batch: like handle(), a write commits by itself before its event is
+  // published.
+  core::Result<nlohmann::json> console_call(const std::string& resource, const std::string& action,
+                                            const nlohmann::json& body);
+  // The console's package upload: one packages/upload frame (header {id, offset, length, last}, the
+  // chunk's bytes), the same path as the MQTT API's. Call it outside a batch.
+  core::Result<nlohmann::json> console_upload(const nlohmann::json& header, std::string_view bytes);
 
  private:
   void on_device_message(protocol::TopicKind kind, const std::string& hw);

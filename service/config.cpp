@@ -202,6 +202,13 @@ const std::vector<KeyDef>& key_defs() {
       text("http.ops_listen", &Config::http_ops_listen,
            "Listen address (host:port) of the operators' endpoints /metrics, /healthz and /readyz "
            "(empty or \"off\": none); never expose it to devices"),
+      text("http.console_token", &Config::http_console_token,
+           "Bearer token the web console (/console/ on http.ops_listen) needs for its writes: campaign "
+           "pause, resume, terminate, package upload (empty: the console is read-only)",
+           true),
+      integer("http.console_max_streams", &Config::http_console_max_streams, 1, 256,
+              "Most open server-sent event streams of the console's live campaign pages (one per open "
+              "page; past it 503); each holds one ops listener worker thread"),
       text("http.tls_cert_file", &Config::http_tls_cert_file,
            "TLS: certificate (PEM) of the agent listener (empty with http.tls_key_file: plain HTTP)"),
       text("http.tls_key_file", &Config::http_tls_key_file, "TLS: private key (PEM) of http.tls_cert_file"),

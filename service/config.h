@@ -128,6 +128,8 @@ struct Config {
   std::string registration_provisioning_url;
   // The operators' listener (PROTOCOL §6): /metrics, /healthz, /readyz. "" or "off" = no ops listener.
   std::string http_ops_listen = "127.0.0.1:9464";
+  std::string http_console_token;             // empty: the console on http.ops_listen is read-only
+  std::int64_t http_console_max_streams = 8;  // open server-sent event streams of the console
 
   // [topics]: validated at load (protocol::validate); defaults keep esthesis CORE's device-facing topics.
   protocol::TopicRoots topics;

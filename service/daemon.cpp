@@ -15,6 +15,7 @@
 
 #include "protocol/core/clock.h"
 #include "service/app.h"
+#include "service/console.h"
 #include "service/event_queue.h"
 #include "service/http/http_server.h"
 #include "service/logging.h"
@@ -250,7 +251,28 @@ int run_daemon(const Config& config) {
       reasons.push_back("database: " + st.error().message);
     return reasons;
   };
+  // The web console (service/console.h) shares the listener and the loop with /metrics.
+  ConsoleStreams console_streams(static_cast<std::size_t>(config.http_console_max_streams));
+  ConsoleBackend console;
+  console.token = config.http_console_token;
+  console.streams = &console_streams;
+  console.call = [&](const std::string& resource, const std::string& action,
+                     const nlohmann::json& body) -> core::Result<nlohmann::json> {
+    if (!app) return core::make_error(core::ErrorCode::unavailable, "the service state is being rebuilt");
+    return app->console_call(resource, action, body);
+  };
+  console.upload = [&](const nlohmann::json& header, std::string_view bytes) -> core::Result<nlohmann::json> {
+    if (!app) return core::make_error(core::ErrorCode::unavailable, "the service state is being rebuilt");
+    return app->console_upload(header, bytes);
+  };
   auto answer_ops = [&](const http::HttpExchange& x) {
+    if (is_console_path(x.request->path)) {
+      http::HttpReply reply = console_answer(*x.request, console);
+      auto stream = reply.stream;
+      // The worker gave up waiting: nobody will write the stream, so it must not hold a place.
+      if (!x.reply->answer(std::move(reply)) && stream) stream->finish();
+      return;
+    }
     (void)x.reply->answer(ops_answer(*x.request, probes));
   };
   std::unique_ptr<http::HttpServer> ops_http;
@@ -258,8 +280,13 @@ int run_daemon(const Config& config) {
     http::HttpServerOptions o;
     o.name = k_ops_listener;
     o.listen = config.http_ops_listen;
-    o.max_body_bytes = 4096;  // GET only
-    o.worker_threads = 2;
+    // GET, the console's small POSTs, and one package upload chunk with room for nothing else.
+    o.max_body_bytes =
+        static_cast<std::size_t>(std::max<std::int64_t>(config.provisioning_max_chunk_bytes, 4096));
+    // Every open console event stream holds a worker for as long as its page is open: the streams'
+    // bound plus a few for scrapes, probes and the console's other requests (a browser's idle
+    // keep-alive connection also holds one for up to 5 s).
+    o.worker_threads = 4 + static_cast<std::size_t>(config.http_console_max_streams);
     o.max_queued_connections = 16;
     // Longer than one broker connect attempt (5 s), during which the loop does not answer.
     o.reply_timeout = std::chrono::milliseconds(10000);
@@ -275,6 +302,10 @@ int run_daemon(const Config& config) {
     auto hp = http::parse_listen_address(config.http_ops_listen);
     spdlog::info("ops endpoints (/metrics, /healthz, /readyz) listening on http://{}:{}",
                  hp ? hp->first : config.http_ops_listen, ops_http->port());
+    spdlog::info("console on http://{}:{}/console/ ({})", hp ? hp->first : config.http_ops_listen,
+                 ops_http->port(),
+                 config.http_console_token.empty() ? "read-only: http.console_token is not set"
+                                                   : "writes need http.console_token");
   }
 
   // The broker may come up after us: keep trying until it answers or we are told to stop.
@@ -400,6 +431,7 @@ int run_daemon(const Config& config) {
     app->flush();
     if (std::chrono::steady_clock::now() >= next_timer) {
       app->on_timer();
+      console_streams.tick(console, std::chrono::steady_clock::now());
       flush_log_suppressions();
       next_timer = std::chrono::steady_clock::now() + tick;
     }

@@ -5,7 +5,8 @@
 //   GET /readyz   200 "ready" when the database answers a trivial query and the broker is connected,
 //                 else 503 with one reason per line ("mqtt: disconnected (…)", "database: …");
 //   HEAD is answered like GET (the listener sends no body); other methods on these paths 405 with
-//   `Allow: GET, HEAD`; every other path 404.
+//   `Allow: GET, HEAD`; every other path 404, except /console and /console/... which the daemon hands
+//   to console_answer (service/console.h) before this function.
 #pragma once
 
 #include <functional>

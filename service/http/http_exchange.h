@@ -28,6 +28,7 @@ struct HttpRequest {
   // Decoded query parameters; a key given twice appears twice (the loop decides what that means).
   std::multimap<std::string, std::string> query;
   std::string content_type;          // empty when absent
+  std::string authorization;         // the raw Authorization header, empty when absent (the console's token)
   std::optional<std::string> range;  // the raw Range header, if any (applied by the listener, see FileBody)
   std::string body;                  // at most the listener's max_body_bytes
   std::string peer;                  // "ip:port" of the TCP peer (a reverse proxy's address behind one)
@@ -53,6 +54,69 @@ struct FileBody {
   std::uint64_t stream_tag = 0;
 };
 
+// A reply body the loop keeps writing after the answer (server-sent events): the listener sends the
+// head (200, chunked) and then every chunk the loop offers, until the loop closes the stream, the
+// client goes away (a write fails) or the listener stops. Thread-safe: the loop offers and closes, the
+// worker takes and marks the client gone.
+//
+// Bounded: at most one chunk waits. A new offer replaces the waiting one (an event stream of full
+// snapshots needs only the newest), so a slow client costs one chunk of memory, never a queue.
+class EventStream {
+ public:
+  // The loop: replaces the waiting chunk. False once the stream is over (client gone, closed, stopped).
+  bool offer(std::string chunk) {
+    std::lock_guard lk(mu_);
+    if (over_) return false;
+    pending_ = std::move(chunk);
+    cv_.notify_all();
+    return true;
+  }
+  // The loop: ends the stream after the waiting chunk is written.
+  void close() {
+    std::lock_guard lk(mu_);
+    closing_ = true;
+    cv_.notify_all();
+  }
+  // True once nothing more will be written (the loop drops the stream then).
+  bool over() const {
+    std::lock_guard lk(mu_);
+    return over_;
+  }
+
+  enum class Take { chunk, idle, end };
+  // The worker: waits up to `timeout` for a chunk (returned in `out`), returning early when `stop` is
+  // set. end: closed by the loop (and nothing waits) or stopping; idle: nothing came within `timeout`.
+  Take take(std::string& out, std::chrono::steady_clock::duration timeout, const std::atomic<bool>& stop) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::unique_lock lk(mu_);
+    for (;;) {
+      if (pending_) {
+        out = std::move(*pending_);
+        pending_.reset();
+        return Take::chunk;
+      }
+      if (closing_ || over_ || stop.load()) return Take::end;
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) return Take::idle;
+      cv_.wait_for(
+          lk, std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::milliseconds(50)));
+    }
+  }
+  // The worker: the stream is over (written to the end, the client went away, or the listener stops).
+  void finish() {
+    std::lock_guard lk(mu_);
+    over_ = true;
+    pending_.reset();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<std::string> pending_;  // guarded by mu_
+  bool closing_ = false;                // guarded by mu_
+  bool over_ = false;                   // guarded by mu_
+};
+
 struct HttpReply {
   int status = 200;
   // Extra headers, e.g. {"Retry-After", "212"}. Content-Length is always computed by the listener.
@@ -63,6 +127,10 @@ struct HttpReply {
   // with Content-Range for a satisfiable Range, or 416), `application/octet-stream`, `Accept-Ranges:
   // bytes`, and afterwards pushes one HttpStreamed event.
   std::optional<FileBody> file;
+  // When set (and `file` is not), the listener answers `status` with `content_type` and a chunked body
+  // fed from the stream (see EventStream); `body` is ignored. For HEAD only the head is sent and the
+  // stream is finished at once.
+  std::shared_ptr<EventStream> stream;
 };
 
 // The loop's answer slot for one exchange. Thread-safe; answered at most once.

@@ -22,6 +22,8 @@ using core::ErrorCode;
 using core::make_error;
 
 constexpr std::size_t k_stream_piece = 64 * 1024;
+// How long an event stream may stay silent before the listener writes a comment line to probe the client.
+constexpr std::chrono::seconds k_stream_idle{5};
 
 // httplib's ThreadPool queues accepted connections without limit. This pool blocks the accept thread
 // instead once `max_queued` connections wait, so new connections wait in the kernel's backlog.
@@ -122,6 +124,7 @@ class HttpServer::Impl {
     r.path = req.path;
     r.query.insert(req.params.begin(), req.params.end());
     if (req.has_header("Content-Type")) r.content_type = req.get_header_value("Content-Type");
+    if (req.has_header("Authorization")) r.authorization = req.get_header_value("Authorization");
     if (req.has_header("Range")) r.range = req.get_header_value("Range");
     r.body = req.body;
     r.peer = req.remote_addr + ":" + std::to_string(req.remote_port);
@@ -137,6 +140,10 @@ class HttpServer::Impl {
     }
     if (reply->file) {
       send_file(req, res, std::move(*reply));
+      return;
+    }
+    if (reply->stream) {
+      send_stream(req, res, std::move(*reply));
       return;
     }
     res.status = reply->status;
@@ -218,6 +225,40 @@ class HttpServer::Impl {
           ::close(stream->fd);
           if (!head) report(file, first, stream->sent, success && stream->sent == length);
         });
+  }
+
+  // A chunked body fed from the loop's EventStream. The worker stays with the connection until the
+  // stream ends; a comment line is written after `k_stream_idle` without a chunk, so that a client that
+  // went away is noticed (the write fails) and its stream and worker are freed.
+  void send_stream(const httplib::Request& req, httplib::Response& res, HttpReply reply) {
+    auto stream = reply.stream;
+    res.status = reply.status;
+    for (auto& [k, v] : reply.headers) res.set_header(k.c_str(), v);
+    const std::string type = reply.content_type.empty() ? "text/plain" : reply.content_type;
+    if (req.method == "HEAD") {
+      res.set_header("Content-Type", type);
+      stream->finish();
+      return;
+    }
+    res.set_chunked_content_provider(
+        type,
+        [this, stream](std::size_t, httplib::DataSink& sink) {
+          std::string chunk;
+          switch (stream->take(chunk, k_stream_idle, owner_.stopping_)) {
+            case EventStream::Take::chunk:
+              if (!sink.write(chunk.data(), chunk.size())) return false;
+              return true;
+            case EventStream::Take::idle: {
+              static constexpr std::string_view k_ping = ": idle\n\n";
+              return sink.write(k_ping.data(), k_ping.size());
+            }
+            case EventStream::Take::end:
+              sink.done();
+              return true;
+          }
+          return false;
+        },
+        [stream](bool) { stream->finish(); });
   }
 
   HttpServer& owner_;

@@ -201,7 +201,7 @@ TEST_CASE("HttpServer: a body over max_body_bytes gets 413 and never reaches the
   HttpServerOptions opt;
   opt.max_body_bytes = 1024;
   auto server = start_server(q, opt);
-  Loop loop(q, [](HttpExchange& x) { x.reply->answer(HttpReply{200, {}, "", "ok", {}}); });
+  Loop loop(q, [](HttpExchange& x) { x.reply->answer(HttpReply{200, {}, "", "ok", {}, {}}); });
   httplib::Client cli("127.0.0.1", server->port());
   auto big = cli.Post("/api/v1/agent/register", std::string(1025, 'x'), "application/json");
   REQUIRE(big);
@@ -332,7 +332,7 @@ TEST_CASE("HttpServer: the listener itself answers malformed requests, other met
   HttpServerOptions opt;
   opt.max_header_bytes = 4096;
   auto server = start_server(q, opt);
-  Loop loop(q, [](HttpExchange& x) { x.reply->answer(HttpReply{200, {}, "", "ok", {}}); });
+  Loop loop(q, [](HttpExchange& x) { x.reply->answer(HttpReply{200, {}, "", "ok", {}, {}}); });
   const int port = server->port();
 
   CHECK(raw_exchange(port, "GARBAGE\r\n\r\n").starts_with("HTTP/1.1 400 "));
@@ -378,6 +378,144 @@ TEST_CASE("HttpServer: stop() answers waiting requests with 503 at once and join
   httplib::Client after("127.0.0.1", server->port());
   after.set_connection_timeout(1s);
   CHECK_FALSE(after.Get("/x"));  // nobody listens any more
+}
+
+namespace {
+
+int connect_loopback(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  return fd;
+}
+
+// Reads from fd into `out` until it contains `what` (true) or the socket ends or times out (false).
+bool read_until(int fd, std::string& out, const std::string& what) {
+  char buf[4096];
+  while (out.find(what) == std::string::npos) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return false;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// A loop that answers every request with a stream and hands the stream to the test.
+struct StreamLoop {
+  std::mutex mu;
+  std::shared_ptr<EventStream> stream;
+  std::shared_ptr<EventStream> wait() {
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard lk(mu);
+        if (stream) return stream;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return nullptr;
+  }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "HttpServer: a stream reply sends each chunk the loop offers, uncompressed, until the loop closes it") {
+  EventQueue q(64);
+  StreamLoop sl;
+  Loop loop(q, [&](HttpExchange& x) {
+    HttpReply r;
+    r.content_type = "text/event-stream";
+    r.headers.emplace_back("X-Test", "1");
+    r.stream = std::make_shared<EventStream>();
+    r.stream->offer("data: first\n\n");
+    {
+      std::lock_guard lk(sl.mu);
+      sl.stream = r.stream;
+    }
+    x.reply->answer(std::move(r));
+  });
+  auto server = start_server(q);
+  int fd = connect_loopback(server->port());
+  const std::string req = "GET /events HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, br\r\n\r\n";
+  REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+  std::string got;
+  REQUIRE(read_until(fd, got, "data: first\n\n"));
+  const auto head = got.substr(0, got.find("\r\n\r\n"));
+  CHECK(head.starts_with("HTTP/1.1 200"));
+  CHECK(head.find("Content-Type: text/event-stream") != std::string::npos);
+  CHECK(head.find("Transfer-Encoding: chunked") != std::string::npos);
+  CHECK(head.find("Content-Encoding") == std::string::npos);  // a compressor would hold the events back
+  CHECK(head.find("X-Test: 1") != std::string::npos);
+  auto stream = sl.wait();
+  REQUIRE(stream);
+  CHECK(stream->offer("data: second\n\n"));
+  REQUIRE(read_until(fd, got, "data: second\n\n"));
+  CHECK_FALSE(stream->over());
+  stream->close();
+  REQUIRE(read_until(fd, got, "\r\n0\r\n\r\n"));  // the chunked body's end
+  for (int i = 0; i < 200 && !stream->over(); ++i) std::this_thread::sleep_for(10ms);
+  CHECK(stream->over());
+  CHECK_FALSE(stream->offer("data: late\n\n"));
+  ::close(fd);
+}
+
+TEST_CASE("HttpServer: a stream whose client went away is over at the next write; stop() ends open streams") {
+  EventQueue q(64);
+  StreamLoop sl;
+  Loop loop(q, [&](HttpExchange& x) {
+    HttpReply r;
+    r.content_type = "text/event-stream";
+    r.stream = std::make_shared<EventStream>();
+    r.stream->offer("data: first\n\n");
+    {
+      std::lock_guard lk(sl.mu);
+      sl.stream = r.stream;
+    }
+    x.reply->answer(std::move(r));
+  });
+  auto server = start_server(q);
+  {
+    int fd = connect_loopback(server->port());
+    const std::string req = "GET /events HTTP/1.1\r\nHost: x\r\n\r\n";
+    REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+    std::string got;
+    REQUIRE(read_until(fd, got, "data: first\n\n"));
+    ::close(fd);
+  }
+  auto stream = sl.wait();
+  REQUIRE(stream);
+  // The first write after the close may still succeed (the peer's reset comes back with it).
+  bool over = false;
+  for (int i = 0; i < 100 && !over; ++i) {
+    stream->offer("data: more\n\n");
+    std::this_thread::sleep_for(50ms);
+    over = stream->over();
+  }
+  CHECK(over);
+
+  // A second stream, left open by its client: stop() does not wait for it.
+  {
+    std::lock_guard lk(sl.mu);
+    sl.stream.reset();
+  }
+  int fd = connect_loopback(server->port());
+  const std::string req = "GET /events HTTP/1.1\r\nHost: x\r\n\r\n";
+  REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+  std::string got;
+  REQUIRE(read_until(fd, got, "data: first\n\n"));
+  auto open = sl.wait();
+  REQUIRE(open);
+  const auto t0 = std::chrono::steady_clock::now();
+  server->stop();
+  CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+  CHECK(open->over());
+  ::close(fd);
 }
 
 TEST_CASE("HttpServer: port 0 picks a free port, a taken port and a malformed address are errors") {
@@ -434,7 +572,7 @@ TEST_CASE("HttpServer: HTTPS with a certificate and key file") {
   auto server = start_server(q, opt);
   CHECK(server->tls());
   Loop loop(q, [](HttpExchange& x) {
-    x.reply->answer(HttpReply{200, {}, "", x.request->tls ? "tls" : "plain", {}});
+    x.reply->answer(HttpReply{200, {}, "", x.request->tls ? "tls" : "plain", {}, {}});
   });
   httplib::SSLClient cli("127.0.0.1", server->port());
   cli.enable_server_certificate_verification(false);
