@@ -10,7 +10,7 @@
 //   is the median ratio.
 // Devices are written into the database before dispatchd starts (registration is not what is measured).
 // Usage: campaign_bench [--devices N] [--batch B] [--rounds 3] [--raw-connections 1]
-//                       [--dispatchd-arg "--key value"]...
+//                       [--dispatchd-arg "--key value"]... [--dispatchd PATH]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   size_t devices = 100000;
   int batch = 10000, rounds = 3, raw_connections = 1;
   std::vector<std::string> dispatchd_args;
+  std::string dispatchd = std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--devices")
@@ -88,6 +89,8 @@ int main(int argc, char** argv) {
       rounds = std::max(1, std::stoi(v));
     else if (k == "--raw-connections")
       raw_connections = std::max(1, std::stoi(v));
+    else if (k == "--dispatchd")
+      dispatchd = v;
     else if (k == "--dispatchd-arg") {
       std::istringstream in(v);
       for (std::string w; in >> w;) dispatchd_args.push_back(w);
@@ -105,7 +108,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot seed the database\n");
     return 1;
   }
-  std::vector<std::string> cmd{std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd",
+  std::vector<std::string> cmd{dispatchd,
                                "--mqtt.uri",
                                broker.uri(),
                                "--storage.path",

@@ -13,6 +13,7 @@
 // or --mosquitto-defaults (max_inflight_messages 20, max_queued_messages 1000, set_tcp_nodelay false).
 // Usage: fanout_bench [--devices 20000] [--rounds 3] [--raw-connections 1] [--roundtrips 500]
 //                     [--broker-inflight N] [--mosquitto-defaults] [--dispatchd-arg "--key value"]...
+//                     [--dispatchd PATH]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -86,6 +87,7 @@ int main(int argc, char** argv) {
   int roundtrips = 500, rounds = 3, raw_connections = 1, broker_inflight = 0;
   bool mosquitto_defaults = false;
   std::vector<std::string> dispatchd_args;
+  std::string dispatchd = std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd";
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
     if (k == "--mosquitto-defaults") {
@@ -104,6 +106,8 @@ int main(int argc, char** argv) {
       raw_connections = std::max(1, std::stoi(v));
     else if (k == "--broker-inflight")
       broker_inflight = std::stoi(v);
+    else if (k == "--dispatchd")
+      dispatchd = v;
     else if (k == "--dispatchd-arg") {
       std::istringstream in(v);
       for (std::string w; in >> w;) dispatchd_args.push_back(w);
@@ -126,7 +130,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot seed the database\n");
     return 1;
   }
-  std::vector<std::string> cmd{std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd",
+  std::vector<std::string> cmd{dispatchd,
                                "--mqtt.uri",
                                broker.uri(),
                                "--storage.path",
