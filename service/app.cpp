@@ -73,6 +73,15 @@ constexpr const char* k_mqtt_inflight_max = "dispatch_mqtt_inflight_max";
 constexpr const char* k_mqtt_inflight_max_help = "The in-flight window (mqtt.max_inflight)";
 constexpr const char* k_mqtt_backlog = "dispatch_mqtt_backlog";
 constexpr const char* k_mqtt_backlog_help = "Messages queued in the MQTT link or in flight";
+constexpr const char* k_mqtt_queued_bytes = "dispatch_mqtt_queued_bytes";
+constexpr const char* k_mqtt_queued_bytes_help =
+    "Bytes of outgoing messages queued in the MQTT link, not yet handed to the MQTT client";
+constexpr const char* k_mqtt_queued_bytes_max = "dispatch_mqtt_queued_bytes_max";
+constexpr const char* k_mqtt_queued_bytes_max_help =
+    "The link's byte budget (mqtt.max_queued_bytes): at it the service takes no device message";
+constexpr const char* k_mqtt_held = "dispatch_mqtt_held_total";
+constexpr const char* k_mqtt_held_help =
+    "Times the service loop held device messages back because the MQTT link was over its byte budget";
 constexpr const char* k_mqtt_connected = "dispatch_mqtt_connected";
 constexpr const char* k_mqtt_connected_help = "1 while the broker connection is up, else 0";
 constexpr const char* k_event_queue = "dispatch_event_queue_depth";
@@ -167,6 +176,9 @@ void App::declare_metrics() {
       {k_mqtt_inflight, k_mqtt_inflight_help, T::gauge},
       {k_mqtt_inflight_max, k_mqtt_inflight_max_help, T::gauge},
       {k_mqtt_backlog, k_mqtt_backlog_help, T::gauge},
+      {k_mqtt_queued_bytes, k_mqtt_queued_bytes_help, T::gauge},
+      {k_mqtt_queued_bytes_max, k_mqtt_queued_bytes_max_help, T::gauge},
+      {k_mqtt_held, k_mqtt_held_help, T::counter},
       {k_mqtt_connected, k_mqtt_connected_help, T::gauge},
       {k_event_queue, k_event_queue_help, T::gauge},
   };
@@ -271,6 +283,11 @@ std::string App::metrics_text(const LoopStats& loop) {
   metrics_.gauge(k_mqtt_inflight, k_mqtt_inflight_help).set(loop.link_inflight);
   metrics_.gauge(k_mqtt_inflight_max, k_mqtt_inflight_max_help).set(loop.link_max_inflight);
   metrics_.gauge(k_mqtt_backlog, k_mqtt_backlog_help).set(static_cast<double>(loop.link_backlog));
+  metrics_.gauge(k_mqtt_queued_bytes, k_mqtt_queued_bytes_help)
+      .set(static_cast<double>(loop.link_queued_bytes));
+  metrics_.gauge(k_mqtt_queued_bytes_max, k_mqtt_queued_bytes_max_help)
+      .set(static_cast<double>(loop.link_max_queued_bytes));
+  metrics_.counter(k_mqtt_held, k_mqtt_held_help).set(loop.link_held);
   metrics_.gauge(k_mqtt_connected, k_mqtt_connected_help).set(loop.mqtt_connected ? 1 : 0);
   metrics_.gauge(k_event_queue, k_event_queue_help).set(static_cast<double>(loop.event_queue));
   return metrics_.render();

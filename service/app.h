@@ -55,10 +55,13 @@ struct AppCounters {
 
 // What the loop knows that App does not (for /metrics): the queue, the link and its window.
 struct LoopStats {
-  std::size_t event_queue = 0;   // events waiting in the EventQueue
-  std::size_t link_backlog = 0;  // messages queued in the MQTT link or in flight
-  int link_inflight = 0;         // un-acknowledged QoS 1 publishes handed to Paho
-  int link_max_inflight = 0;     // mqtt.max_inflight
+  std::size_t event_queue = 0;            // events waiting in the EventQueue
+  std::size_t link_backlog = 0;           // messages queued in the MQTT link or in flight
+  int link_inflight = 0;                  // un-acknowledged QoS 1 publishes handed to Paho
+  int link_max_inflight = 0;              // mqtt.max_inflight
+  std::size_t link_queued_bytes = 0;      // bytes queued in the MQTT link (MqttLink::queued_bytes)
+  std::size_t link_max_queued_bytes = 0;  // mqtt.max_queued_bytes
+  std::uint64_t link_held = 0;            // loop passes that held device messages back (no room in the link)
   bool mqtt_connected = false;
   std::uint64_t link_published = 0;  // messages handed to Paho since start (answers and events included)
 };

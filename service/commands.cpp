@@ -329,26 +329,40 @@ Result<json> CommandsModule::get(const json& body) {
   if (!counts) return counts.error();
   auto ds = commands_->deliveries(req->command_id, req->page.after, req->page.limit);
   if (!ds) return ds.error();
-  json devices = json::array();
+  auto answer = [&](std::size_t budget) {
+    json devices = json::array();
+    for (const auto& d : *ds) {
+      std::string shown = utf8_prefix(d.output, budget);
+      budget -= shown.size();
+      const bool partial = shown.size() < d.output.size();
+      devices.push_back({{"hardware_id", d.hardware_id},
+                         {"state", d.state},
+                         {"output", std::move(shown)},
+                         {"output_bytes", d.output.size()},
+                         {"output_partial", partial},
+                         {"trimmed", d.trimmed},
+                         {"sent_at", opt_time(d.sent_at)},
+                         {"replied_at", opt_time(d.replied_at)},
+                         {"attempts", d.attempts}});
+    }
+    json out{{"command", command_json(*c, *counts)}, {"devices", devices}};
+    if (static_cast<int>(ds->size()) == req->page.limit && !ds->empty())
+      out["next_after"] = ds->back().hardware_id;
+    return out;
+  };
+  // Under a broker's Maximum Packet Size (MQTT 5 CONNACK) the shown output shrinks until the answer fits
+  // with room for the envelope (escaping can make output longer than its bytes): the caller gets every
+  // device of the page with less output (output_partial) rather than too_large. What still does not fit
+  // (the command itself too large) becomes too_large in the router.
+  const std::size_t max_packet = publisher_.max_packet_bytes();
   std::size_t budget = k_command_get_output_budget;
-  for (const auto& d : *ds) {
-    std::string shown = utf8_prefix(d.output, budget);
-    budget -= shown.size();
-    const bool partial = shown.size() < d.output.size();
-    devices.push_back({{"hardware_id", d.hardware_id},
-                       {"state", d.state},
-                       {"output", std::move(shown)},
-                       {"output_bytes", d.output.size()},
-                       {"output_partial", partial},
-                       {"trimmed", d.trimmed},
-                       {"sent_at", opt_time(d.sent_at)},
-                       {"replied_at", opt_time(d.replied_at)},
-                       {"attempts", d.attempts}});
+  if (max_packet == 0) return answer(budget);
+  budget = std::min(budget, max_packet / 2);
+  for (;;) {
+    json out = answer(budget);
+    if (budget == 0 || protocol::dump_json(out).size() + k_answer_envelope_bytes <= max_packet) return out;
+    budget /= 2;
   }
-  json out{{"command", command_json(*c, *counts)}, {"devices", devices}};
-  if (static_cast<int>(ds->size()) == req->page.limit && !ds->empty())
-    out["next_after"] = ds->back().hardware_id;
-  return out;
 }
 
 Result<json> CommandsModule::list(const json& body) {

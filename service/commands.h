@@ -46,6 +46,9 @@ class Router;
 // budget show an output cut short (`output_partial`; `output_bytes` is the stored size); a smaller page
 // (`limit`, `after`) shows more of each.
 inline constexpr std::size_t k_command_get_output_budget = 1024 * 1024;
+// Room left in the broker's Maximum Packet Size for what surrounds a commands/get document: the packet's
+// header, topic, properties (Correlation Data) and the echoed correlation_id.
+inline constexpr std::size_t k_answer_envelope_bytes = 4096;
 
 struct CommandCounters {
   std::uint64_t replies_unknown = 0;  // reply for an id never sent to that device

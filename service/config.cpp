@@ -114,6 +114,10 @@ const std::vector<KeyDef>& key_defs() {
               "Unacknowledged QoS 1 publishes at once; keep it at or below the broker's receive maximum"),
       integer("mqtt.max_buffered", &Config::mqtt_max_buffered, 100, 1000000,
               "Messages Paho may buffer while the link is down"),
+      integer("mqtt.max_queued_bytes", &Config::mqtt_max_queued_bytes, 65536, 1LL << 40,
+              "Bytes of outgoing messages waiting to be handed to MQTT at which the service stops taking "
+              "device messages (whose answers would add to them) and stops publishing outbox items, until "
+              "they drain; nothing is dropped (docs/security.md)"),
       text("mqtt.share_group", &Config::mqtt_share_group,
            "Several instances: subscribe to device topics and the API as $share/<group>/<filter> (MQTT 5 "
            "shared subscriptions; every instance needs its own mqtt.client_id). Empty: plain subscriptions"),

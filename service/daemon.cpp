@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -29,6 +30,8 @@ namespace {
 // Outbox messages handed to the link beyond those already queued in it; keeps Paho's buffer and our
 // memory small while still feeding the in-flight window without gaps.
 constexpr size_t k_link_backlog_target = 2000;
+// Outbox items handed to the link per step while it has room in its byte budget (mqtt.max_queued_bytes).
+constexpr size_t k_outbox_step = 64;
 
 LinkOptions link_options(const Config& c) {
   LinkOptions o;
@@ -44,11 +47,22 @@ LinkOptions link_options(const Config& c) {
   o.session_expiry_s = c.mqtt_session_expiry_s;
   o.max_inflight = c.mqtt_max_inflight;
   o.max_buffered = c.mqtt_max_buffered;
+  o.max_queued_bytes = static_cast<std::size_t>(c.mqtt_max_queued_bytes);
+  // A download chunk is the largest answer a device can ask for (API answers come from operators).
+  o.answer_estimate_bytes = static_cast<std::size_t>(c.provisioning_max_chunk_bytes) + 1024;
   o.clean_start = false;
   return o;
 }
 
 }  // namespace
+
+std::size_t device_message_allowance(const MqttLink& link, bool producer_waiting, std::size_t max_batch) {
+  if (!link.has_room()) return producer_waiting ? 1 : 0;
+  const std::size_t largest = std::max(link.recent_largest(), link.answer_estimate_bytes());
+  if (largest == 0) return max_batch;
+  const std::size_t room = link.max_queued_bytes() - link.queued_bytes();
+  return std::clamp<std::size_t>(room / largest, 1, max_batch);
+}
 
 int print_metrics(const Config& config) {
   auto db = storage::Database::open(":memory:");
@@ -210,12 +224,16 @@ int run_daemon(const Config& config) {
   // The operators' endpoints (PROTOCOL §6), answered by this loop from before the first broker
   // connection, so that /readyz can say why the service is not ready yet.
   std::string mqtt_down_cause = "not connected yet";
+  std::uint64_t held_total = 0;  // times the loop started holding device messages back (no room in the link)
   OpsProbes probes;
   probes.metrics = [&] {
     LoopStats s;
     s.event_queue = events.size();
     s.link_backlog = link.backlog();
     s.link_inflight = link.inflight();
+    s.link_queued_bytes = link.queued_bytes();
+    s.link_max_queued_bytes = link.max_queued_bytes();
+    s.link_held = held_total;
     s.link_max_inflight = link.max_inflight();
     s.mqtt_connected = link.connected();
     s.link_published = link.published_total();
@@ -300,15 +318,29 @@ int run_daemon(const Config& config) {
   const auto tick = std::chrono::milliseconds(config.campaigns_tick_ms);
   auto next_timer = std::chrono::steady_clock::now();
   bool stopping = false;
+  bool was_held = false;
   while (!stopping) {
     auto now = std::chrono::steady_clock::now();
     auto wait = next_timer > now ? std::chrono::duration_cast<std::chrono::milliseconds>(next_timer - now)
                                  : std::chrono::milliseconds(0);
     // While the outbox has work and the link has room, do not sleep.
-    if (link.connected() && app->outbox_size() > 0 && link.backlog() < k_link_backlog_target) {
+    if (link.connected() && app->outbox_size() > 0 && link.backlog() < k_link_backlog_target &&
+        link.has_room()) {
       wait = std::chrono::milliseconds(0);
     }
-    if (auto ev = events.pop_for(wait)) {
+    // Back-pressure on the link's byte budget (mqtt.max_queued_bytes): handling a device message adds its
+    // answer to the link's queue, so the loop takes only as many as the room left allows, and while the
+    // queue is over budget only the other events (acknowledgements drain the link; HTTP, link changes and
+    // stop are answered) until pump() drains it (device_message_allowance).
+    const bool room = link.has_room();
+    if (!room && !was_held) ++held_total;
+    was_held = !room;
+    const std::size_t message_allowance = device_message_allowance(link, events.producer_waiting());
+    std::size_t messages_taken = 0;
+    auto take = [&] {
+      return messages_taken < message_allowance ? EventQueue::Take::all : EventQueue::Take::control;
+    };
+    if (auto ev = events.pop_for(wait, take())) {
       // Drain a batch of events: the messages are handled in one transaction (group commit).
       std::vector<InboundMessage> batch;
       std::vector<App::HttpEvent> http_events;
@@ -319,6 +351,7 @@ int run_daemon(const Config& config) {
           stopping = true;
         } else if (auto* m = std::get_if<InboundMessage>(&*ev)) {
           batch.push_back(std::move(*m));
+          ++messages_taken;
         } else if (auto* d = std::get_if<PublishDone>(&*ev)) {
           app->on_publish_done(d->tag, d->ok);
         } else if (auto* x = std::get_if<http::HttpExchange>(&*ev)) {
@@ -339,7 +372,7 @@ int run_daemon(const Config& config) {
           mqtt_down_cause = down->cause;
         }
         if (++n >= 1000 || stopping) break;
-        ev = events.pop_for(std::chrono::milliseconds(0));
+        ev = events.pop_for(std::chrono::milliseconds(0), take());
       } while (ev);
       if (auto st = app->handle_batch(batch, std::move(http_events)); !st) {
         spdlog::error("{}; its answers were dropped; rebuilding the service state from the database",
@@ -370,8 +403,11 @@ int run_daemon(const Config& config) {
       flush_log_suppressions();
       next_timer = std::chrono::steady_clock::now() + tick;
     }
-    if (link.connected() && link.backlog() < k_link_backlog_target) {
-      app->pump_outbox(k_link_backlog_target - link.backlog());
+    // The outbox feeds the link in small steps while it has room, so it stops within one step of the
+    // byte budget (command lines are bounded by the API's request size).
+    while (link.connected() && link.has_room() && link.backlog() < k_link_backlog_target &&
+           app->outbox_size() > 0) {
+      if (app->pump_outbox(std::min(k_outbox_step, k_link_backlog_target - link.backlog())) == 0) break;
     }
     link.pump();
   }

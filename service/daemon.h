@@ -5,11 +5,21 @@
 #include <vector>
 
 #include "service/config.h"
+#include "service/mqtt/mqtt_link.h"
 
 namespace dispatch::service {
 
 // Runs dispatchd; returns the process exit code (0 after a clean stop, 1 on a fatal start-up error).
 int run_daemon(const Config& config);
+
+// How many device messages the service loop may take into its next batch, for the byte budget of the
+// link's queue (mqtt.max_queued_bytes): each may add one answer to that queue, so the batch is the room
+// left divided by the largest answer expected (the larger of MqttLink::recent_largest and
+// answer_estimate_bytes), between 1 and max_batch; with no room, none — except 1 while `producer_waiting` (a
+// Paho thread waits to hand over a message; the same thread reads the broker's acknowledgements, so the link
+// could not drain otherwise).
+std::size_t device_message_allowance(const MqttLink& link, bool producer_waiting,
+                                     std::size_t max_batch = 1000);
 
 // Every sample name GET /metrics can contain, one per line (histograms as _bucket, _sum and _count), from
 // a service built on an in-memory database: what dashboards and alerts may name. Returns the exit code.

@@ -1,6 +1,11 @@
 // EventQueue: the one hand-off from Paho's threads (and timers) to the service loop.
-// Producers block when the queue is full: a slow loop then pushes back on the broker over TCP instead of
-// growing memory without bound (Paho's own consumer queue is unbounded, stack.md P6).
+// Producers of device messages block when the queue is full: a slow loop then pushes back on the broker
+// over TCP instead of growing memory without bound (Paho's own consumer queue is unbounded, stack.md P6).
+//
+// Device messages and the other events (acknowledgements, link changes, HTTP exchanges, stop) wait in two
+// lanes, popped in arrival order. The loop can take only the other lane (pop_for with
+// Take::control) while it must not take device messages: while the MQTT link's outbound queue is over its
+// byte budget (MqttLink::has_room), handling a device message would add its answer to that queue.
 #pragma once
 
 #include <chrono>
@@ -10,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 
 #include "service/http/http_exchange.h"
@@ -25,6 +31,9 @@ using Event = std::variant<InboundMessage, PublishDone, LinkUp, LinkDown, StopRe
 
 class EventQueue final : public LinkEvents {
  public:
+  // What pop_for may take: every event, or only the events that are not device messages.
+  enum class Take { all, control };
+
   explicit EventQueue(size_t capacity = 200000) : capacity_(capacity) {}
 
   // LinkEvents, on Paho's threads: a received message waits for room, the rest never blocks.
@@ -33,28 +42,57 @@ class EventQueue final : public LinkEvents {
   void on_link_up() override { push_nonblocking(LinkUp{}); }
   void on_link_down(std::string cause) override { push_nonblocking(LinkDown{std::move(cause)}); }
 
+  // Waits for room (at most `capacity` device messages wait), then queues e. Other events never wait.
   void push(Event e) {
+    if (!std::holds_alternative<InboundMessage>(e)) return push_nonblocking(std::move(e));
     std::unique_lock lk(mu_);
-    not_full_.wait(lk, [&] { return q_.size() < capacity_ || closed_; });
-    q_.push_back(std::move(e));
+    auto room = [&] { return messages_.size() < capacity_ || closed_; };
+    if (!room()) {
+      ++producers_waiting_;
+      not_empty_.notify_one();  // a loop holding messages back lets one in (pop_for, Take::control)
+      not_full_.wait(lk, room);
+      --producers_waiting_;
+    }
+    messages_.push_back({next_seq_++, std::move(e)});
     not_empty_.notify_one();
   }
 
   // Acknowledgements never block: they free capacity in Paho and must not wait behind a full queue.
   void push_nonblocking(Event e) {
     std::lock_guard lk(mu_);
-    q_.push_back(std::move(e));
+    auto& lane = std::holds_alternative<InboundMessage>(e) ? messages_ : control_;
+    lane.push_back({next_seq_++, std::move(e)});
     not_empty_.notify_one();
   }
 
-  std::optional<Event> pop_for(std::chrono::milliseconds timeout) {
+  // The oldest event `take` allows, waiting up to timeout for one. With Take::control the wait also ends
+  // when a producer starts waiting for room (producer_waiting()), so the caller can let one message in.
+  std::optional<Event> pop_for(std::chrono::milliseconds timeout, Take take = Take::all) {
     std::unique_lock lk(mu_);
-    if (!not_empty_.wait_for(lk, timeout, [&] { return !q_.empty() || closed_; })) return std::nullopt;
-    if (q_.empty()) return std::nullopt;
-    Event e = std::move(q_.front());
-    q_.pop_front();
-    not_full_.notify_one();
+    auto ready = [&] {
+      if (closed_ || !control_.empty()) return true;
+      return take == Take::all ? !messages_.empty() : producers_waiting_ > 0;
+    };
+    if (!not_empty_.wait_for(lk, timeout, ready)) return std::nullopt;
+    std::deque<Entry>* lane = nullptr;
+    if (take == Take::all && !messages_.empty() &&
+        (control_.empty() || messages_.front().seq < control_.front().seq)) {
+      lane = &messages_;
+    } else if (!control_.empty()) {
+      lane = &control_;
+    } else {
+      return std::nullopt;
+    }
+    Event e = std::move(lane->front().event);
+    lane->pop_front();
+    if (lane == &messages_) not_full_.notify_one();
     return e;
+  }
+
+  // A producer of device messages waits for room right now.
+  bool producer_waiting() const {
+    std::lock_guard lk(mu_);
+    return producers_waiting_ > 0;
   }
 
   void close() {
@@ -66,14 +104,21 @@ class EventQueue final : public LinkEvents {
 
   size_t size() const {
     std::lock_guard lk(mu_);
-    return q_.size();
+    return messages_.size() + control_.size();
   }
 
  private:
+  struct Entry {
+    std::uint64_t seq;
+    Event event;
+  };
   mutable std::mutex mu_;
   std::condition_variable not_empty_, not_full_;
-  std::deque<Event> q_;
+  std::deque<Entry> messages_;  // InboundMessage only
+  std::deque<Entry> control_;   // everything else
+  std::uint64_t next_seq_ = 0;
   size_t capacity_;
+  int producers_waiting_ = 0;
   bool closed_ = false;
 };
 

@@ -4,6 +4,7 @@
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "service/mqtt/paho_message.h"
@@ -124,7 +125,31 @@ void MqttLink::disconnect(int timeout_ms) {
   connected_.store(false);
 }
 
-void MqttLink::publish(OutMessage m) { queue_.push_back(std::move(m)); }
+namespace {
+std::int64_t steady_minute() {
+  return std::chrono::duration_cast<std::chrono::minutes>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+void MqttLink::publish(OutMessage m) {
+  const std::size_t size = queued_size(m);
+  queued_bytes_ += size;
+  const std::int64_t minute = steady_minute();
+  if (minute != largest_minute_) {
+    largest_before_ = minute == largest_minute_ + 1 ? largest_now_ : 0;
+    largest_now_ = 0;
+    largest_minute_ = minute;
+  }
+  largest_now_ = std::max(largest_now_, size);
+  queue_.push_back(std::move(m));
+}
+
+std::size_t MqttLink::recent_largest() const {
+  const std::int64_t minute = steady_minute();
+  if (minute == largest_minute_) return std::max(largest_now_, largest_before_);
+  return minute == largest_minute_ + 1 ? largest_now_ : 0;
+}
 
 size_t MqttLink::backlog() const { return queue_.size() + static_cast<size_t>(inflight_.load()); }
 
@@ -156,6 +181,7 @@ void MqttLink::pump() {
       }
       inflight_.fetch_add(1);
       client_->publish(msg, reinterpret_cast<void*>(m.tag), *callbacks_);
+      queued_bytes_ -= queued_size(m);
       queue_.pop_front();
     } catch (const mqtt::exception& e) {
       inflight_.fetch_sub(1);

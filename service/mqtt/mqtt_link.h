@@ -4,8 +4,10 @@
 //   reconnect, and every (re)connect re-subscribes (cheap, and covers a broker that lost the session).
 // - TCP_NODELAY is forced on the client socket after every connect (stack.md P4).
 // - Publishes are windowed: at most `max_inflight` un-acknowledged QoS 1 publishes are handed to Paho
-//   (stack.md P3); the rest wait in the link's own queue. The owner checks `backlog()` and stops feeding
-//   the link while it is disconnected or full.
+//   (stack.md P3); the rest wait in the link's own queue. That queue is bounded by bytes with
+//   back-pressure, never by dropping: publish() always queues, and while the queued bytes are at or over
+//   `max_queued_bytes` has_room() is false and the owner stops feeding the link (the service loop takes no
+//   device message, whose answer would land here, and pumps no outbox item) until it drains.
 // - Paho callbacks only hand values to LinkEvents (the service's EventQueue); no exception crosses a
 //   callback.
 #pragma once
@@ -40,6 +42,11 @@ struct LinkOptions {
   int session_expiry_s = 3600;
   int max_inflight = 16;
   int max_buffered = 10000;
+  // Bytes (topic, payload and properties) waiting in the link's queue at which has_room() turns false.
+  std::size_t max_queued_bytes = 32 * 1024 * 1024;
+  // The owner's estimate of the largest answer one device message can cause, before any was seen
+  // (the daemon: a download chunk of provisioning.max_chunk_bytes and its header).
+  std::size_t answer_estimate_bytes = 0;
   bool clean_start = false;
   int mqtt_version = 5;  // 5 or 4 (3.1.1)
 };
@@ -61,8 +68,23 @@ class MqttLink {
   void disconnect(int timeout_ms);
   bool connected() const { return connected_.load(); }
 
-  // Queues a message; it is handed to Paho by pump() within the in-flight window.
+  // Queues a message, whatever the queued bytes (nothing is dropped); it is handed to Paho by pump()
+  // within the in-flight window. The owner stops producing while !has_room().
   void publish(OutMessage m);
+  // Bytes of the messages in the link's queue (not yet handed to Paho), as queued_size() counts them.
+  std::size_t queued_bytes() const { return queued_bytes_; }
+  std::size_t max_queued_bytes() const { return opts_.max_queued_bytes; }
+  // False while the queued bytes are at or over max_queued_bytes: the owner must not feed the link.
+  // One message larger than the budget is still queued; the link then has no room until it is sent.
+  bool has_room() const { return queued_bytes_ < opts_.max_queued_bytes; }
+  // The largest queued_size() of a message queued in the last one to two minutes (0 before the first):
+  // the owner sizes its batches of device messages by it (device_message_allowance in daemon.h).
+  std::size_t recent_largest() const;
+  std::size_t answer_estimate_bytes() const { return opts_.answer_estimate_bytes; }
+  // What a message costs in the queue: topic, payload, correlation data and response topic.
+  static std::size_t queued_size(const OutMessage& m) {
+    return m.topic.size() + m.payload.size() + m.correlation_data.size() + m.response_topic.size();
+  }
   // Hands queued messages to Paho while the window allows. Call from the owner's loop.
   void pump();
   // Messages queued in the link or in flight to the broker.
@@ -92,6 +114,11 @@ class MqttLink {
   std::atomic<std::uint64_t> published_total_{0};
   std::atomic<std::size_t> max_packet_bytes_{0};
   std::deque<OutMessage> queue_;  // owned by the loop thread
+  std::size_t queued_bytes_ = 0;  // queued_size() of queue_'s messages
+  // Largest message queued in the current and the previous minute (recent_largest), loop thread only.
+  std::size_t largest_now_ = 0;
+  std::size_t largest_before_ = 0;
+  std::int64_t largest_minute_ = 0;
 };
 
 }  // namespace dispatch::service

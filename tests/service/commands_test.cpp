@@ -437,10 +437,11 @@ TEST_CASE("an answer larger than the broker's maximum packet size is replaced by
           "[service][commands]") {
   CommandsFixture f;
   f.add_device("dev-1");
-  const std::string id = f.api(
-      "commands/send", {{"type", "exec"}, {"command", "cat"}, {"hardware_ids", {"dev-1"}}})["command_id"];
-  f.deliver();
-  f.device(TopicKind::command_reply, "dev-1", id + " s " + std::string(100 * 1024, 'x'));
+  // A command whose own arguments do not fit the packet: no page of it can.
+  const std::string id = f.api("commands/send", {{"type", "exec"},
+                                                 {"command", "echo"},
+                                                 {"arguments", {std::string(100 * 1024, 'a')}},
+                                                 {"hardware_ids", {"dev-1"}}})["command_id"];
   f.pub.max_packet = 64 * 1024;
   auto big = f.api("commands/get", {{"command_id", id}, {"correlation_id", "c-7"}});
   CHECK(big["error"]["code"] == "too_large");
@@ -449,5 +450,35 @@ TEST_CASE("an answer larger than the broker's maximum packet size is replaced by
   // What fits is answered as usual.
   f.pub.max_packet = 1024 * 1024;
   auto fits = f.api("commands/get", {{"command_id", id}, {"correlation_id", "c-8"}});
-  CHECK(fits["devices"][0]["output_bytes"] == 100 * 1024);
+  CHECK(fits["command"]["arguments"][0].get<std::string>().size() == 100 * 1024);
+}
+
+TEST_CASE("commands/get shows less output rather than exceed the broker's maximum packet size",
+          "[service][commands]") {
+  CommandsFixture f;
+  f.add_device("dev-1");
+  f.add_device("dev-2");
+  const std::string id =
+      f.api("commands/send",
+            {{"type", "exec"}, {"command", "cat"}, {"hardware_ids", {"dev-1", "dev-2"}}})["command_id"];
+  f.deliver();
+  f.device(TopicKind::command_reply, "dev-1", id + " s " + std::string(100 * 1024, 'x'));
+  // Quotes: escaped in JSON, two bytes for each byte stored.
+  f.device(TopicKind::command_reply, "dev-2", id + " s " + std::string(20 * 1024, '"'));
+  f.pub.max_packet = 64 * 1024;
+  auto got = f.api("commands/get", {{"command_id", id}, {"correlation_id", "c-9"}});
+  REQUIRE(got.contains("devices"));
+  CHECK(f.pub.sent.back().payload.size() < 64 * 1024);
+  REQUIRE(got["devices"].size() == 2);
+  for (const auto& d : got["devices"]) {
+    CHECK(d["output_partial"] == true);
+    CHECK(d["output"].get<std::string>().size() < d["output_bytes"].get<std::size_t>());
+  }
+  CHECK(got["devices"][0]["output_bytes"] == 100 * 1024);
+  CHECK(got["devices"][1]["output_bytes"] == 20 * 1024);
+  // No limit announced: the fixed budget (1 MiB) shows both whole.
+  f.pub.max_packet = 0;
+  auto whole = f.api("commands/get", {{"command_id", id}});
+  CHECK(whole["devices"][0]["output_partial"] == false);
+  CHECK(whole["devices"][1]["output_partial"] == false);
 }
