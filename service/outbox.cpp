@@ -80,6 +80,16 @@ bool Outbox::on_publish_done(std::uint64_t tag, bool ok) {
 
 void Outbox::hand_back() {
   if (acked_.empty()) return;
+  // Usually one owner has every acknowledged item (a fan-out, a campaign's batch): hand the vector over
+  // as it is instead of copying it item by item into per-owner vectors (a profiled cost of fan-out).
+  OutboxOwner* const first = acked_.front().owner;
+  if (std::all_of(acked_.begin(), acked_.end(), [&](const OutboxItem& i) { return i.owner == first; })) {
+    std::vector<OutboxItem> items;
+    items.swap(acked_);
+    acked_.reserve(items.size());
+    first->acknowledged(std::move(items));
+    return;
+  }
   std::map<OutboxOwner*, std::vector<OutboxItem>> by_owner;
   for (auto& item : acked_) by_owner[item.owner].push_back(std::move(item));
   acked_.clear();

@@ -26,6 +26,7 @@
 #include "protocol/core/signature.h"
 #include "protocol/frame.h"
 #include "service/mqtt/mqtt_client.h"
+#include "tests/bench/raw/raw_mqtt.h"
 #include "tests/support/broker.h"
 #include "tests/support/process.h"
 
@@ -78,31 +79,6 @@ double run_parallel(int n, F fn) {
   for (auto& t : threads) t.join();
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
-
-// The raw MQTT baseline: answers bench/echo/req/<x> on bench/echo/rep/<x> with `answer`.
-class MqttEcho {
- public:
-  MqttEcho(const std::string& uri, std::string answer) : client_(connect(uri)), answer_(std::move(answer)) {
-    if (!client_->subscribe("bench/echo/req/+")) die("echo subscribe");
-    thread_ = std::thread([this] {
-      while (!stop_) {
-        auto m = client_->next(100);
-        if (!m) continue;
-        (void)client_->publish("bench/echo/rep/" + m->topic.substr(m->topic.rfind('/') + 1), answer_, 1);
-      }
-    });
-  }
-  ~MqttEcho() {
-    stop_ = true;
-    thread_.join();
-  }
-
- private:
-  std::unique_ptr<service::MqttClient> client_;
-  std::string answer_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
 
 // The raw HTTP baseline: cpp-httplib (the library dispatchd embeds) with its default thread pool,
 // answering /find with a fixed JSON body and /download with the package bytes from memory.
@@ -232,7 +208,10 @@ int main(int argc, char** argv) {
   if (!first || first->payload.find("\"status\":\"update\"") == std::string::npos) {
     die("MQTT query failed: " + (first ? first->payload : std::string("no answer")));
   }
-  MqttEcho echo(broker.uri(), first->payload);
+  // The raw MQTT baseline: a libmosquitto echo answering bench/echo/req/<x> on bench/echo/rep/<x> with the
+  // same answer.
+  const auto [host, port] = bench::split_uri(broker.uri());
+  bench::RawEcho echo(host, port, "bench/echo", first->payload);
   RawHttp raw(find_answer, data);
   for (int i = 0; i < devices; ++i) {
     raw_http.push_back(std::make_unique<httplib::Client>("127.0.0.1", raw.port()));
