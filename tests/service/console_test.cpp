@@ -213,7 +213,7 @@ TEST_CASE("console: a campaign event stream starts with the document, then at mo
   CHECK(console_answer(req("GET", "/console/api/campaigns/k/events"), none).status == 503);
 }
 
-TEST_CASE("console: past http.console_max_streams a stream is refused 503; a finished one frees its place") {
+TEST_CASE("console: past http.console_max_streams a stream is refused 503, a finished one frees its place") {
   ConsoleBackend b;
   b.call = [](const std::string&, const std::string&, const json&) -> core::Result<json> {
     return json{{"s", 1}};

@@ -465,7 +465,7 @@ TEST_CASE(
   ::close(fd);
 }
 
-TEST_CASE("HttpServer: a stream whose client went away is over at the next write; stop() ends open streams") {
+TEST_CASE("HttpServer: a stream whose client went away is over at the next write, and stop() ends open streams") {
   EventQueue q(64);
   StreamLoop sl;
   Loop loop(q, [&](HttpExchange& x) {
