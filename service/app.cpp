@@ -87,6 +87,13 @@ constexpr const char* k_mqtt_connected_help = "1 while the broker connection is 
 constexpr const char* k_event_queue = "dispatch_event_queue_depth";
 constexpr const char* k_event_queue_help =
     "Inbound events (MQTT messages, acknowledgements, HTTP requests) waiting for the service loop";
+constexpr const char* k_event_queue_bytes = "dispatch_event_queue_bytes";
+constexpr const char* k_event_queue_bytes_help =
+    "Bytes of received MQTT messages waiting for the service loop (bounded by mqtt.max_inbound_bytes)";
+constexpr const char* k_event_queue_waits = "dispatch_event_queue_waits_total";
+constexpr const char* k_event_queue_waits_help =
+    "Times the MQTT client found the inbound queue full and stopped reading from the broker until it had "
+    "room";
 constexpr const char* k_batch = "dispatch_batch_duration_seconds";
 constexpr const char* k_batch_help =
     "Time to handle one batch of inbound events in one transaction, handlers and commit";
@@ -181,6 +188,8 @@ void App::declare_metrics() {
       {k_mqtt_held, k_mqtt_held_help, T::counter},
       {k_mqtt_connected, k_mqtt_connected_help, T::gauge},
       {k_event_queue, k_event_queue_help, T::gauge},
+      {k_event_queue_bytes, k_event_queue_bytes_help, T::gauge},
+      {k_event_queue_waits, k_event_queue_waits_help, T::counter},
   };
   for (const auto& f : families) metrics_.describe(f.name, f.help, f.type);
   metrics_.describe(k_batch, k_batch_help, T::histogram, metrics::latency_buckets());
@@ -290,6 +299,9 @@ std::string App::metrics_text(const LoopStats& loop) {
   metrics_.counter(k_mqtt_held, k_mqtt_held_help).set(loop.link_held);
   metrics_.gauge(k_mqtt_connected, k_mqtt_connected_help).set(loop.mqtt_connected ? 1 : 0);
   metrics_.gauge(k_event_queue, k_event_queue_help).set(static_cast<double>(loop.event_queue));
+  metrics_.gauge(k_event_queue_bytes, k_event_queue_bytes_help)
+      .set(static_cast<double>(loop.event_queue_bytes));
+  metrics_.counter(k_event_queue_waits, k_event_queue_waits_help).set(loop.event_queue_waits);
   return metrics_.render();
 }
 

@@ -57,6 +57,8 @@ struct AppCounters {
 // What the loop knows that App does not (for /metrics): the queue, the link and its window.
 struct LoopStats {
   std::size_t event_queue = 0;            // events waiting in the EventQueue
+  std::size_t event_queue_bytes = 0;      // bytes of the device messages among them
+  std::uint64_t event_queue_waits = 0;    // times a producer waited for room (EventQueue::waits_total)
   std::size_t link_backlog = 0;           // messages queued in the MQTT link or in flight
   int link_inflight = 0;                  // un-acknowledged QoS 1 publishes handed to Paho
   int link_max_inflight = 0;              // mqtt.max_inflight

@@ -118,6 +118,10 @@ const std::vector<KeyDef>& key_defs() {
               "Bytes of outgoing messages waiting to be handed to MQTT at which the service stops taking "
               "device messages (whose answers would add to them) and stops publishing outbox items, until "
               "they drain; nothing is dropped (docs/security.md)"),
+      integer("mqtt.max_inbound_bytes", &Config::mqtt_max_inbound_bytes, 65536, 1LL << 40,
+              "Bytes of received messages waiting for the service loop (at most 200,000 messages) at which "
+              "the MQTT client stops reading from the broker until the loop catches up; the broker keeps "
+              "them meanwhile, within its own queue limits (docs/security.md)"),
       text("mqtt.share_group", &Config::mqtt_share_group,
            "Several instances: subscribe to device topics and the API as $share/<group>/<filter> (MQTT 5 "
            "shared subscriptions; every instance needs its own mqtt.client_id). Empty: plain subscriptions"),

@@ -56,6 +56,7 @@ struct Config {
   // Paho's own buffer (its default of 100 aborts fan-out bursts, stack.md P2).
   int mqtt_max_buffered = 10000;
   std::int64_t mqtt_max_queued_bytes = 32LL * 1024 * 1024;
+  std::int64_t mqtt_max_inbound_bytes = 64LL * 1024 * 1024;
   // Several instances: subscribe to the device topics and the API as $share/<group>/<filter> so that the
   // broker hands each inbound message to one instance (PROTOCOL §7). Empty = plain subscriptions.
   std::string mqtt_share_group;

@@ -125,7 +125,7 @@ int run_daemon(const Config& config) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  EventQueue events;
+  EventQueue events(EventQueue::k_default_capacity, static_cast<std::size_t>(config.mqtt_max_inbound_bytes));
   // Also set by the signal thread: a wait that must not take events off the queue checks this instead.
   static std::atomic<bool> stop_requested{false};
   std::thread signal_thread([&] {
@@ -230,6 +230,8 @@ int run_daemon(const Config& config) {
   probes.metrics = [&] {
     LoopStats s;
     s.event_queue = events.size();
+    s.event_queue_bytes = events.bytes();
+    s.event_queue_waits = events.waits_total();
     s.link_backlog = link.backlog();
     s.link_inflight = link.inflight();
     s.link_queued_bytes = link.queued_bytes();

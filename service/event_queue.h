@@ -1,6 +1,9 @@
 // EventQueue: the one hand-off from Paho's threads (and timers) to the service loop.
-// Producers of device messages block when the queue is full: a slow loop then pushes back on the broker
-// over TCP instead of growing memory without bound (Paho's own consumer queue is unbounded, stack.md P6).
+// Producers of device messages block when the queue is full — `capacity` messages or `max_bytes` bytes of
+// them (topic, payload, Response Topic, Correlation Data), whichever comes first: a slow loop then pushes
+// back on the broker over TCP instead of growing memory without bound (Paho's own consumer queue is
+// unbounded, stack.md P6). The broker then keeps the messages for our session, up to its own queue limits
+// (docs/security.md). One message larger than max_bytes is let in when the queue holds no other message.
 //
 // Device messages and the other events (acknowledgements, link changes, HTTP exchanges, stop) wait in two
 // lanes, popped in arrival order. The loop can take only the other lane (pop_for with
@@ -34,7 +37,16 @@ class EventQueue final : public LinkEvents {
   // What pop_for may take: every event, or only the events that are not device messages.
   enum class Take { all, control };
 
-  explicit EventQueue(size_t capacity = 200000) : capacity_(capacity) {}
+  static constexpr size_t k_default_capacity = 200000;
+  static constexpr size_t k_default_max_bytes = 64 * 1024 * 1024;
+
+  explicit EventQueue(size_t capacity = k_default_capacity, size_t max_bytes = k_default_max_bytes)
+      : capacity_(capacity), max_bytes_(max_bytes) {}
+
+  // What a device message costs in the queue.
+  static size_t message_bytes(const InboundMessage& m) {
+    return m.topic.size() + m.payload.size() + m.response_topic.size() + m.correlation_data.size();
+  }
 
   // LinkEvents, on Paho's threads: a received message waits for room, the rest never blocks.
   void on_message(InboundMessage m) override { push(std::move(m)); }
@@ -45,14 +57,20 @@ class EventQueue final : public LinkEvents {
   // Waits for room (at most `capacity` device messages wait), then queues e. Other events never wait.
   void push(Event e) {
     if (!std::holds_alternative<InboundMessage>(e)) return push_nonblocking(std::move(e));
+    const size_t bytes = message_bytes(std::get<InboundMessage>(e));
     std::unique_lock lk(mu_);
-    auto room = [&] { return messages_.size() < capacity_ || closed_; };
+    auto room = [&] {
+      return closed_ || messages_.empty() ||
+             (messages_.size() < capacity_ && message_bytes_ + bytes <= max_bytes_);
+    };
     if (!room()) {
       ++producers_waiting_;
+      ++waits_total_;
       not_empty_.notify_one();  // a loop holding messages back lets one in (pop_for, Take::control)
       not_full_.wait(lk, room);
       --producers_waiting_;
     }
+    message_bytes_ += bytes;
     messages_.push_back({next_seq_++, std::move(e)});
     not_empty_.notify_one();
   }
@@ -60,8 +78,9 @@ class EventQueue final : public LinkEvents {
   // Acknowledgements never block: they free capacity in Paho and must not wait behind a full queue.
   void push_nonblocking(Event e) {
     std::lock_guard lk(mu_);
-    auto& lane = std::holds_alternative<InboundMessage>(e) ? messages_ : control_;
-    lane.push_back({next_seq_++, std::move(e)});
+    const bool message = std::holds_alternative<InboundMessage>(e);
+    if (message) message_bytes_ += message_bytes(std::get<InboundMessage>(e));
+    (message ? messages_ : control_).push_back({next_seq_++, std::move(e)});
     not_empty_.notify_one();
   }
 
@@ -85,7 +104,10 @@ class EventQueue final : public LinkEvents {
     }
     Event e = std::move(lane->front().event);
     lane->pop_front();
-    if (lane == &messages_) not_full_.notify_one();
+    if (lane == &messages_) {
+      message_bytes_ -= message_bytes(std::get<InboundMessage>(e));
+      not_full_.notify_all();  // the freed bytes may let in a producer other than the first
+    }
     return e;
   }
 
@@ -106,6 +128,17 @@ class EventQueue final : public LinkEvents {
     std::lock_guard lk(mu_);
     return messages_.size() + control_.size();
   }
+  // Bytes of the device messages waiting (message_bytes): at most max_bytes(), or one larger message.
+  size_t bytes() const {
+    std::lock_guard lk(mu_);
+    return message_bytes_;
+  }
+  size_t max_bytes() const { return max_bytes_; }
+  // Times a producer of device messages found the queue full and waited (pushing back on the broker).
+  std::uint64_t waits_total() const {
+    std::lock_guard lk(mu_);
+    return waits_total_;
+  }
 
  private:
   struct Entry {
@@ -118,6 +151,9 @@ class EventQueue final : public LinkEvents {
   std::deque<Entry> control_;   // everything else
   std::uint64_t next_seq_ = 0;
   size_t capacity_;
+  size_t max_bytes_;
+  size_t message_bytes_ = 0;  // message_bytes() of the messages in messages_
+  std::uint64_t waits_total_ = 0;
   int producers_waiting_ = 0;
   bool closed_ = false;
 };

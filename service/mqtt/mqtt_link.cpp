@@ -84,11 +84,17 @@ core::Status MqttLink::connect(int timeout_ms) {
     // broker drop the connection, and Paho would resend it after every reconnect. Paho reconnects to the
     // same broker, so the first CONNACK's value stands until the next connect().
     if (opts_.mqtt_version == 5) {
-      const auto& props = tok->get_connect_response().get_properties();
+      // get_connect_response() returns by value: keep it alive while its properties are read (a
+      // reference into the temporary dangled, and the limit read as absent).
+      const mqtt::connect_response response = tok->get_connect_response();
+      const mqtt::properties& props = response.get_properties();
       if (props.contains(mqtt::property::MAXIMUM_PACKET_SIZE)) {
         max_packet_bytes_.store(
             static_cast<std::size_t>(mqtt::get<std::uint32_t>(props, mqtt::property::MAXIMUM_PACKET_SIZE)));
       }
+      spdlog::info("the broker's maximum packet size: {}",
+                   max_packet_bytes_.load() == 0 ? std::string("none announced")
+                                                 : fmt::format("{} bytes", max_packet_bytes_.load()));
     }
     return {};
   } catch (const mqtt::exception& e) {

@@ -1,6 +1,7 @@
 // The byte budget of the MQTT link's outbound queue (mqtt.max_queued_bytes) and the service loop's
 // back-pressure on it: a real MqttLink that never connects (so nothing leaves its queue, like a broker that
 // stopped acknowledging), a real EventQueue, and the loop's batch rule (device_message_allowance).
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <string>
@@ -142,4 +143,44 @@ TEST_CASE("the event queue pops in arrival order across its two lanes", "[servic
   CHECK(std::get<PublishDone>(*c).tag == 7);
   CHECK(std::get<InboundMessage>(*d).payload == "{\"n\":2}");
   CHECK_FALSE(events.pop_for(0ms).has_value());
+}
+
+TEST_CASE("the event queue holds device messages up to its byte bound, then their producer waits",
+          "[service][event_queue]") {
+  EventQueue events(1000, 1000);  // room for 1,000 messages, but only 1,000 bytes of them
+  InboundMessage m;
+  m.topic = "esthesis/ping/dev-1";
+  m.payload.assign(400 - m.topic.size(), 'p');  // 400 bytes each
+  events.push(Event{m});
+  events.push(Event{m});
+  CHECK(events.bytes() == 800);
+  // A third would make 1,200 bytes: its producer waits until the loop takes one.
+  std::atomic<bool> pushed{false};
+  std::thread producer([&] {
+    events.on_message(m);
+    pushed = true;
+  });
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!events.producer_waiting() && !pushed && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  REQUIRE(events.producer_waiting());
+  CHECK_FALSE(pushed);
+  CHECK(events.waits_total() == 1);
+  // Control events never wait, whatever the bytes.
+  events.push_nonblocking(PublishDone{1, true});
+  REQUIRE(events.pop_for(0ms, EventQueue::Take::control));
+  REQUIRE(events.pop_for(0ms));  // a message: 400 bytes freed
+  producer.join();
+  CHECK(pushed);
+  CHECK(events.bytes() == 800);
+  // One message larger than the whole bound is let in once the queue holds no other message.
+  REQUIRE(events.pop_for(0ms));
+  REQUIRE(events.pop_for(0ms));
+  InboundMessage big;
+  big.topic = m.topic;
+  big.payload.assign(5000, 'b');
+  events.push(Event{big});
+  CHECK(events.bytes() == 5000 + big.topic.size());
+  CHECK(events.waits_total() == 1);
 }
