@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <any>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -104,6 +105,52 @@ std::optional<std::string> string_field(const Json& body, const char* name) {
   return it->get<std::string>();
 }
 
+bool is_register_path(std::string_view path) {
+  return path == "/api/v1/agent/register" || path == "/api/v1/register";
+}
+
+// The outcome of the registration checks that need no service state: a refusal to send, or the device
+// as devices/register would store it (without its key yet).
+struct Registration {
+  std::optional<http::HttpReply> refusal;
+  bool wrong_secret = false;  // the refusal is a wrong registration secret (logged by the loop)
+  std::string hardware_id;
+  Json device;
+};
+
+Registration refused(http::HttpReply reply) { return Registration{std::move(reply), false, {}, {}}; }
+
+// The registration's checks that need only the config and the request, in esthesis's order. Shared by
+// the loop and prepare() (an HTTP worker) so that a key is made only for what the loop would accept
+// this far.
+Registration check_registration(const Config& config, const http::HttpRequest& r) {
+  const RegistrationMode mode = config.registration_mode;
+  if (mode == RegistrationMode::disabled) return refused(text(403, "registration is disabled"));
+  Json body = Json::parse(r.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object()) return refused(text(400, "the body must be a JSON object"));
+  auto hw = string_field(body, "hardwareId");
+  auto tags = string_field(body, "tags");
+  auto attributes = string_field(body, "attributes");
+  auto secret = string_field(body, "registrationSecret");
+  if (!hw || !tags || !attributes || !secret) {
+    return refused(text(400, "hardwareId, tags, attributes and registrationSecret must be strings"));
+  }
+  if (auto st = protocol::check_hardware_id(*hw, "hardwareId"); !st)
+    return refused(text(400, st.error().message));
+  if (mode == RegistrationMode::open_with_secret &&
+      !core::constant_time_equal(*secret, config.registration_secret)) {
+    return Registration{status_only(401), true, *hw, {}};  // 401 with an empty body, as in esthesis CORE
+  }
+  Json device{{"hardware_id", *hw}, {"tags", split_commas(*tags)}, {"attributes", Json::object()}};
+  for (const auto& pair : split_commas(*attributes)) {
+    auto eq = pair.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return refused(text(400, "attributes must be comma-separated key=value pairs"));
+    device["attributes"][trim(pair.substr(0, eq))] = trim(pair.substr(eq + 1));
+  }
+  return Registration{std::nullopt, false, *hw, std::move(device)};
+}
+
 }  // namespace
 
 AgentApi::AgentApi(const Config& config, DevicesModule& devices, Provisioning& provisioning)
@@ -139,7 +186,7 @@ http::HttpReply AgentApi::route(const http::HttpRequest& r) {
       if (r.path == k_download) return download(r);
       return find(r, r.path == k_find_by_id);
     }
-    if (r.path == "/api/v1/agent/register" || r.path == "/api/v1/register") {
+    if (is_register_path(r.path)) {
       if (r.method != "POST") return text(405, "use POST");
       return register_agent(r);
     }
@@ -226,39 +273,22 @@ void AgentApi::on_abandoned(const http::HttpReply& reply, Answers& out) {
 }
 
 http::HttpReply AgentApi::register_agent(const http::HttpRequest& r) {
-  const RegistrationMode mode = config_.registration_mode;
-  if (mode == RegistrationMode::disabled) return text(403, "registration is disabled");
-  Json body = Json::parse(r.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) return text(400, "the body must be a JSON object");
-  auto hw = string_field(body, "hardwareId");
-  auto tags = string_field(body, "tags");
-  auto attributes = string_field(body, "attributes");
-  auto secret = string_field(body, "registrationSecret");
-  if (!hw || !tags || !attributes || !secret) {
-    return text(400, "hardwareId, tags, attributes and registrationSecret must be strings");
-  }
-  if (auto st = protocol::check_hardware_id(*hw, "hardwareId"); !st) return text(400, st.error().message);
-  if (mode == RegistrationMode::open_with_secret &&
-      !core::constant_time_equal(*secret, config_.registration_secret)) {
-    log_limited(spdlog::level::warn, "registration.wrong_secret", {{"hardware_id", *hw}},
+  Registration reg = check_registration(config_, r);
+  if (reg.wrong_secret) {
+    log_limited(spdlog::level::warn, "registration.wrong_secret", {{"hardware_id", reg.hardware_id}},
                 "registration refused: wrong registration secret");
-    return status_only(401);
   }
+  if (reg.refusal) return std::move(*reg.refusal);
+  const std::string& hw = reg.hardware_id;
+  Json& device = reg.device;
+  const RegistrationMode mode = config_.registration_mode;
 
-  // What devices/register would store, checked before any key is made.
-  Json device{{"hardware_id", *hw}, {"tags", split_commas(*tags)}, {"attributes", Json::object()}};
-  for (const auto& pair : split_commas(*attributes)) {
-    auto eq = pair.find('=');
-    if (eq == std::string::npos || eq == 0)
-      return text(400, "attributes must be comma-separated key=value pairs");
-    device["attributes"][trim(pair.substr(0, eq))] = trim(pair.substr(eq + 1));
-  }
-  auto existing = devices_.get(Json{{"hardware_id", *hw}});
+  auto existing = devices_.get(Json{{"hardware_id", hw}});
   if (!existing && existing.error().code != ErrorCode::not_found) return refusal(existing.error());
   if (existing && !existing->value("public_key", "").empty())
     return text(409, "the device is already registered");
   if (!existing && mode == RegistrationMode::id) {
-    log_limited(spdlog::level::warn, "registration.not_preregistered", {{"hardware_id", *hw}},
+    log_limited(spdlog::level::warn, "registration.not_preregistered", {{"hardware_id", hw}},
                 "registration refused: not pre-registered (registration.mode = id)");
     return text(403, "the device is not pre-registered");
   }
@@ -271,19 +301,32 @@ http::HttpReply AgentApi::register_agent(const http::HttpRequest& r) {
   }
   if (auto parsed = protocol::parse_register_device(device); !parsed) return refusal(parsed.error());
 
-  // RSA 2048 costs tens of milliseconds on this (the loop) thread; made only once every check passed.
-  auto key = core::generate_rsa_key(2048);
-  if (!key) return refusal(key.error());
-  device["public_key"] = key->public_key_spki_pem;
+  // The key pair was made by prepare() on the HTTP worker: RSA 2048 would stall this (the loop) thread
+  // for 50-300 ms per registration.
+  const auto* key = std::any_cast<core::Result<core::GeneratedKeyPair>>(&r.prepared);
+  if (!key) {
+    log_limited(spdlog::level::err, "registration.no_key", {{"hardware_id", hw}},
+                "registration refused: no key pair was made on the HTTP worker (the listener has no "
+                "prepare hook)");
+    return text(500, "internal error");
+  }
+  if (!*key) return refusal(key->error());
+  device["public_key"] = (*key)->public_key_spki_pem;
   auto stored = devices_.register_device(device);
   if (!stored) return refusal(stored.error());
-  log_debug({{"hardware_id", *hw}}, "device registered over HTTP (registration.mode = {})", to_string(mode));
+  log_debug({{"hardware_id", hw}}, "device registered over HTTP (registration.mode = {})", to_string(mode));
   return json_reply(Json{{"certificate", ""},
-                         {"publicKey", key->public_key_spki_pem},
-                         {"privateKey", key->private_key_pkcs8_pem},
+                         {"publicKey", (*key)->public_key_spki_pem},
+                         {"privateKey", (*key)->private_key_pkcs8_pem},
                          {"mqttServer", config_.registration_mqtt_server},
                          {"provisioningUrl", config_.registration_provisioning_url},
                          {"rootCaCertificate", ""}});
+}
+
+void AgentApi::prepare(const Config& config, http::HttpRequest& r) {
+  if (r.method != "POST" || !is_register_path(r.path)) return;
+  if (check_registration(config, r).refusal) return;
+  r.prepared = core::generate_rsa_key(2048);
 }
 
 }  // namespace dispatch::service

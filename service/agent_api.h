@@ -3,7 +3,8 @@
 // It only translates: `find` and `find/by-id` go through the same device query as MQTT
 // (Provisioning::query: one rate window per device, the token rules, selection, a download token),
 // `download` through Downloads' HTTP streams, `register` through DevicesModule::register_device.
-// Field names and status codes are esthesis's. Called only from the service loop thread.
+// Field names and status codes are esthesis's. Called only from the service loop thread, except
+// prepare(), which the listener's worker threads call.
 #pragma once
 
 #include <map>
@@ -27,6 +28,15 @@ class AgentApi {
 
   // bad_request when registration.mode is open_with_secret and registration.secret is empty.
   core::Status start() const;
+
+  // The agent listener's HttpServerOptions::prepare: runs on an HTTP worker thread, never on the loop,
+  // and reads only the (immutable) config. For a registration that passes every check needing no
+  // service state (the mode, the JSON, the hardware id, the secret) it makes the RSA 2048 key pair
+  // (50-300 ms of CPU) and attaches it to the request as a core::Result<core::GeneratedKeyPair>, so the
+  // loop only checks the device and stores the public half. A key made for a registration the loop
+  // then refuses (409, or 403 in mode `id`) is dropped unused; at most `worker_threads` keys are being
+  // made at once. The private half is never stored or logged.
+  static void prepare(const Config& config, http::HttpRequest& request);
 
   // Replies to give once the batch committed (durable before visible).
   using Answers = std::vector<std::pair<std::shared_ptr<http::ReplySlot>, http::HttpReply>>;

@@ -216,6 +216,12 @@ const std::vector<KeyDef>& key_defs() {
       text("http.tls_cert_file", &Config::http_tls_cert_file,
            "TLS: certificate (PEM) of the agent listener (empty with http.tls_key_file: plain HTTP)"),
       text("http.tls_key_file", &Config::http_tls_key_file, "TLS: private key (PEM) of http.tls_cert_file"),
+      integer("http.agent_threads", &Config::http_agent_threads, 1, 1024,
+              "Worker threads of the agent listener, each serving one connection at a time; more "
+              "connections wait (64 queued, then the kernel's backlog)"),
+      integer("http.agent_keep_alive_s", &Config::http_agent_keep_alive_s, 1, 60,
+              "Longest an idle keep-alive connection to the agent listener holds its worker thread, "
+              "seconds; while other connections wait for a worker, each answer closes its connection"),
       choice("registration.mode", &Config::registration_mode, k_registration_modes,
              "Who may register a device over the agent API: disabled, open (anyone), open_with_secret "
              "(registration.secret required), id (only pre-created devices)"),

@@ -123,6 +123,11 @@ struct Config {
   std::string http_agent_listen;  // "host:port"; empty = no agent listener
   std::string http_tls_cert_file;
   std::string http_tls_key_file;
+  // Worker threads of the agent listener: each serves one connection at a time, so this bounds the
+  // connections served at once (the rest wait in a queue of 64, then in the kernel's backlog).
+  int http_agent_threads = 16;
+  // How long an idle keep-alive connection may hold its worker, seconds (and while others wait, none).
+  int http_agent_keep_alive_s = 2;
   RegistrationMode registration_mode = RegistrationMode::disabled;
   std::string registration_secret;
   std::string registration_mqtt_server;

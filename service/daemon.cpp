@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "protocol/core/clock.h"
+#include "service/agent_api.h"
 #include "service/app.h"
 #include "service/console.h"
 #include "service/event_queue.h"
@@ -335,6 +336,10 @@ int run_daemon(const Config& config) {
     o.listen = config.http_agent_listen;
     o.tls_cert_file = config.http_tls_cert_file;
     o.tls_key_file = config.http_tls_key_file;
+    o.worker_threads = static_cast<std::size_t>(config.http_agent_threads);
+    o.keep_alive_timeout = std::chrono::seconds(config.http_agent_keep_alive_s);
+    // Registration key pairs are made here, on the listener's workers, not on this loop.
+    o.prepare = [&config](http::HttpRequest& r) { AgentApi::prepare(config, r); };
     auto server = http::HttpServer::start(o, events);
     if (!server) {
       spdlog::error("cannot start the agent HTTP listener on {}: {}", config.http_agent_listen,

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <any>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -33,6 +34,10 @@ struct HttpRequest {
   std::string body;                  // at most the listener's max_body_bytes
   std::string peer;                  // "ip:port" of the TCP peer (a reverse proxy's address behind one)
   bool tls = false;                  // arrived over HTTPS
+  // What the listener's `prepare` hook (HttpServerOptions) attached on the worker thread: work too slow
+  // for the loop, done before the exchange reaches it (the agent API's registration key pair). Empty
+  // when the hook did nothing. It is the request's only field that may hold a secret: never log it.
+  std::any prepared;
 
   // The first value of query parameter `key`, nullopt when absent.
   std::optional<std::string> param(const std::string& key) const {

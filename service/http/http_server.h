@@ -18,7 +18,9 @@
 //   `max_queued_connections` (default 64) -- beyond that the accept thread stops accepting and the
 //   kernel's listen backlog holds (then refuses) new connections;
 // - keep-alive: at most `keep_alive_max_requests` requests (default 100) per connection, idle for at
-//   most `keep_alive_timeout` (default 5 s); socket read and write timeouts `io_timeout` (default 10 s);
+//   most `keep_alive_timeout` (default 5 s; an idle connection holds its worker that long). While any
+//   accepted connection waits for a worker, every answer carries `Connection: close`, so a worker is
+//   freed as soon as its client has its answer; socket read and write timeouts `io_timeout` (10 s);
 // - the loop's answer: `reply_timeout` (default 30 s), then 503 with `Retry-After: 5`; on stop() every
 //   waiting request gets 503 at once.
 #pragma once
@@ -26,6 +28,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,6 +36,7 @@
 
 #include "protocol/core/result.h"
 #include "service/event_queue.h"
+#include "service/http/http_exchange.h"
 
 namespace httplib {
 class Server;
@@ -56,6 +60,13 @@ struct HttpServerOptions {
   std::chrono::seconds keep_alive_timeout{5};
   std::chrono::seconds io_timeout{10};
   std::chrono::milliseconds reply_timeout{30000};
+
+  // Called on the worker thread for every request that passed the listener's own checks, before the
+  // exchange is pushed to the loop: for stateless work too slow for the loop thread (the agent API
+  // makes a registering agent's RSA key pair here, AgentApi::prepare). It may fill
+  // HttpRequest::prepared and must not touch service state. It runs on at most `worker_threads`
+  // requests at once; an exception becomes a 500 without reaching the loop.
+  std::function<void(HttpRequest&)> prepare;
 };
 
 class HttpServer {
@@ -74,6 +85,8 @@ class HttpServer {
   int port() const { return port_; }
   const HttpServerOptions& options() const { return options_; }
   bool tls() const { return !options_.tls_cert_file.empty(); }
+  // Accepted connections waiting for a worker right now (at most max_queued_connections).
+  std::size_t waiting_connections() const { return waiting_connections_.load(); }
 
   // Stops accepting, answers every request still waiting for the loop with 503, lets the workers
   // finish the replies they are writing (a stream in progress is cut and reported incomplete), and
@@ -93,6 +106,7 @@ class HttpServer {
   std::thread accept_thread_;
   std::mutex stop_mu_;  // serializes stop()
   std::atomic<bool> stopping_{false};
+  std::atomic<std::size_t> waiting_connections_{0};
   int port_ = 0;
 };
 

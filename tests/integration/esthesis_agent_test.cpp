@@ -108,7 +108,15 @@ TEST_CASE("esthesis agent: a command published while the agent is offline runs o
   const json d = answered(*platform, id, 10s);
   CHECK(d["state"] == "succeeded");
   CHECK(d["output"] == "back");
-  CHECK(d["attempts"] == 2);
+  // The service re-published it once because the agent had been away. Not read from `attempts`: that
+  // counts publishes the broker acknowledged, written in batches after the loop's turn, and on a slow
+  // run (the sanitizer build) the second publish's acknowledgement and the agent's reply arrive in the
+  // same batch, the reply is recorded first and the acknowledgement then finds the delivery answered:
+  // attempts stays 1. The log line is written before the publish the reply depends on.
+  CHECK(daemon.log().find("agent-away missed 1 unanswered sends: publishing them again") !=
+        std::string::npos);
+  CHECK(d["attempts"] >= 1);
+  CHECK(d["attempts"] <= 2);
   CHECK(agent->executions_of(id) == 1);
   CHECK(agent->would_have_crashed() == 0);
 }

@@ -8,11 +8,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <any>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -194,6 +196,70 @@ TEST_CASE(
   // The loop learns that its answer came too late (so it must not count a download as served).
   REQUIRE(loop.kept().size() == 1);
   CHECK_FALSE(loop.kept()[0]->answer(HttpReply{}));
+}
+
+TEST_CASE("HttpServer: the prepare hook runs on the worker thread before the loop sees the request") {
+  EventQueue q;
+  HttpServerOptions opt;
+  opt.prepare = [](HttpRequest& r) {
+    if (r.path == "/slow") r.prepared = std::this_thread::get_id();
+  };
+  auto server = start_server(q, opt);
+  std::thread::id loop_thread;
+  Loop loop(q, [&](HttpExchange& x) {
+    loop_thread = std::this_thread::get_id();
+    HttpReply r;
+    const auto* made_on = std::any_cast<std::thread::id>(&x.request->prepared);
+    r.body = !made_on ? "none" : *made_on == loop_thread ? "loop" : "worker";
+    CHECK(x.reply->answer(std::move(r)));
+  });
+  httplib::Client cli("127.0.0.1", server->port());
+  auto slow = cli.Get("/slow");
+  REQUIRE(slow);
+  CHECK(slow->body == "worker");
+  auto other = cli.Get("/other");
+  REQUIRE(other);
+  CHECK(other->body == "none");
+}
+
+TEST_CASE("HttpServer: while a connection waits for a worker, every answer closes its connection") {
+  // One worker, held by an idle keep-alive connection: without the rule, a second client would wait
+  // out the whole keep-alive timeout (30 s here); with it, the first client's next answer says
+  // "Connection: close", its client closes, and the waiting connection is served at once.
+  EventQueue q;
+  HttpServerOptions opt;
+  opt.worker_threads = 1;
+  opt.keep_alive_timeout = 30s;
+  auto server = start_server(q, opt);
+  Loop loop(q, [](HttpExchange& x) {
+    HttpReply r;
+    r.body = x.request->path;
+    CHECK(x.reply->answer(std::move(r)));
+  });
+  httplib::Client a("127.0.0.1", server->port());
+  a.set_keep_alive(true);
+  auto first = a.Get("/a1");
+  REQUIRE(first);
+  CHECK(first->get_header_value("Connection") != "close");  // nobody waits: kept alive
+  CHECK(first->has_header("Keep-Alive"));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto waiting = std::async(std::launch::async, [&] {
+    httplib::Client b("127.0.0.1", server->port());
+    b.set_read_timeout(60, 0);
+    auto res = b.Get("/b");
+    return res ? res->body : std::string("failed");
+  });
+  // The accept thread queues b's connection: the worker is a1's, idle.
+  for (int i = 0; i < 500 && server->waiting_connections() == 0; ++i) std::this_thread::sleep_for(10ms);
+  REQUIRE(server->waiting_connections() == 1);
+  auto second = a.Get("/a2");
+  REQUIRE(second);
+  CHECK(second->body == "/a2");
+  CHECK(second->get_header_value("Connection") == "close");
+  CHECK(waiting.get() == "/b");
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+  CHECK(server->waiting_connections() == 0);
 }
 
 TEST_CASE("HttpServer: a body over max_body_bytes gets 413 and never reaches the loop") {
