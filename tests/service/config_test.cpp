@@ -334,7 +334,8 @@ TEST_CASE("a PostgreSQL URI is logged without its password", "[service][config]"
   CHECK(redacted_url("postgresql://u:pw1@h/x?password=pw2") == "postgresql://u:***@h/x?password=***");
 }
 
-TEST_CASE("the flag --migrate-to takes a URI and leaves the rest of the configuration as given", "[service][config]") {
+TEST_CASE("the flag --migrate-to takes a URI and leaves the rest of the configuration as given",
+          "[service][config]") {
   CommandLineRequest req;
   auto c = load_config({"--storage.path", "/tmp/node.db", "--migrate-to", "postgresql://d@db/x"}, {}, req);
   REQUIRE(c.ok());
