@@ -479,6 +479,9 @@ std::string config_help() {
   std::string out =
       "Usage: dispatchd [--config FILE] [--KEY VALUE | --KEY=VALUE ...]\n"
       "       dispatchd --print-config [--config FILE] [--KEY VALUE ...]   the commented sample TOML\n"
+      "       dispatchd --migrate-to postgresql://… [--config FILE]   copy storage.path and "
+      "storage.data_dir\n"
+      "                 into an empty PostgreSQL database (stop the service first; docs/deployment.md)\n"
       "       dispatchd --print-config-markdown | --print-metrics | --help | --version\n\n"
       "Every key can be set in the TOML file ([section] key = value), by the environment variable\n"
       "shown, or by the flag. Precedence: default < file < environment < flag. docs/configuration.md\n"
@@ -597,6 +600,15 @@ Result<Config> load_config(const std::vector<std::string>& args, const std::vect
         value = args[++i];
       }
       request.config_file = value;
+      continue;
+    }
+    if (a == "--migrate-to") {
+      if (!has_value) {
+        if (i + 1 >= args.size()) return make_error(ErrorCode::bad_request, "--migrate-to needs a URI");
+        value = args[++i];
+      }
+      if (value.empty()) return make_error(ErrorCode::bad_request, "--migrate-to needs a URI");
+      request.migrate_to = value;
       continue;
     }
     if (a.rfind("--", 0) != 0)

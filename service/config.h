@@ -167,6 +167,7 @@ struct CommandLineRequest {
   bool print_config_markdown = false;  // --print-config-markdown: docs/configuration.md
   bool print_metrics = false;          // --print-metrics: every metric series name /metrics can contain
   std::string config_file;
+  std::string migrate_to;  // --migrate-to URL: copy the SQLite database into PostgreSQL (service/migrate.h)
 };
 
 // Builds the configuration from defaults, the TOML file named by --config (if any), the environment

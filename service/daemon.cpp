@@ -18,6 +18,7 @@
 #include "service/app.h"
 #include "service/console.h"
 #include "service/event_queue.h"
+#include "service/file_lock.h"
 #include "service/http/http_server.h"
 #include "service/logging.h"
 #include "service/mqtt/mqtt_link.h"
@@ -150,6 +151,18 @@ int run_daemon(const Config& config) {
 
   const std::string location = postgres ? config.storage_url : config.storage_path;
   const std::string shown = postgres ? redacted_url(config.storage_url) : config.storage_path;
+  // One process per SQLite file: two would both drive its campaigns and publish its outbox, and
+  // `dispatchd --migrate-to` must see that the file is in use. Declared before db: the lock must outlive
+  // every SQLite connection to the file (service/file_lock.h).
+  std::unique_ptr<FileLock> file_lock;
+  if (!postgres && config.storage_path != ":memory:") {
+    auto locked = FileLock::acquire(config.storage_path);
+    if (!locked) {
+      spdlog::error("cannot open the database {}: {}", shown, locked.error().message);
+      return 1;
+    }
+    file_lock = std::move(*locked);
+  }
   std::unique_ptr<storage::Database> db;
   // PostgreSQL may come up after us or be restarting: stay unready (no subscriptions, no answers) and
   // try again every 2 s instead of exiting into a crash loop. A SQLite file that does not open, or a

@@ -6,6 +6,7 @@
 #include "service/config.h"
 #include "service/daemon.h"
 #include "service/logging.h"
+#include "service/migrate.h"
 
 extern char** environ;
 
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
     std::fputs(dispatch::service::config_sample(*config).c_str(), stdout);
     return 0;
   }
+  if (!req.migrate_to.empty()) return dispatch::service::run_migrate(*config, req.migrate_to);
   dispatch::service::setup_logging(std::string(to_string(config->log_format)),
                                    std::string(to_string(config->log_level)), config->log_rate_limit_burst,
                                    config->log_rate_limit_window_s * 1000);

@@ -333,3 +333,22 @@ TEST_CASE("a PostgreSQL URI is logged without its password", "[service][config]"
         "postgresql://u@h/x?password=***&sslmode=require");
   CHECK(redacted_url("postgresql://u:pw1@h/x?password=pw2") == "postgresql://u:***@h/x?password=***");
 }
+
+TEST_CASE("the flag --migrate-to takes a URI and leaves the rest of the configuration as given",
+          "[service][config]") {
+  CommandLineRequest req;
+  auto c = load_config({"--storage.path", "/tmp/node.db", "--migrate-to", "postgresql://d@db/x"}, {}, req);
+  REQUIRE(c.ok());
+  CHECK(req.migrate_to == "postgresql://d@db/x");
+  CHECK(c->storage_path == "/tmp/node.db");
+  CommandLineRequest eq;
+  REQUIRE(load_config({"--migrate-to=postgresql://d@db/y"}, {}, eq).ok());
+  CHECK(eq.migrate_to == "postgresql://d@db/y");
+  for (const auto& args :
+       {std::vector<std::string>{"--migrate-to"}, std::vector<std::string>{"--migrate-to="}}) {
+    CommandLineRequest bad;
+    auto r = load_config(args, {}, bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message == "--migrate-to needs a URI");
+  }
+}

@@ -21,6 +21,8 @@ class Broker {
   void stop();
   void start();
   std::string log() const;
+  // The mosquitto process id (benchmarks read its CPU time from /proc); -1 when stopped.
+  pid_t pid() const { return proc_ ? proc_->pid() : -1; }
 
  private:
   TempDir dir_;
