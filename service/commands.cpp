@@ -134,7 +134,11 @@ void CommandsModule::register_routes(Router& router) {
 core::Status CommandsModule::start() {
   started_at_ = clock_.now_ms();
   listening_since_ = started_at_;
-  auto queued = commands_->deliveries_to_publish(clock_.now_ms(), k_outbox_reload_limit, instance_id_);
+  // Every queued delivery, other instances' too (same command ids: a device may get a line twice, never
+  // two ids): a reply the broker handed to an instance killed before it committed is lost (PROTOCOL
+  // §1.3), and publishing the still-queued lines again at a restart is what recovers most of those on a
+  // fleet that does not ping. Lapsed instances' rows are taken over by take_over_lapsed() as well.
+  auto queued = commands_->deliveries_to_publish(clock_.now_ms(), k_outbox_reload_limit);
   if (!queued) return queued.error();
   for (const auto& d : *queued) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
   if (!queued->empty()) spdlog::info("outbox: {} committed deliveries to publish", queued->size());

@@ -85,8 +85,8 @@ class CommandsModule final : private OutboxOwner {
   // commands/send|get|list|cancel, command_reply and command_pending.
   void register_routes(Router& router);
 
-  // Queues every committed, unexpired delivery not yet acknowledged (after a restart) that this instance
-  // owns (or that has no owner: written before schema v7).
+  // Queues every committed, unexpired delivery not yet acknowledged (after a restart), whichever instance
+  // owns it (see commands.cpp for why).
   core::Status start();
   // A message from hw on its ping, metadata, reply or pending topic (`pull`: the pending topic). Tracks
   // whether the device has been present without a break (no silence over commands.presence_gap_s while
