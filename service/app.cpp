@@ -116,6 +116,7 @@ RouterLimits router_limits(const Config& c) {
 
 App::App(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher)
     : db_(db),
+      instance_(config, clock, db),
       publisher_(publisher),
       topics_(config.topics),
       outbox_(clock, publisher_, topics_, config.mqtt_qos),
@@ -319,6 +320,7 @@ void App::on_device_message(TopicKind kind, const std::string& hw) {
 void App::on_link_up() { commands_.on_listening(); }
 
 core::Status App::start() {
+  instance_.start();
   if (auto st = commands_.start(); !st) return st;
   if (auto st = provisioning_.start(); !st) return st;
   if (auto st = agent_api_.start(); !st) return st;
@@ -427,6 +429,7 @@ void App::flush(bool force) {
 }
 
 void App::on_timer() {
+  instance_.tick();
   commands_.on_timer();
   provisioning_.on_timer();
   campaigns_.tick();

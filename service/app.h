@@ -23,6 +23,7 @@
 #include "service/agent_api.h"
 #include "service/batch_effects.h"
 #include "service/campaign_service.h"
+#include "service/cluster.h"
 #include "service/commands.h"
 #include "service/config.h"
 #include "service/devices.h"
@@ -135,6 +136,7 @@ class App {
   void observe_batch(std::chrono::steady_clock::duration took);
 
   storage::Database& db_;
+  InstanceLease instance_;
   metrics::Registry metrics_;
   BufferedPublisher publisher_;
   protocol::Topics topics_;

@@ -27,6 +27,7 @@
 #include "protocol/errors.h"
 #include "protocol/ids.h"
 #include "protocol/json_request.h"
+#include "service/cluster.h"
 #include "service/failpoint.h"
 #include "service/idempotency.h"
 #include "service/logging.h"
@@ -35,6 +36,7 @@
 #include "storage/campaigns.h"
 #include "storage/database.h"
 #include "storage/devices.h"
+#include "storage/leases.h"
 #include "storage/packages.h"
 
 namespace dispatch::service {
@@ -69,6 +71,11 @@ constexpr TimeMs k_write_spacing_ms = 50;
 constexpr TimeMs k_event_period_ms = 1000;
 // Entry conditions read device properties; they are refreshed at most this often.
 constexpr TimeMs k_properties_refresh_ms = 5000;
+// Replies other instances put into a campaign's inbox are read at most this often, this many at a time.
+constexpr TimeMs k_inbox_poll_ms = 100;
+constexpr int k_inbox_batch = 5000;
+// Campaigns read per state and page when looking for campaigns nobody drives.
+constexpr int k_lease_scan_page = 1000;
 constexpr int k_list_default = 100;
 constexpr int k_list_max = 1000;
 
@@ -263,6 +270,10 @@ struct CampaignService::Impl final : OutboxOwner {
     bool changed_since_event = true;
     TimeMs last_event_at = 0;
     TimeMs properties_loaded_at = 0;
+    // The fencing token of our "campaign:<id>" lease (0: not held, a campaign read for get/list).
+    std::int64_t token = 0;
+    // Inbox replies applied in memory, deleted from the inbox by the next fenced write.
+    std::vector<std::string> inbox_applied;
   };
 
   Impl(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher,
@@ -278,7 +289,9 @@ struct CampaignService::Impl final : OutboxOwner {
         devices_(db),
         packages_(db),
         idempotency_(db),
-        ids_(clock) {}
+        ids_(clock),
+        leases_(db),
+        instance_id_(instance_id(config)) {}
 
   const Config& config_;
   core::Clock& clock_;
@@ -292,8 +305,15 @@ struct CampaignService::Impl final : OutboxOwner {
   storage::PackageStore packages_;
   IdempotentRequests idempotency_;
   UlidIds ids_;
+  storage::LeaseStore leases_;
+  const std::string instance_id_;
 
+  // The campaigns this instance drives (holds the lease of), by id.
   std::map<std::string, std::unique_ptr<Active>> active_;
+  // Campaigns whose fence failed in a write: dropped by drop_lost() once nothing refers to them.
+  std::set<std::string> lost_;
+  TimeMs last_lease_scan_ = 0;
+  TimeMs last_inbox_poll_ = 0;
   std::vector<storage::AttemptRecord> acked_;
   bool replies_since_tick_ = false;
   TimeMs last_tick_at_ = 0;
@@ -391,6 +411,150 @@ struct CampaignService::Impl final : OutboxOwner {
     return it == active_.end() ? nullptr : it->second.get();
   }
 
+  // ---- leases (PROTOCOL §7) ----
+
+  static std::string lease_name(const std::string& id) { return "campaign:" + id; }
+
+  // The fence: run inside every transaction that writes a campaign's state or commits its attempts.
+  // On failure the campaign is marked lost (another instance took it over) and the transaction must roll
+  // back.
+  Status fence(const Active& a) {
+    auto st = leases_.check(lease_name(a.snap.id), instance_id_, a.token);
+    if (!st && st.error().code == ErrorCode::conflict) lost_.insert(a.snap.id);
+    return st;
+  }
+
+  // Forgets the campaigns whose lease was lost: their unwritten work is dropped, not half-applied
+  // (what was committed stays; the new holder reads it and goes on from there). Their sends waiting in
+  // the outbox are dropped by still_wanted().
+  void drop_lost() {
+    for (const auto& id : lost_) {
+      if (active_.erase(id) > 0)
+        log_warn({{"campaign_id", id}},
+                 "campaign: lease lost, another instance drives it now; dropped its in-memory work");
+    }
+    lost_.clear();
+  }
+
+  // Queues again every send of a campaign we just began to drive that still waits for its reply, with its
+  // command id: one never acknowledged by the broker, and one whose reply went to an instance that died
+  // before writing it. The device answers the id again. Returns how many.
+  std::size_t requeue_sent(Active& act) {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < act.snap.executions.size(); ++i) {
+      const Execution& e = act.snap.executions[i];
+      if (e.state != ExecState::sent || !e.command_id) continue;
+      enqueue_send(act, e.hardware_id, *e.command_id, e.attempt);
+      // This is the takeover's re-publication: presence redelivery must not add a second one.
+      act.side[i].resent_id = *e.command_id;
+      act.side[i].last_sent_at = clock_.now_ms();
+      ++n;
+    }
+    return n;
+  }
+
+  // Takes the lease of campaign id (seize: even from a live holder, for an operator's action) and reads
+  // the campaign afresh: what the previous holder committed is in it. nullptr (no error) when another
+  // instance holds the lease and seize is false.
+  Result<Active*> adopt(const std::string& id, bool seize, std::size_t* resent = nullptr) {
+    const TimeMs now = clock_.now_ms();
+    const std::string name = lease_name(id);
+    auto lease = leases_.acquire(name, instance_id_, now, config_.cluster_lease_ttl_ms);
+    if (!lease && lease.error().code == ErrorCode::conflict) {
+      if (!seize) return nullptr;
+      lease = leases_.take_over(name, instance_id_, now, config_.cluster_lease_ttl_ms);
+      if (lease)
+        log_warn({{"campaign_id", id}}, "campaign: taken over from a live instance for an operator's action");
+    }
+    if (!lease) return lease.error();
+    auto row = store_.get(id);
+    if (!row) return row.error();
+    auto a = load(*row);
+    if (!a) return a.error();
+    (*a)->token = lease->token;
+    Active& act = *(active_[id] = std::move(*a));
+    const std::size_t n = requeue_sent(act);
+    if (resent) *resent += n;
+    log_info({{"campaign_id", id}},
+             "campaign: driven by instance {} (lease token {}), {} sends published again", instance_id_,
+             lease->token, n);
+    return &act;
+  }
+
+  // Renews the leases we hold and takes the free or lapsed ones of campaigns that can still change.
+  void scan_leases(std::size_t* resent = nullptr) {
+    const TimeMs now = clock_.now_ms();
+    last_lease_scan_ = now;
+    for (auto& [id, a] : active_) {
+      auto r = leases_.renew(lease_name(id), instance_id_, a->token, now, config_.cluster_lease_ttl_ms);
+      if (!r && r.error().code == ErrorCode::conflict)
+        lost_.insert(id);
+      else if (!r)
+        log_limited(spdlog::level::err, "campaign.lease_renew", {{"campaign_id", id}},
+                    "campaign: cannot renew its lease: {}", r.error().message);
+    }
+    drop_lost();
+    for (State state : {State::scheduled, State::running, State::paused_by_user, State::paused_by_workflow,
+                        State::aborted}) {
+      storage::CampaignQuery q;
+      q.limit = k_lease_scan_page;
+      q.state = std::string(campaigns::to_string(state));
+      for (;;) {
+        auto rows = store_.list(q);
+        if (!rows) {
+          log_limited(spdlog::level::err, "campaign.lease_scan", {}, "campaign: cannot list campaigns: {}",
+                      rows.error().message);
+          return;
+        }
+        for (const auto& row : *rows) {
+          if (loaded(row.id)) continue;
+          auto a = adopt(row.id, false, resent);
+          if (!a) {
+            log_limited(spdlog::level::err, "campaign.adopt", {{"campaign_id", row.id}},
+                        "campaign: cannot take it over: {}", a.error().message);
+          } else if (*a) {
+            maybe_unload(row.id);
+          }
+        }
+        if (static_cast<int>(rows->size()) < q.limit) break;
+        q.after = rows->back().id;
+      }
+    }
+  }
+
+  // Applies the replies other instances put into our campaigns' inboxes (PROTOCOL §7: a reply may reach
+  // any instance). Each is deleted by the next fenced write of its campaign, with the rows it changed.
+  void poll_inbox() {
+    const TimeMs now = clock_.now_ms();
+    last_inbox_poll_ = now;
+    for (auto& [id, a] : active_) {
+      auto rows = store_.inbox(id, k_inbox_batch);
+      if (!rows) {
+        log_limited(spdlog::level::err, "campaign.inbox", {{"campaign_id", id}},
+                    "campaign: cannot read its inbox: {}", rows.error().message);
+        continue;
+      }
+      std::set<std::string> pending(a->inbox_applied.begin(), a->inbox_applied.end());
+      for (const auto& r : *rows) {
+        if (pending.count(r.command_id)) continue;  // applied, deletion not written yet
+        a->inbox_applied.push_back(r.command_id);
+        auto it = a->by_command_id.find(r.command_id);
+        if (it == a->by_command_id.end() || a->snap.executions[it->second].hardware_id != r.hardware_id)
+          continue;
+        const std::size_t i = it->second;
+        auto rr =
+            campaigns::on_reply(a->snap, r.hardware_id, r.command_id, r.success, std::min(now, r.replied_at));
+        if (rr.disposition != campaigns::Disposition::applied) continue;
+        campaigns::apply(a->snap, rr.result);
+        a->side[i].output = r.output;
+        a->side[i].replied_at = r.replied_at;
+        a->dirty.insert(i);
+        a->changed_since_event = true;
+        replies_since_tick_ = true;
+      }
+    }
+  }
+
   // ---- the outbox ----
 
   // Queues the committed send of command_id to hw; it expires with its reply timeout.
@@ -477,6 +641,8 @@ struct CampaignService::Impl final : OutboxOwner {
     }
     if (transition) DISPATCH_FAILPOINT("before_campaign_transition_commit");
     auto st = db_.transaction([&]() -> Status {
+      if (auto f = fence(a); !f) return f;
+      if (auto s = store_.clear_inbox(a.snap.id, a.inbox_applied); !s) return s;
       if (row) {
         if (auto s = store_.update(*row); !s) return s;
       }
@@ -490,6 +656,7 @@ struct CampaignService::Impl final : OutboxOwner {
     if (transition) committed("after_campaign_transition_commit");
     if (!r.sends.empty()) committed("after_execution_commit");
     a.dirty.clear();
+    a.inbox_applied.clear();
     campaigns::apply(a.snap, r);
     for (const auto& s : r.sends) {
       auto it = a.snap.index_by_hardware_id.find(s.hardware_id);
@@ -504,12 +671,20 @@ struct CampaignService::Impl final : OutboxOwner {
   void write_batched() {
     const TimeMs now = clock_.now_ms();
     bool any_dirty = false;
-    for (auto& [id, a] : active_) any_dirty = any_dirty || !a->dirty.empty();
+    for (auto& [id, a] : active_) any_dirty = any_dirty || !a->dirty.empty() || !a->inbox_applied.empty();
     if (!any_dirty && acked_.empty()) return;
     last_write_at_ = now;
+    std::set<std::string> fenced_out;
     auto st = db_.transaction([&]() -> Status {
       for (auto& [id, a] : active_) {
-        if (a->dirty.empty()) continue;
+        if (a->dirty.empty() && a->inbox_applied.empty()) continue;
+        // A campaign whose lease was lost writes nothing; the others' writes go on.
+        if (auto f = fence(*a); !f) {
+          if (f.error().code != ErrorCode::conflict) return f;
+          fenced_out.insert(id);
+          continue;
+        }
+        if (auto s = store_.clear_inbox(id, a->inbox_applied); !s) return s;
         std::vector<storage::ExecutionRow> rows;
         rows.reserve(a->dirty.size());
         for (std::size_t i : a->dirty) rows.push_back(to_row(id, a->snap.executions[i], a->side[i], now));
@@ -527,8 +702,13 @@ struct CampaignService::Impl final : OutboxOwner {
       spdlog::error("campaigns: cannot write replies and acknowledgements: {}", st.error().message);
       return;
     }
-    for (auto& [id, a] : active_) a->dirty.clear();
+    for (auto& [id, a] : active_) {
+      if (fenced_out.count(id)) continue;
+      a->dirty.clear();
+      a->inbox_applied.clear();
+    }
     acked_.clear();
+    drop_lost();
   }
 
   // ---- events ----
@@ -551,7 +731,9 @@ struct CampaignService::Impl final : OutboxOwner {
   // A terminal campaign with nothing in flight can change no more: it leaves memory.
   void maybe_unload(const std::string& id) {
     Active* a = loaded(id);
-    if (a == nullptr || !campaigns::is_terminal(a->snap.progress.state) || !a->dirty.empty()) return;
+    if (a == nullptr || !campaigns::is_terminal(a->snap.progress.state) || !a->dirty.empty() ||
+        !a->inbox_applied.empty())
+      return;
     if (a->snap.index_current()) {
       if (a->snap.index.count(ExecState::sent) > 0) return;
     } else if (std::any_of(a->snap.executions.begin(), a->snap.executions.end(),
@@ -565,6 +747,8 @@ struct CampaignService::Impl final : OutboxOwner {
 
   void tick_all() {
     const TimeMs now = clock_.now_ms();
+    if (now - last_lease_scan_ >= config_.cluster_lease_ttl_ms / 3) scan_leases();
+    if (now - last_inbox_poll_ >= k_inbox_poll_ms) poll_inbox();
     last_tick_at_ = now;
     replies_since_tick_ = false;
     std::vector<std::string> ids;
@@ -580,9 +764,11 @@ struct CampaignService::Impl final : OutboxOwner {
       TickResult r = campaigns::tick(a.snap, now, ids_);
       if (!r.empty() || !a.dirty.empty()) {
         if (auto st = commit(a, r); !st) {
-          // Nothing of r was applied: the next tick computes it again (new ids, none recorded).
-          log_limited(spdlog::level::err, "campaign.tick_commit", {{"campaign_id", id}},
-                      "campaign: cannot commit a tick: {}", st.error().message);
+          // Nothing of r was applied: the next tick computes it again (new ids, none recorded), or
+          // another instance does (lease lost: dropped below).
+          if (!lost_.count(id))
+            log_limited(spdlog::level::err, "campaign.tick_commit", {{"campaign_id", id}},
+                        "campaign: cannot commit a tick: {}", st.error().message);
           continue;
         }
       }
@@ -596,22 +782,12 @@ struct CampaignService::Impl final : OutboxOwner {
       }
       maybe_unload(id);
     }
+    drop_lost();
   }
 
   // ---- API ----
 
-  // Several instances (mqtt.share_group set) cannot drive campaigns yet: each would drive every campaign
-  // from its own memory and drop the replies of campaigns it did not load (issue 13: campaign leases are
-  // not built). A clear refusal instead of duplicate sends and lost replies.
-  std::optional<core::Error> refused_on_cluster() const {
-    if (config_.mqtt_share_group.empty()) return std::nullopt;
-    return make_error(ErrorCode::conflict,
-                      "campaigns cannot run while mqtt.share_group is set (several instances): campaign "
-                      "leases are not implemented yet");
-  }
-
   Result<nlohmann::json> api_create(const nlohmann::json& body) {
-    if (auto refused = refused_on_cluster()) return *refused;
     auto doc = campaigns::parse_campaign_document(body);
     if (!doc) return doc.error();
     auto request_id = protocol::optional_object_id(body, "request_id");
@@ -662,7 +838,21 @@ struct CampaignService::Impl final : OutboxOwner {
     return holder.get();
   }
 
-  Result<nlohmann::json> api_start(Active& a, std::unique_ptr<Active>& holder) {
+  // The campaign an action changes: one we drive, or one whose lease we take now (from a live holder too:
+  // the action must be applied here and now; the old holder's next write is fenced out).
+  Result<Active*> obtain_driven(const nlohmann::json& body) {
+    auto id = protocol::required_object_id(body, "id");
+    if (!id) return id.error();
+    if (Active* a = loaded(*id)) return a;
+    auto row = store_.get(*id);  // not_found before taking a lease for nothing
+    if (!row) return row.error();
+    auto a = adopt(*id, true);
+    if (!a) return a.error();
+    if (*a == nullptr) return make_error(ErrorCode::unavailable, "campaign " + *id + " is busy, retry");
+    return *a;
+  }
+
+  Result<nlohmann::json> api_start(Active& a) {
     const TimeMs now = clock_.now_ms();
     auto r = campaigns::on_action(a.snap, Action::start, now);
     if (!r) return r.error();
@@ -683,6 +873,7 @@ struct CampaignService::Impl final : OutboxOwner {
     const storage::CampaignRow row = campaign_row(a.base, next, now);
     DISPATCH_FAILPOINT("before_campaign_transition_commit");
     auto st = db_.transaction([&]() -> Status {
+      if (auto f = fence(a); !f) return f;
       if (auto s = store_.update(row); !s) return s;
       auto n = store_.insert_executions(rows);
       if (!n) return n.error();
@@ -695,28 +886,45 @@ struct CampaignService::Impl final : OutboxOwner {
     auto fresh = load(row);
     if (!fresh) return fresh.error();
     const std::string id = a.snap.id;
-    holder.reset();
+    (*fresh)->token = a.token;
     Active& b = *(active_[id] = std::move(*fresh));
     publish_event(b);
     return document(b.snap);
   }
 
   Result<nlohmann::json> api_action(Action action, const nlohmann::json& body) {
-    if (action == Action::start || action == Action::resume) {
-      if (auto refused = refused_on_cluster()) return *refused;
-    }
-    std::unique_ptr<Active> holder;
-    auto got = obtain(body, holder);
+    auto got = obtain_driven(body);
     if (!got) return got.error();
     Active& a = **got;
-    if (action == Action::start) return api_start(a, holder);
+    const std::string id = a.snap.id;
+    auto result = api_action_driven(action, a);
+    if (lost_.count(id)) {
+      drop_lost();
+      return make_error(ErrorCode::conflict, "campaign " + id + " was taken over by another instance, retry");
+    }
+    // Only campaigns that can still change stay in memory (and under our lease).
+    if (Active* b = loaded(id)) {
+      if (!is_loaded_state(b->snap.progress.state) && !campaigns::is_terminal(b->snap.progress.state))
+        active_.erase(id);
+      else
+        maybe_unload(id);
+    }
+    return result;
+  }
+
+  Result<nlohmann::json> api_action_driven(Action action, Active& a) {
+    if (action == Action::start) return api_start(a);
     const TimeMs now = clock_.now_ms();
     auto r = campaigns::on_action(a.snap, action, now);
     if (!r) return r.error();
     if (action == Action::remove) {
       const std::string id = a.snap.id;
       nlohmann::json doc = document(a.snap);
-      if (auto st = store_.remove(id); !st) return st.error();
+      auto st = db_.transaction([&]() -> Status {
+        if (auto f = fence(a); !f) return f;
+        return store_.remove(id);
+      });
+      if (!st) return st.error();
       active_.erase(id);
       OutMessage clear;  // an empty retained message removes the retained snapshot
       clear.topic = topics_.campaign_event(id);
@@ -728,9 +936,7 @@ struct CampaignService::Impl final : OutboxOwner {
     if (auto st = commit(a, *r); !st) return st.error();
     publish_event(a);
     nlohmann::json doc = document(a.snap);
-    const std::string id = a.snap.id;
-    if (holder && is_loaded_state(a.snap.progress.state)) active_[id] = std::move(holder);
-    maybe_unload(id);
+    maybe_unload(a.snap.id);
     return doc;
   }
 
@@ -788,35 +994,10 @@ CampaignService::~CampaignService() {
 
 Status CampaignService::start() {
   Impl& m = *impl_;
-  storage::CampaignQuery q;
-  q.limit = 1000;
-  size_t resent = 0;
-  for (;;) {
-    auto rows = m.store_.list(q);
-    if (!rows) return rows.error();
-    for (const auto& row : *rows) {
-      auto state = campaigns::state_from_string(row.state);
-      if (!state || !is_loaded_state(*state)) continue;
-      auto a = m.load(row);
-      if (!a) return a.error();
-      Impl::Active& act = *(m.active_[row.id] = std::move(*a));
-      // Every send still waiting for its reply is published again with the same command id: one never
-      // acknowledged by the broker, and one whose reply the broker handed to the crashed process (Paho
-      // acknowledges on receipt) but that was not written yet. The device answers the id again.
-      for (std::size_t i = 0; i < act.snap.executions.size(); ++i) {
-        const Execution& e = act.snap.executions[i];
-        if (e.state != ExecState::sent || !e.command_id) continue;
-        m.enqueue_send(act, e.hardware_id, *e.command_id, e.attempt);
-        // This is the restart's re-publication: presence redelivery must not add a second one.
-        act.side[i].resent_id = *e.command_id;
-        act.side[i].last_sent_at = m.clock_.now_ms();
-        ++resent;
-      }
-      m.maybe_unload(row.id);
-    }
-    if (static_cast<int>(rows->size()) < q.limit) break;
-    q.after = rows->back().id;
-  }
+  // Takes the leases of the campaigns nobody drives (on one node: all of them; a restart under the same
+  // instance id takes its own live leases back) and publishes their unanswered sends again.
+  std::size_t resent = 0;
+  m.scan_leases(&resent);
   if (!m.active_.empty()) {
     spdlog::info("campaigns: {} active, {} unanswered sends to publish again", m.active_.size(), resent);
   }
@@ -868,9 +1049,17 @@ bool CampaignService::on_reply(const std::string& hw, const std::string& command
     m.replies_since_tick_ = true;
     return true;
   }
-  // A superseded attempt or a finished campaign: ours, but it changes nothing except the attempt history.
-  auto recorded = m.record_late_reply(hw, command_id, success, output, m.clock_.now_ms());
-  if (recorded) return true;
+  // Not a campaign we drive: a superseded attempt or a finished campaign (it changes nothing except the
+  // attempt history), or the current attempt of a campaign another instance drives: that one applies it
+  // from the campaign's inbox (PROTOCOL §7).
+  const TimeMs now = m.clock_.now_ms();
+  auto recorded = m.record_late_reply(hw, command_id, success, output, now);
+  if (recorded) {
+    if (auto in = m.store_.add_to_inbox(hw, command_id, success, output, now); !in)
+      log_limited(spdlog::level::err, "campaign.inbox_add", {{"hardware_id", hw}, {"command_id", command_id}},
+                  "campaign: cannot put a reply into the inbox: {}", in.error().message);
+    return true;
+  }
   auto ref = m.store_.execution_by_command_id(command_id);
   if (!ref || !*ref) return false;
   return (*ref)->hardware_id == hw;

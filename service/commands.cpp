@@ -11,6 +11,7 @@
 #include "protocol/core/time.h"
 #include "protocol/errors.h"
 #include "protocol/reply_line.h"
+#include "service/cluster.h"
 #include "service/logging.h"
 #include "service/router.h"
 #include "storage/commands.h"
@@ -40,6 +41,10 @@ std::vector<double> reply_latency_buckets() {
   return {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600};
 }
 constexpr core::TimeMs k_expiry_period_ms = 1000;
+// Instance leases read per takeover scan, and deliveries taken over per lapsed instance and scan (the
+// rest in the next scans).
+constexpr int k_instance_scan_limit = 1000;
+constexpr int k_takeover_batch = 100'000;
 constexpr std::size_t k_ack_batch = 2000;
 constexpr core::TimeMs k_ack_flush_ms = 100;
 constexpr int k_pending_max = 50;
@@ -107,7 +112,8 @@ CommandsModule::CommandsModule(const Config& config, core::Clock& clock, storage
       commands_(std::make_unique<storage::CommandStore>(db)),
       devices_(std::make_unique<storage::DeviceStore>(db)),
       packages_(std::make_unique<storage::PackageStore>(db)),
-      idempotency_(db) {}
+      idempotency_(db),
+      instance_id_(instance_id(config)) {}
 
 CommandsModule::~CommandsModule() = default;
 
@@ -128,6 +134,10 @@ void CommandsModule::register_routes(Router& router) {
 core::Status CommandsModule::start() {
   started_at_ = clock_.now_ms();
   listening_since_ = started_at_;
+  // Every queued delivery, other instances' too (same command ids: a device may get a line twice, never
+  // two ids): a reply the broker handed to an instance killed before it committed is lost (PROTOCOL
+  // §1.3), and publishing the still-queued lines again at a restart is what recovers most of those on a
+  // fleet that does not ping. Lapsed instances' rows are taken over by take_over_lapsed() as well.
   auto queued = commands_->deliveries_to_publish(clock_.now_ms(), k_outbox_reload_limit);
   if (!queued) return queued.error();
   for (const auto& d : *queued) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
@@ -169,8 +179,49 @@ void CommandsModule::flush(bool force) {
   last_ack_flush_ = now;
 }
 
+void CommandsModule::take_over_lapsed(core::TimeMs now) {
+  storage::LeaseStore leases(db_);
+  auto rows = leases.list(k_instance_lease_prefix, k_instance_scan_limit);
+  if (!rows) {
+    spdlog::error("cluster: cannot list instance leases: {}", rows.error().message);
+    return;
+  }
+  const std::string prefix = k_instance_lease_prefix;
+  for (const auto& lease : *rows) {
+    const std::string other = lease.name.substr(prefix.size());
+    if (other == instance_id_ || lease.expires_at > now) continue;
+    auto owned = commands_->has_queued_owned_by(other);
+    if (!owned || !*owned) continue;
+    // The dead instance's lease, taken for the takeover: of several instances scanning, one wins.
+    auto got = leases.acquire(lease.name, instance_id_, now, config_.cluster_lease_ttl_ms);
+    if (!got) continue;
+    std::vector<storage::DeliveryRow> taken;
+    auto st = db_.transaction([&]() -> core::Status {
+      if (auto fenced = leases.check(lease.name, instance_id_, got->token); !fenced) return fenced;
+      auto moved = commands_->take_over_queued(other, instance_id_, k_takeover_batch);
+      if (!moved) return moved.error();
+      taken = std::move(*moved);
+      return {};
+    });
+    // Released at once, so that the instance can take its own lease back when it restarts.
+    (void)leases.release(lease.name, instance_id_, got->token);
+    if (!st) {
+      spdlog::error("cluster: cannot take over the queued deliveries of instance {}: {}", other,
+                    st.error().message);
+      continue;
+    }
+    for (const auto& d : taken) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
+    spdlog::warn("cluster: took over {} queued deliveries of instance {} (its lease lapsed)", taken.size(),
+                 other);
+  }
+}
+
 void CommandsModule::on_timer() {
   const core::TimeMs now = clock_.now_ms();
+  if (now - last_takeover_scan_ >= config_.cluster_lease_ttl_ms / 3) {
+    last_takeover_scan_ = now;
+    take_over_lapsed(now);
+  }
   if (now - last_expiry_run_ < k_expiry_period_ms) return;
   last_expiry_run_ = now;
   if (auto n = commands_->expire(now); n && *n > 0) spdlog::info("{} deliveries expired", *n);
@@ -309,7 +360,7 @@ Result<json> CommandsModule::send(const json& body) {
               {"devices_scheduled", deliveries.size()},
               {"unknown_hardware_ids", unknown}};
   auto st = db_.transaction([&]() -> core::Status {
-    if (auto s = commands_->create_with_deliveries(row, deliveries); !s) return s;
+    if (auto s = commands_->create_with_deliveries(row, deliveries, instance_id_); !s) return s;
     return idempotency_.record("commands/send", req->request_id, body, answer, now);
   });
   if (!st) return st.error();

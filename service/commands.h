@@ -88,7 +88,8 @@ class CommandsModule final : private OutboxOwner {
   // commands/send|get|list|cancel, command_reply and command_pending.
   void register_routes(Router& router);
 
-  // Queues every committed, unexpired delivery not yet acknowledged (after a restart).
+  // Queues every committed, unexpired delivery not yet acknowledged (after a restart), whichever instance
+  // owns it (see commands.cpp for why).
   core::Status start();
   // A message from hw on its ping, metadata, reply or pending topic (`pull`: the pending topic). Tracks
   // whether the device has been present without a break (no silence over commands.presence_gap_s while
@@ -103,7 +104,9 @@ class CommandsModule final : private OutboxOwner {
   void on_listening();
   // Marks acknowledged deliveries sent: at least every 100 ms or 2000 deliveries, or now when force.
   void flush(bool force);
-  // Expires overdue deliveries (at most once a second).
+  // Expires overdue deliveries (at most once a second), and every third of cluster.lease_ttl_ms takes
+  // over the queued deliveries of instances whose lease lapsed (service/cluster.h): they are published
+  // with their own command ids.
   void on_timer();
 
   // The handlers (also called by unit tests through the router).
@@ -124,6 +127,7 @@ class CommandsModule final : private OutboxOwner {
   void acknowledged(std::vector<OutboxItem> items) override;
   void enqueue(const std::string& command_id, const std::string& hw, const std::string& line,
                std::optional<core::TimeMs> expires_at);
+  void take_over_lapsed(core::TimeMs now);
 
   const Config& config_;
   core::Clock& clock_;
@@ -155,6 +159,8 @@ class CommandsModule final : private OutboxOwner {
   OtherSends other_;
   std::set<std::string> canceled_;  // canceled while deliveries wait in the outbox
   core::TimeMs last_expiry_run_ = 0;
+  std::string instance_id_;  // the owner written on our deliveries (service/cluster.h)
+  core::TimeMs last_takeover_scan_ = 0;
   core::TimeMs last_ack_flush_ = 0;
   CommandCounters counters_;
   metrics::Registry* metrics_ = nullptr;

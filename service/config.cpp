@@ -190,6 +190,14 @@ const std::vector<KeyDef>& key_defs() {
               "from the database when they query again"),
       integer("campaigns.tick_ms", &Config::campaigns_tick_ms, 10, 60000,
               "How often campaigns are advanced, milliseconds"),
+      text("cluster.instance_id", &Config::cluster_instance_id,
+           "This instance's id in the leases (\"instance:<id>\", campaign holders) and as the owner of "
+           "the deliveries it commits; unique per running instance and kept across restarts (empty: "
+           "mqtt.client_id)"),
+      integer("cluster.lease_ttl_ms", &Config::cluster_lease_ttl_ms, 300, 600000,
+              "Life of an instance's and a campaign's lease; renewed every third of it, so another "
+              "instance takes over a dead one's campaigns and unpublished sends after at most this, "
+              "milliseconds"),
       integer("retention.commands_days", &Config::retention_commands_days, 1, 36500,
               "Finished commands (no delivery queued or sent) older than this are deleted with their "
               "deliveries, days"),
@@ -376,6 +384,11 @@ core::Status validate(const Config& c) {
   if (c.mqtt_uri.empty()) return make_error(ErrorCode::bad_request, "mqtt.uri must not be empty");
   if (c.mqtt_client_id.empty()) return make_error(ErrorCode::bad_request, "mqtt.client_id must not be empty");
   if (c.storage_path.empty()) return make_error(ErrorCode::bad_request, "storage.path must not be empty");
+  // Lease names are compared as printable ASCII (storage/leases.cpp lists them by prefix).
+  for (char ch : c.cluster_instance_id) {
+    if (ch < 0x21 || ch > 0x7e)
+      return make_error(ErrorCode::bad_request, "cluster.instance_id must be printable ASCII without spaces");
+  }
   if (c.commands_max_reply_bytes < c.commands_max_output_bytes) {
     return make_error(
         ErrorCode::bad_request,

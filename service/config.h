@@ -113,6 +113,10 @@ struct Config {
   // [campaigns]
   int campaigns_tick_ms = 200;
 
+  // [cluster]: who drives what across instances sharing one database (PROTOCOL §7, service/cluster.h).
+  std::string cluster_instance_id;  // empty: mqtt.client_id
+  std::int64_t cluster_lease_ttl_ms = 10000;
+
   // [retention]: what is deleted, and how (service/retention.h, docs/storage.md "Retention").
   int retention_commands_days = 30;
   int retention_campaigns_days = 90;

@@ -363,6 +363,62 @@ Result<bool> CampaignStore::record_attempt_reply(const std::string& hardware_id,
   });
 }
 
+Result<bool> CampaignStore::add_to_inbox(const std::string& hardware_id, const std::string& command_id,
+                                         bool success, const std::string& output, TimeMs t) {
+  return db_.transaction([&]() -> Result<bool> {
+    auto q = db_.prepare(
+        "INSERT INTO campaign_replies(campaign_id, command_id, hardware_id, success, output, replied_at) "
+        "SELECT e.campaign_id, e.command_id, e.hardware_id, ?, ?, ? FROM campaign_attempts a "
+        "JOIN campaign_executions e ON e.campaign_id = a.campaign_id AND e.hardware_id = a.hardware_id "
+        "WHERE a.command_id = ? AND a.hardware_id = ? AND e.command_id = a.command_id AND e.state = 'sent' "
+        "ON CONFLICT DO NOTHING");
+    q->bind(1, success ? 1 : 0);
+    q->bind(2, output);
+    q->bind(3, t);
+    q->bind(4, command_id);
+    q->bind(5, hardware_id);
+    return q->exec() > 0;
+  });
+}
+
+Result<std::vector<InboxReply>> CampaignStore::inbox(const std::string& campaign_id, int limit) {
+  if (limit < 1) return make_error(ErrorCode::bad_request, "limit must be at least 1");
+  return db_.read([&]() -> Result<std::vector<InboxReply>> {
+    auto q = db_.prepare(
+        "SELECT command_id, hardware_id, success, output, replied_at FROM campaign_replies "
+        "WHERE campaign_id = ? ORDER BY replied_at, command_id LIMIT ?");
+    q->bind(1, campaign_id);
+    q->bind(2, limit);
+    std::vector<InboxReply> rows;
+    while (q->executeStep()) {
+      InboxReply r;
+      r.campaign_id = campaign_id;
+      r.command_id = q->getColumn(0).getString();
+      r.hardware_id = q->getColumn(1).getString();
+      r.success = q->getColumn(2).getInt() != 0;
+      r.output = q->getColumn(3).getString();
+      r.replied_at = q->getColumn(4).getInt64();
+      rows.push_back(std::move(r));
+    }
+    return rows;
+  });
+}
+
+Status CampaignStore::clear_inbox(const std::string& campaign_id,
+                                  const std::vector<std::string>& command_ids) {
+  if (command_ids.empty()) return {};
+  return db_.transaction([&]() -> Status {
+    auto q = db_.prepare("DELETE FROM campaign_replies WHERE campaign_id = ? AND command_id = ?");
+    for (const auto& id : command_ids) {
+      q->reset();
+      q->bind(1, campaign_id);
+      q->bind(2, id);
+      q->exec();
+    }
+    return {};
+  });
+}
+
 Result<std::vector<AttemptRow>> CampaignStore::attempts(const std::string& campaign_id,
                                                         const std::string& hardware_id) {
   return db_.read([&]() -> Result<std::vector<AttemptRow>> {

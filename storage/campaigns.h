@@ -80,6 +80,18 @@ struct AttemptRef {
   int attempt = 0;
 };
 
+// A reply to a campaign's current attempt received by an instance that does not drive the campaign
+// (schema v7, campaign_replies): the driving instance applies it.
+struct InboxReply {
+  std::string campaign_id;
+  std::string command_id;
+  std::string hardware_id;
+  bool success = false;
+  std::string output;
+  core::TimeMs replied_at = 0;
+  bool operator==(const InboxReply&) const = default;
+};
+
 struct CampaignQuery {
   int limit = 100;
   std::optional<std::string> after;  // cursor: only ids strictly greater
@@ -139,6 +151,14 @@ class CampaignStore {
   // the attempt already has a reply (the first reply is kept, as for the execution).
   core::Result<bool> record_attempt_reply(const std::string& hardware_id, const std::string& command_id,
                                           bool success, const std::string& output, core::TimeMs t);
+  // Puts a device's reply into the campaign's inbox when command_id is the device's current attempt and
+  // that execution is sent: true when added; false when not current, not sent, or already in the inbox.
+  core::Result<bool> add_to_inbox(const std::string& hardware_id, const std::string& command_id, bool success,
+                                  const std::string& output, core::TimeMs t);
+  // The campaign's inbox, oldest reply first, at most limit (>= 1).
+  core::Result<std::vector<InboxReply>> inbox(const std::string& campaign_id, int limit);
+  // Deletes the campaign's inbox rows of these command ids (applied by the driving instance).
+  core::Status clear_inbox(const std::string& campaign_id, const std::vector<std::string>& command_ids);
   // The attempt history of one device in a campaign, ordered by attempt.
   core::Result<std::vector<AttemptRow>> attempts(const std::string& campaign_id,
                                                  const std::string& hardware_id);

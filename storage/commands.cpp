@@ -72,7 +72,9 @@ std::string select_deliveries(const std::string& where) {
 
 }  // namespace
 
-Status CommandStore::create_with_deliveries(const CommandRow& c, const std::vector<DeliveryRow>& deliveries) {
+Status CommandStore::create_with_deliveries(const CommandRow& c, const std::vector<DeliveryRow>& deliveries,
+                                            const std::string& owner) {
+  const std::optional<std::string> owner_or_null = owner.empty() ? std::nullopt : std::optional(owner);
   return db_.transaction([&]() -> Status {
     auto insert = db_.prepare(std::string("INSERT INTO commands(") + k_command_columns +
                               ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -104,9 +106,11 @@ Status CommandStore::create_with_deliveries(const CommandRow& c, const std::vect
       bind_opt(d, p + 9, row.replied_at);
       bind_opt(d, p + 10, row.expires_at);
       d.bind(p + 11, row.created_at);
+      bind_opt(d, p + 12, owner_or_null);
     };
-    const std::string insert_rows = std::string("INSERT INTO deliveries(") + k_delivery_columns + ") VALUES";
-    const char* const row_placeholders = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    const std::string insert_rows =
+        std::string("INSERT INTO deliveries(") + k_delivery_columns + ", owner) VALUES";
+    const char* const row_placeholders = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     if (db_.backend() == Backend::sqlite) {
       // One row per execution: no round trip, the prepared statement is reused.
       auto d = db_.prepare(insert_rows + row_placeholders);
@@ -124,7 +128,7 @@ Status CommandStore::create_with_deliveries(const CommandRow& c, const std::vect
       std::size_t n = detail::k_pg_batch;
       while (n > deliveries.size() - done) n /= 2;
       auto d = db_.prepare(insert_rows + detail::value_rows(row_placeholders, n));
-      for (std::size_t k = 0; k < n; ++k) bind_row(*d, static_cast<int>(k) * 11, deliveries[done + k]);
+      for (std::size_t k = 0; k < n; ++k) bind_row(*d, static_cast<int>(k) * 12, deliveries[done + k]);
       d->exec();
       done += n;
     }
@@ -192,14 +196,63 @@ Result<DeliveryRow> CommandStore::delivery(const std::string& command_id, const 
   });
 }
 
-Result<std::vector<DeliveryRow>> CommandStore::deliveries_to_publish(TimeMs now, int limit) {
+Result<std::vector<DeliveryRow>> CommandStore::deliveries_to_publish(TimeMs now, int limit,
+                                                                     const std::string& owner) {
   return db_.read([&]() -> Result<std::vector<DeliveryRow>> {
-    auto q =
-        db_.prepare(select_deliveries("state = 'queued' AND (expires_at IS NULL OR expires_at > ?) "
-                                      "ORDER BY created_at, rowid LIMIT ?"));
-    q->bind(1, now);
-    q->bind(2, std::max(limit, 0));
+    if (owner.empty()) {
+      auto q =
+          db_.prepare(select_deliveries("state = 'queued' AND (expires_at IS NULL OR expires_at > ?) "
+                                        "ORDER BY created_at, rowid LIMIT ?"));
+      q->bind(1, now);
+      q->bind(2, std::max(limit, 0));
+      return read_deliveries(*q);
+    }
+    auto q = db_.prepare(
+        select_deliveries("state = 'queued' AND (owner = ? OR owner IS NULL) AND "
+                          "(expires_at IS NULL OR expires_at > ?) ORDER BY created_at, rowid LIMIT ?"));
+    q->bind(1, owner);
+    q->bind(2, now);
+    q->bind(3, std::max(limit, 0));
     return read_deliveries(*q);
+  });
+}
+
+Result<bool> CommandStore::has_queued_owned_by(const std::string& owner) {
+  return db_.read([&]() -> Result<bool> {
+    auto q = db_.prepare("SELECT 1 FROM deliveries WHERE owner = ? AND state = 'queued' LIMIT 1");
+    q->bind(1, owner);
+    return q->executeStep();
+  });
+}
+
+Result<std::vector<DeliveryRow>> CommandStore::take_over_queued(const std::string& from,
+                                                                const std::string& to, int limit) {
+  if (from.empty() || to.empty() || limit < 1)
+    return make_error(ErrorCode::bad_request, "take_over_queued needs two owners and a limit >= 1");
+  return db_.transaction([&]() -> Result<std::vector<DeliveryRow>> {
+    auto q = db_.prepare(std::string("SELECT ") + k_delivery_columns +
+                         ", rowid FROM deliveries WHERE owner = ? AND state = 'queued' "
+                         "ORDER BY created_at, rowid LIMIT ?");
+    q->bind(1, from);
+    q->bind(2, limit);
+    std::vector<DeliveryRow> rows;
+    std::int64_t last_rowid = 0;
+    while (q->executeStep()) {
+      rows.push_back(read_delivery(*q));
+      last_rowid = q->getColumn(11).getInt64();
+    }
+    if (rows.empty()) return rows;
+    // Exactly the rows read: (created_at, rowid) up to the last one in the same order.
+    auto u = db_.prepare(
+        "UPDATE deliveries SET owner = ? WHERE owner = ? AND state = 'queued' AND "
+        "(created_at < ? OR (created_at = ? AND rowid <= ?))");
+    u->bind(1, to);
+    u->bind(2, from);
+    u->bind(3, rows.back().created_at);
+    u->bind(4, rows.back().created_at);
+    u->bind(5, last_rowid);
+    u->exec();
+    return rows;
   });
 }
 

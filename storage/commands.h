@@ -76,7 +76,10 @@ class CommandStore {
   // 50,000 rows take well under a second). Each delivery's command_id is forced to command.id.
   // Errors: conflict when the command id or request_id exists, or two deliveries name the same
   // device; nothing is written then.
-  core::Status create_with_deliveries(const CommandRow& command, const std::vector<DeliveryRow>& deliveries);
+  // owner (schema v7) is the instance id written on every delivery (the outbox rows it publishes; empty:
+  // NULL, anybody's).
+  core::Status create_with_deliveries(const CommandRow& command, const std::vector<DeliveryRow>& deliveries,
+                                      const std::string& owner = {});
   // The command created with request_id, if any.
   core::Result<std::optional<CommandRow>> find_by_request_id(const std::string& request_id);
   // not_found when no such command.
@@ -90,8 +93,18 @@ class CommandStore {
                                                     int limit = 1000);
   // not_found when there is no such delivery.
   core::Result<DeliveryRow> delivery(const std::string& command_id, const std::string& hardware_id);
-  // Queued deliveries not expired at now (expires_at absent or > now), oldest first, at most limit.
-  core::Result<std::vector<DeliveryRow>> deliveries_to_publish(core::TimeMs now, int limit);
+  // Queued deliveries not expired at now (expires_at absent or > now), oldest first, at most limit; with
+  // owner, only that owner's and those without an owner (written before schema v7).
+  core::Result<std::vector<DeliveryRow>> deliveries_to_publish(core::TimeMs now, int limit,
+                                                               const std::string& owner = {});
+  // Whether any queued delivery is owned by owner (a cheap probe before a takeover).
+  core::Result<bool> has_queued_owned_by(const std::string& owner);
+  // Moves the oldest `limit` queued deliveries owned by `from` to `to` in one transaction and returns
+  // them (expired ones included: the outbox drops those). The caller fences it on from's instance
+  // lease (storage/leases.h) by running it inside its transaction. bad_request for an empty owner or
+  // limit < 1.
+  core::Result<std::vector<DeliveryRow>> take_over_queued(const std::string& from, const std::string& to,
+                                                          int limit);
   // For each key whose delivery is queued or sent: state = sent, attempts + 1, sent_at = t. One
   // transaction; returns how many deliveries changed (others are ignored).
   core::Result<int> mark_sent(const std::vector<DeliveryKey>& keys, core::TimeMs t);

@@ -62,6 +62,25 @@ Result<LeaseRow> LeaseStore::acquire(const std::string& name, const std::string&
   });
 }
 
+Result<LeaseRow> LeaseStore::take_over(const std::string& name, const std::string& holder, TimeMs now,
+                                       std::int64_t ttl_ms) {
+  if (auto ok = check_arguments(name, holder, ttl_ms); !ok.ok()) return ok.error();
+  return db_.transaction([&]() -> Result<LeaseRow> {
+    auto q = db_.prepare(
+        "INSERT INTO leases(name, holder, token, expires_at) VALUES(?, ?, 1, ?) "
+        "ON CONFLICT(name) DO UPDATE SET token = leases.token + 1, holder = excluded.holder, "
+        "expires_at = excluded.expires_at");
+    q->bind(1, name);
+    q->bind(2, holder);
+    q->bind(3, now + ttl_ms);
+    q->exec();
+    auto s = db_.prepare(k_select);
+    s->bind(1, name);
+    if (!s->executeStep()) return make_error(ErrorCode::internal, "lease " + name + " vanished");
+    return read_row(*s);
+  });
+}
+
 Result<LeaseRow> LeaseStore::renew(const std::string& name, const std::string& holder, std::int64_t token,
                                    TimeMs now, std::int64_t ttl_ms) {
   if (auto ok = check_arguments(name, holder, ttl_ms); !ok.ok()) return ok.error();

@@ -39,6 +39,13 @@ class LeaseStore {
   // connections racing for a free lease exactly one wins. May be called inside a transaction.
   core::Result<LeaseRow> acquire(const std::string& name, const std::string& holder, core::TimeMs now,
                                  std::int64_t ttl_ms);
+  // Takes the lease for holder until now + ttl_ms whoever holds it, live or not: token + 1 (1 for a new
+  // row). For an operator's action on a campaign another live instance drives (the action must be
+  // applied somewhere now): the old holder's next fenced write fails its check and it drops the campaign.
+  // On PostgreSQL it waits for a transaction that holds the row lock through check() to end first.
+  // bad_request as acquire. May be called inside a transaction.
+  core::Result<LeaseRow> take_over(const std::string& name, const std::string& holder, core::TimeMs now,
+                                   std::int64_t ttl_ms);
   // Extends a lease held by holder with token to now + ttl_ms, whether or not it has lapsed, as long
   // as nobody took it over (a lapsed lease nobody took is still safely ours: the fence did not move).
   // conflict ("lease <name> lost") when the row has another holder or token; bad_request as acquire.

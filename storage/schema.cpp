@@ -435,16 +435,49 @@ CREATE TABLE leases (
 CREATE INDEX leases_by_expiry ON leases(expires_at);
 )sql";
 
+// v7 (issue 13): who publishes what across instances. deliveries.owner is the instance that committed a
+// queued delivery (NULL: written before v7, anybody's); another instance takes the rows over when the
+// owner's "instance:<id>" lease lapses (service/cluster.h). campaign_replies is the inbox of replies to a
+// campaign's current attempts received by an instance that does not drive the campaign: the driving
+// instance applies them and deletes them in its fenced write (one row per attempt at most).
+constexpr const char* k_schema_v7 = R"sql(
+ALTER TABLE deliveries ADD COLUMN owner TEXT;
+CREATE INDEX deliveries_queued_by_owner ON deliveries(owner, created_at) WHERE state = 'queued';
+CREATE TABLE campaign_replies (
+  campaign_id TEXT NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+  command_id  TEXT NOT NULL,
+  hardware_id TEXT NOT NULL,
+  success     INTEGER NOT NULL,
+  output      TEXT NOT NULL DEFAULT '',
+  replied_at  INTEGER NOT NULL,
+  PRIMARY KEY (campaign_id, command_id)
+);
+)sql";
+
+constexpr const char* k_pg_schema_v7 = R"sql(
+ALTER TABLE deliveries ADD COLUMN owner TEXT COLLATE "C";
+CREATE INDEX deliveries_queued_by_owner ON deliveries(owner, created_at) WHERE state = 'queued';
+CREATE TABLE campaign_replies (
+  campaign_id TEXT COLLATE "C" NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+  command_id  TEXT COLLATE "C" NOT NULL,
+  hardware_id TEXT COLLATE "C" NOT NULL,
+  success     BIGINT NOT NULL,
+  output      TEXT COLLATE "C" NOT NULL DEFAULT '',
+  replied_at  BIGINT NOT NULL,
+  PRIMARY KEY (campaign_id, command_id)
+);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& schema_migrations(Backend backend) {
   static const std::vector<Migration> sqlite = {
-      {1, k_schema_v1}, {2, k_schema_v2}, {3, k_schema_v3},
-      {4, k_schema_v4}, {5, k_schema_v5}, {6, k_schema_v6},
+      {1, k_schema_v1}, {2, k_schema_v2}, {3, k_schema_v3}, {4, k_schema_v4},
+      {5, k_schema_v5}, {6, k_schema_v6}, {7, k_schema_v7},
   };
   static const std::vector<Migration> postgres = {
-      {1, k_pg_schema_v1}, {2, k_pg_schema_v2}, {3, k_pg_schema_v3},
-      {4, k_pg_schema_v4}, {5, k_pg_schema_v5}, {6, k_pg_schema_v6},
+      {1, k_pg_schema_v1}, {2, k_pg_schema_v2}, {3, k_pg_schema_v3}, {4, k_pg_schema_v4},
+      {5, k_pg_schema_v5}, {6, k_pg_schema_v6}, {7, k_pg_schema_v7},
   };
   return backend == Backend::postgres ? postgres : sqlite;
 }

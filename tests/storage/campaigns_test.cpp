@@ -230,6 +230,33 @@ TEST_CASE("each attempt keeps its own reply: a late reply to a superseded attemp
   CHECK(store.execution("k1", "dev-a")->output.empty());
 }
 
+TEST_CASE("a reply to a current, sent attempt goes to the campaign's inbox once", "[storage][campaigns]") {
+  TestDb t(GENERATE(backends()));
+  CampaignStore store(*t);
+  REQUIRE(store.insert(make_campaign("k1")).ok());
+  ExecutionRow a = make_execution("k1", "dev-a");
+  a.state = "sent";
+  a.attempt = 2;
+  a.command_id = "cmd-a2";
+  ExecutionRow b = make_execution("k1", "dev-b");  // queued: nothing sent
+  REQUIRE(store.insert_executions({a, b}).ok());
+  REQUIRE(store
+              .record_attempts(
+                  {{"k1", "dev-a", 1, "cmd-a1"}, {"k1", "dev-a", 2, "cmd-a2"}, {"k1", "dev-b", 1, "cmd-b1"}})
+              .ok());
+  CHECK(*store.add_to_inbox("dev-a", "cmd-a2", true, "done", 70));
+  CHECK_FALSE(*store.add_to_inbox("dev-a", "cmd-a2", true, "again", 71));  // already there
+  CHECK_FALSE(*store.add_to_inbox("dev-a", "cmd-a1", false, "late", 72));  // superseded attempt
+  CHECK_FALSE(*store.add_to_inbox("dev-b", "cmd-b1", true, "", 73));       // execution not sent
+  CHECK_FALSE(*store.add_to_inbox("dev-b", "cmd-a2", true, "", 74));       // another device's id
+  auto inbox = store.inbox("k1", 10);
+  REQUIRE(inbox.ok());
+  CHECK(*inbox == std::vector<InboxReply>{{"k1", "cmd-a2", "dev-a", true, "done", 70}});
+  CHECK(store.inbox("k1", 0).error().code == ErrorCode::bad_request);
+  REQUIRE(store.clear_inbox("k1", {"cmd-a2"}).ok());
+  CHECK(store.inbox("k1", 10)->empty());
+}
+
 TEST_CASE("100,000 executions are written and read back quickly", "[storage][campaigns][batch]") {
   TestDb t("file");
   CampaignStore store(*t);

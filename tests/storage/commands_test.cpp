@@ -17,6 +17,42 @@ using test::make_command;
 using test::make_delivery;
 using test::TestDb;
 
+TEST_CASE("queued deliveries are owned by the instance that committed them and can be taken over",
+          "[storage][commands]") {
+  TestDb t(GENERATE(backends()));
+  CommandStore store(*t);
+  REQUIRE(store
+              .create_with_deliveries(make_command("c1", 100),
+                                      {make_delivery("c1", "dev-a", 100), make_delivery("c1", "dev-b", 100)},
+                                      "inst-a")
+              .ok());
+  REQUIRE(store.create_with_deliveries(make_command("c2", 200), {make_delivery("c2", "dev-a", 200)}, "inst-b")
+              .ok());
+  REQUIRE(store.create_with_deliveries(make_command("c3", 300), {make_delivery("c3", "dev-a", 300)}).ok());
+  // Each instance re-queues its own and the ownerless (written before the owner column) at start.
+  CHECK(store.deliveries_to_publish(0, 10, "inst-a")->size() == 3);
+  CHECK(store.deliveries_to_publish(0, 10, "inst-b")->size() == 2);
+  CHECK(store.deliveries_to_publish(0, 10)->size() == 4);
+  CHECK(*store.has_queued_owned_by("inst-a"));
+  CHECK_FALSE(*store.has_queued_owned_by("inst-c"));
+  // inst-b takes over inst-a's rows, one at a time, oldest first.
+  auto first = store.take_over_queued("inst-a", "inst-b", 1);
+  REQUIRE(first.ok());
+  REQUIRE(first->size() == 1);
+  CHECK((*first)[0].command_id == "c1");
+  auto rest = store.take_over_queued("inst-a", "inst-b", 10);
+  REQUIRE(rest->size() == 1);
+  CHECK((*first)[0].hardware_id != (*rest)[0].hardware_id);
+  CHECK(store.take_over_queued("inst-a", "inst-b", 10)->empty());
+  CHECK_FALSE(*store.has_queued_owned_by("inst-a"));
+  CHECK(store.deliveries_to_publish(0, 10, "inst-b")->size() == 4);
+  CHECK(store.deliveries_to_publish(0, 10, "inst-a")->size() == 1);  // the ownerless one
+  // A sent delivery is not the outbox's any more: not taken over.
+  REQUIRE(*store.mark_sent({{"c2", "dev-a"}}, 400) == 1);
+  CHECK(store.take_over_queued("inst-b", "inst-c", 10)->size() == 2);
+  CHECK(store.take_over_queued("", "inst-c", 10).error().code == ErrorCode::bad_request);
+}
+
 TEST_CASE("a command and its deliveries are created together", "[storage][commands]") {
   TestDb t(GENERATE(backends()));
   CommandStore store(*t);

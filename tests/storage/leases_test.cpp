@@ -105,6 +105,27 @@ TEST_CASE("lease arguments are checked", "[storage][leases]") {
   CHECK(leases.check("x", "inst-a", 1).error().code == ErrorCode::conflict);
 }
 
+TEST_CASE("take_over seizes a live lease with the next token and fences the old holder out",
+          "[storage][leases]") {
+  TestDb t(GENERATE(test::backends()));
+  LeaseStore leases(*t);
+  auto fresh = leases.take_over("campaign:t1", "inst-a", 0, k_ttl);
+  REQUIRE(fresh.ok());
+  CHECK(fresh->token == 1);
+  CHECK(fresh->holder == "inst-a");
+  // inst-a's lease is live; inst-b seizes it anyway.
+  auto seized = leases.take_over("campaign:t1", "inst-b", 10, k_ttl);
+  REQUIRE(seized.ok());
+  CHECK(seized->token == 2);
+  CHECK(seized->holder == "inst-b");
+  CHECK(seized->expires_at == 10 + k_ttl);
+  CHECK(leases.check("campaign:t1", "inst-a", 1).error().code == ErrorCode::conflict);
+  CHECK(leases.renew("campaign:t1", "inst-a", 1, 20, k_ttl).error().code == ErrorCode::conflict);
+  CHECK(leases.check("campaign:t1", "inst-b", 2).ok());
+  CHECK(leases.acquire("campaign:t1", "inst-a", 20, k_ttl).error().code == ErrorCode::conflict);
+  CHECK(leases.take_over("", "inst-a", 0, k_ttl).error().code == ErrorCode::bad_request);
+}
+
 TEST_CASE("leases are listed by name prefix", "[storage][leases]") {
   TestDb t(GENERATE(test::backends()));
   LeaseStore leases(*t);
