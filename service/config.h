@@ -131,7 +131,7 @@ struct Config {
   // connections served at once (the rest wait in a queue of 64, then in the kernel's backlog).
   int http_agent_threads = 16;
   // How long an idle keep-alive connection may hold its worker, seconds (and while others wait, none).
-  int http_agent_keep_alive_s = 2;
+  int http_agent_keep_alive_s = 5;
   RegistrationMode registration_mode = RegistrationMode::disabled;
   std::string registration_secret;
   std::string registration_mqtt_server;
