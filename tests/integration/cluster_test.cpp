@@ -2,9 +2,12 @@
 // with a real mosquitto and the PostgreSQL server of scripts/with-postgres. Without DISPATCH_TEST_PG_URL
 // every test here says so and returns (like tests/storage): run them with
 //   scripts/with-postgres bash -c 'cd build && ctest -R "integration:cluster" --output-on-failure'
+#include <httplib.h>
+
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -534,4 +537,153 @@ TEST_CASE("cluster: a 3-group campaign of 3,000 devices survives each instance i
   CHECK(recount["timed_out"] == st["timed_out"].get<int>());
   // A duplicate reply racing the campaign's end may leave an inbox row behind (deleted with the campaign).
   WARN("inbox rows left: " << tx.exec("SELECT COUNT(*) FROM campaign_replies")[0][0].as<int>());
+}
+
+namespace {
+
+// Stops or starts the PostgreSQL server of scripts/with-postgres (DISPATCH_TEST_PG_CTL): same port, same
+// data directory. False when the script is not there or fails.
+bool pg_server(const char* what) {
+  const char* ctl = std::getenv("DISPATCH_TEST_PG_CTL");
+  if (!ctl || !*ctl) return false;
+  return std::system((std::string(ctl) + " " + what).c_str()) == 0;
+}
+
+// The status of the instance's /readyz (0: no answer).
+int readyz(const Daemon& d) {
+  httplib::Client c("127.0.0.1", d.ops_port());
+  c.set_connection_timeout(2, 0);
+  c.set_read_timeout(15, 0);  // longer than the listener's reply timeout (10 s): then it answers 503
+  auto r = c.Get("/readyz");
+  return r ? r->status : 0;
+}
+
+// Waits (bounded) until every instance's /readyz answers `status`; false on timeout.
+bool wait_readyz(Cluster& cluster, int status, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::vector<bool> seen(cluster.daemons.size(), false);
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool all = true;
+    for (std::size_t i = 0; i < cluster.daemons.size(); ++i) {
+      if (!seen[i]) seen[i] = readyz(*cluster.daemons[i]) == status;
+      all = all && seen[i];
+    }
+    if (all) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: PostgreSQL restarted mid-campaign: the instances go unready, stay up, and finish it",
+          "[integration][cluster][campaigns][durability]") {
+  if (skipped_without_postgres()) return;
+  if (!std::getenv("DISPATCH_TEST_PG_CTL")) {
+    WARN("DISPATCH_TEST_PG_CTL is not set: restart test skipped (run it under scripts/with-postgres)");
+    return;
+  }
+  Broker broker;
+  Cluster cluster(broker, 3, {"--cluster.lease_ttl_ms", "1500"});
+  auto platform = connected_client(broker);
+  cluster.wait_ready(*platform);
+  for (auto& d : cluster.daemons) REQUIRE(readyz(*d) == 200);
+  std::vector<pid_t> pids;
+  for (auto& d : cluster.daemons) pids.push_back(d->process().pid());
+  constexpr int k_devices = 2400;
+  const char* const k_tags[] = {"ga", "gb", "gc"};
+  register_fleet(broker, k_devices, [&](int i) { return std::string(k_tags[i * 3 / k_devices]); });
+  CommandFleet fleet(broker);
+  // Replies taken by an instance whose batch then rolls back are lost (PROTOCOL §1.3): their attempts
+  // time out and are retried with a new id.
+  auto created = api(*platform, "campaigns/create",
+                     {{"name", "pg-restart"},
+                      {"type", "exec"},
+                      {"command", "true"},
+                      {"groups", {{{"tags", {"ga"}}}, {{"tags", {"gb"}}}, {{"tags", {"gc"}}}}},
+                      {"rate", {{"per_minute", 30000}}},
+                      {"batch_size", 200},
+                      {"success", {{"threshold_percent", 0}}},
+                      {"retries", {{"max", 5}, {"backoff_s", 0}}},
+                      {"reply_timeout_s", 6}});
+  INFO(created.dump());
+  const std::string id = created.value("id", "");
+  REQUIRE(!id.empty());
+  REQUIRE(api(*platform, "campaigns/start", {{"id", id}}).value("state", "") == "scheduled");
+  const auto started = std::chrono::steady_clock::now();
+  // Mid-campaign (in the second group): the server goes away with every connection.
+  REQUIRE(fleet.wait_distinct(1000, 60000));
+  const json before = api(*platform, "campaigns/get", {{"id", id}});
+  WARN("PostgreSQL stopped at " << before["stats"].dump());
+  REQUIRE(pg_server("stop"));
+  bool restarted = false;
+  struct StartAgain {  // the server comes back even when a REQUIRE below fails
+    bool& done;
+    ~StartAgain() {
+      if (!done) pg_server("start");
+    }
+  } start_again{restarted};
+  // A rebuilding instance's loop does not answer: its listener answers 503 after its 10 s reply timeout,
+  // so this can take 10 s per instance.
+  const auto stopped_at = std::chrono::steady_clock::now();
+  const bool unready = wait_readyz(cluster, 503, 90000);
+  const auto unready_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - stopped_at)
+          .count();
+  std::size_t distinct_down = fleet.ids().size();
+  for (std::size_t i = 0; i < cluster.daemons.size(); ++i) {
+    INFO("instance " << i << ": " << cluster.daemons[i]->log_tail());
+    CHECK(cluster.daemons[i]->running());
+    CHECK(cluster.daemons[i]->process().pid() == pids[i]);
+  }
+  REQUIRE(unready);
+  REQUIRE(pg_server("start"));
+  restarted = true;
+  WARN("every instance answered /readyz 503 within "
+       << unready_ms << " ms of the stop; devices reached before the restart: " << distinct_down);
+  REQUIRE(wait_readyz(cluster, 200, 60000));
+  json done = wait_campaign(
+      *platform, id, [](const json& j) { return is_state(j, "completed"); }, 180000);
+  INFO(done.dump());
+  REQUIRE(done.value("state", "") == "completed");
+  WARN("completed in " << std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - started)
+                              .count()
+                       << " ms: " << done["stats"].dump());
+  for (std::size_t i = 0; i < cluster.daemons.size(); ++i) {
+    INFO("instance " << i << ": " << cluster.daemons[i]->log_tail());
+    CHECK(cluster.daemons[i]->running());
+    CHECK(cluster.daemons[i]->process().pid() == pids[i]);
+    // It said why it was not ready (the log of the rebuild or of the failed ping).
+    CHECK(cluster.daemons[i]->log().find("unready") != std::string::npos);
+  }
+  const json& st = done["stats"];
+  CHECK(st["members"] == k_devices);
+  CHECK(st["succeeded"] == k_devices);
+
+  // Every device got its line; the ids it saw are exactly its recorded attempts, in order: never two ids
+  // for one attempt. The statistics equal a recount of the rows.
+  pqxx::connection conn(cluster.db.url());
+  pqxx::nontransaction tx(conn);
+  std::map<std::string, std::vector<std::string>> recorded;
+  for (const auto& row :
+       tx.exec("SELECT hardware_id, command_id FROM campaign_attempts WHERE campaign_id = " + tx.quote(id) +
+               " ORDER BY hardware_id, attempt"))
+    recorded[row[0].c_str()].push_back(row[1].c_str());
+  auto seen = fleet.ids();
+  CHECK(seen.size() == static_cast<size_t>(k_devices));
+  std::size_t retried = 0;
+  for (const auto& [hw, ids] : seen) {
+    INFO(hw);
+    CHECK(ids == recorded[hw]);
+    retried += ids.size() - 1;
+  }
+  WARN("retried attempts (replies lost with a rolled-back batch): " << retried);
+  std::map<std::string, int> recount;
+  for (const auto& row : tx.exec("SELECT state, COUNT(*) FROM campaign_executions WHERE campaign_id = " +
+                                 tx.quote(id) + " GROUP BY state"))
+    recount[row[0].c_str()] = row[1].as<int>();
+  CHECK(recount["succeeded"] == st["succeeded"].get<int>());
+  CHECK(recount["failed"] == st["failed"].get<int>());
+  CHECK(recount["timed_out"] == st["timed_out"].get<int>());
 }
