@@ -843,7 +843,14 @@ struct CampaignService::Impl final : OutboxOwner {
   Result<Active*> obtain_driven(const nlohmann::json& body) {
     auto id = protocol::required_object_id(body, "id");
     if (!id) return id.error();
-    if (Active* a = loaded(*id)) return a;
+    if (Active* a = loaded(*id)) {
+      // Another instance may have seized the lease for an action since our last write: then our memory
+      // is stale and the action must be decided on what that instance committed, so check the fence first.
+      auto f = fence(*a);
+      if (f) return a;
+      if (f.error().code != ErrorCode::conflict) return f.error();
+      drop_lost();
+    }
     auto row = store_.get(*id);  // not_found before taking a lease for nothing
     if (!row) return row.error();
     auto a = adopt(*id, true);
