@@ -88,6 +88,7 @@ Result<json> DevicesModule::register_device(const json& body) {
 Result<json> DevicesModule::get(const json& body) {
   auto req = protocol::parse_device_ref(body);
   if (!req) return req.error();
+  flush(true);  // a read shows every message seen so far, not the state of the last batch
   auto d = devices_->get(req->hardware_id);
   if (!d) return d.error();
   return device_json(*d);
@@ -96,6 +97,7 @@ Result<json> DevicesModule::get(const json& body) {
 Result<json> DevicesModule::list(const json& body) {
   auto req = protocol::parse_list_devices(body);
   if (!req) return req.error();
+  flush(true);
   storage::DeviceQuery q;
   q.tag = req->tag;
   q.limit = req->page.limit;

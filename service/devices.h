@@ -46,7 +46,8 @@ class DevicesModule {
 
   // hw sent something: its last_seen is written at the next flush.
   void seen(const std::string& hw);
-  // Writes last_seen at most once a second, or now when force.
+  // Writes last_seen at most once a second, or now when force. devices/get and devices/list force it, so a
+  // read shows every message seen before it.
   void flush(bool force);
 
   core::Result<nlohmann::json> register_device(const nlohmann::json& body);

@@ -108,13 +108,22 @@ TEST_CASE("metadata merges into the properties and reports the firmware version"
   CHECK(versions.size() == 1);
 }
 
-TEST_CASE("presence is written as last_seen in batches", "[service][devices]") {
+TEST_CASE("presence is written as last_seen in batches; a read sees every message before it",
+          "[service][devices]") {
   DevicesFixture f;
   f.register_device("dev-1");
+  storage::DeviceStore store(*f.db);
   f.device(TopicKind::ping, "dev-1", "");
-  CHECK(f.api("devices/get", {{"hardware_id", "dev-1"}})["last_seen"].is_null());  // not yet written
-  f.devices.flush(true);
+  CHECK_FALSE(store.get("dev-1")->last_seen.has_value());  // batched: not written yet
+  // A read forces the batch out, so what it shows does not change when the service stops later.
   CHECK(f.api("devices/get", {{"hardware_id", "dev-1"}})["last_seen"].is_string());
+  CHECK(store.get("dev-1")->last_seen.has_value());
+  f.register_device("dev-2");
+  f.device(TopicKind::ping, "dev-2", "");
+  auto listed = f.api("devices/list", {})["devices"];
+  REQUIRE(listed.size() == 2);
+  CHECK(listed[1]["hardware_id"] == "dev-2");
+  CHECK(listed[1]["last_seen"].is_string());
 }
 
 TEST_CASE("metadata properties stop at devices.max_properties; the rest is dropped and counted",
