@@ -76,6 +76,13 @@ constexpr TimeMs k_inbox_poll_ms = 100;
 constexpr int k_inbox_batch = 5000;
 // Campaigns read per state and page when looking for campaigns nobody drives.
 constexpr int k_lease_scan_page = 1000;
+// Open executions read per device message for campaigns driven elsewhere (one per campaign in flight).
+constexpr int k_open_per_device = 100;
+// Bounds of what an instance remembers of campaigns it does not drive: their documents and the presence
+// redelivery counts of their attempts. Past a bound the memory is cleared: documents are read again, and
+// an attempt may be re-published once more than commands.redeliver_max_attempts says.
+constexpr std::size_t k_foreign_campaigns_memory = 10'000;
+constexpr std::size_t k_foreign_sends_memory = 100'000;
 constexpr int k_list_default = 100;
 constexpr int k_list_max = 1000;
 
@@ -274,6 +281,28 @@ struct CampaignService::Impl final : OutboxOwner {
     std::int64_t token = 0;
     // Inbox replies applied in memory, deleted from the inbox by the next fenced write.
     std::vector<std::string> inbox_applied;
+    // Version reports from the version inbox applied in memory, deleted by the next fenced write.
+    std::vector<storage::VersionReport> versions_applied;
+  };
+
+  // What a device's message needs of a campaign this instance does not drive (PROTOCOL §7: any instance
+  // answers a device), read once from its document (which never changes).
+  struct Foreign {
+    protocol::CommandLine line;  // without the id
+    TimeMs reply_timeout_ms = 0;
+    bool needs_version = false;
+  };
+  // Presence redelivery of an attempt of a campaign driven elsewhere (memory only, like Side).
+  struct ForeignSend {
+    int resent = 0;
+    std::optional<TimeMs> last_sent_at;
+  };
+  // The outbox owner of the re-publications of attempts of campaigns driven elsewhere: they were
+  // committed by the driver, so they are published as they are (same command id) and nothing of them is
+  // written here (a non-driving instance commits no campaign state).
+  struct ForeignOwner final : OutboxOwner {
+    bool still_wanted(const OutboxItem&) override { return true; }
+    void acknowledged(std::vector<OutboxItem>) override {}
   };
 
   Impl(const Config& config, core::Clock& clock, storage::Database& db, Publisher& publisher,
@@ -291,7 +320,8 @@ struct CampaignService::Impl final : OutboxOwner {
         idempotency_(db),
         ids_(clock),
         leases_(db),
-        instance_id_(instance_id(config)) {}
+        instance_id_(instance_id(config)),
+        shared_store_(db.backend() == storage::Backend::postgres) {}
 
   const Config& config_;
   core::Clock& clock_;
@@ -307,6 +337,12 @@ struct CampaignService::Impl final : OutboxOwner {
   UlidIds ids_;
   storage::LeaseStore leases_;
   const std::string instance_id_;
+  // Other instances may drive campaigns (PostgreSQL). A SQLite database has one process (flock), which
+  // drives every campaign: it never reads the database for campaigns driven elsewhere.
+  const bool shared_store_;
+  std::unordered_map<std::string, Foreign> foreign_;
+  std::unordered_map<std::string, ForeignSend> foreign_sends_;  // by command id
+  ForeignOwner foreign_owner_;
 
   // The campaigns this instance drives (holds the lease of), by id.
   std::map<std::string, std::unique_ptr<Active>> active_;
@@ -552,7 +588,104 @@ struct CampaignService::Impl final : OutboxOwner {
         a->changed_since_event = true;
         replies_since_tick_ = true;
       }
+      if (shared_store_ && needs_version(a->snap.doc)) poll_versions(*a, now);
     }
+  }
+
+  // Applies the version reports other instances put into the campaign's version inbox (verify_version);
+  // each is deleted by the next fenced write, unless a newer report of the device replaced it.
+  void poll_versions(Active& a, TimeMs now) {
+    auto rows = store_.version_reports(a.snap.id, k_inbox_batch);
+    if (!rows) {
+      log_limited(spdlog::level::err, "campaign.version_inbox", {{"campaign_id", a.snap.id}},
+                  "campaign: cannot read its version inbox: {}", rows.error().message);
+      return;
+    }
+    for (auto& v : *rows) {
+      if (std::find(a.versions_applied.begin(), a.versions_applied.end(), v) != a.versions_applied.end())
+        continue;  // applied, deletion not written yet
+      auto rr =
+          campaigns::on_version_reported(a.snap, v.hardware_id, v.version, std::min(now, v.reported_at));
+      a.versions_applied.push_back(std::move(v));
+      if (rr.disposition != campaigns::Disposition::applied) continue;
+      for (const auto& e : rr.result.changes) {
+        auto it = a.snap.index_by_hardware_id.find(e.hardware_id);
+        if (it != a.snap.index_by_hardware_id.end()) a.dirty.insert(it->second);
+      }
+      campaigns::apply(a.snap, rr.result);
+      a.changed_since_event = true;
+      replies_since_tick_ = true;
+    }
+  }
+
+  // ---- campaigns driven elsewhere ----
+
+  // The document digest of campaign id, read on first use; nullopt when it cannot be read.
+  std::optional<Foreign> foreign(const std::string& id) {
+    if (auto it = foreign_.find(id); it != foreign_.end()) return it->second;
+    auto row = store_.get(id);
+    if (!row) return std::nullopt;
+    auto doc = campaigns::parse_campaign_document(nlohmann::json::parse(row->document_json, nullptr, false));
+    if (!doc) return std::nullopt;
+    Foreign f{line_template(*doc), doc->reply_timeout_s * 1000, needs_version(*doc)};
+    if (foreign_.size() >= k_foreign_campaigns_memory) foreign_.clear();
+    foreign_.emplace(id, f);
+    return f;
+  }
+
+  // hw's open (queued or sent) executions of the campaigns this instance does not drive, as committed
+  // by their drivers (one indexed query; none on SQLite). Those we drive are in memory, which is ahead.
+  std::vector<std::pair<Foreign, storage::OpenExecution>> elsewhere(const std::string& hw) {
+    std::vector<std::pair<Foreign, storage::OpenExecution>> out;
+    if (!shared_store_) return out;
+    auto rows = store_.open_executions(hw, k_open_per_device);
+    if (!rows) {
+      log_limited(spdlog::level::err, "campaign.open_executions", {{"hardware_id", hw}},
+                  "campaign: cannot read the device's open executions: {}", rows.error().message);
+      return out;
+    }
+    for (auto& r : *rows) {
+      if (loaded(r.campaign_id)) continue;
+      auto f = foreign(r.campaign_id);
+      if (f) out.emplace_back(std::move(*f), std::move(r));
+    }
+    return out;
+  }
+
+  // The attempts of campaigns driven elsewhere that hw has not answered and whose reply timeout has not
+  // passed: (digest, execution) with a command id and a send time.
+  std::vector<std::pair<Foreign, storage::OpenExecution>> sent_elsewhere(const std::string& hw, TimeMs now) {
+    auto all = elsewhere(hw);
+    std::erase_if(all, [&](const auto& fe) {
+      const auto& e = fe.second;
+      return e.state != "sent" || !e.command_id || !e.sent_at ||
+             *e.sent_at + fe.first.reply_timeout_ms <= now;
+    });
+    return all;
+  }
+
+  // Publishes again an attempt another instance committed, with its command id.
+  void enqueue_foreign(const Foreign& f, const std::string& hw, const storage::OpenExecution& e) {
+    protocol::CommandLine line = f.line;
+    line.id = *e.command_id;
+    auto text = protocol::encode(line);
+    if (!text) return;
+    OutboxItem item;
+    item.owner = &foreign_owner_;
+    item.command_id = *e.command_id;
+    item.hardware_id = hw;
+    item.payload = std::move(*text);
+    item.expires_at = *e.sent_at + f.reply_timeout_ms;
+    item.group = e.campaign_id;
+    item.attempt = e.attempt;
+    outbox_.enqueue(std::move(item));
+    ++sends_;
+  }
+
+  ForeignSend& foreign_send(const std::string& command_id) {
+    if (foreign_sends_.size() >= k_foreign_sends_memory && !foreign_sends_.count(command_id))
+      foreign_sends_.clear();
+    return foreign_sends_[command_id];
   }
 
   // ---- the outbox ----
@@ -643,6 +776,7 @@ struct CampaignService::Impl final : OutboxOwner {
     auto st = db_.transaction([&]() -> Status {
       if (auto f = fence(a); !f) return f;
       if (auto s = store_.clear_inbox(a.snap.id, a.inbox_applied); !s) return s;
+      if (auto s = store_.clear_version_reports(a.versions_applied); !s) return s;
       if (row) {
         if (auto s = store_.update(*row); !s) return s;
       }
@@ -657,6 +791,7 @@ struct CampaignService::Impl final : OutboxOwner {
     if (!r.sends.empty()) committed("after_execution_commit");
     a.dirty.clear();
     a.inbox_applied.clear();
+    a.versions_applied.clear();
     campaigns::apply(a.snap, r);
     for (const auto& s : r.sends) {
       auto it = a.snap.index_by_hardware_id.find(s.hardware_id);
@@ -671,13 +806,14 @@ struct CampaignService::Impl final : OutboxOwner {
   void write_batched() {
     const TimeMs now = clock_.now_ms();
     bool any_dirty = false;
-    for (auto& [id, a] : active_) any_dirty = any_dirty || !a->dirty.empty() || !a->inbox_applied.empty();
+    for (auto& [id, a] : active_)
+      any_dirty = any_dirty || !a->dirty.empty() || !a->inbox_applied.empty() || !a->versions_applied.empty();
     if (!any_dirty && acked_.empty()) return;
     last_write_at_ = now;
     std::set<std::string> fenced_out;
     auto st = db_.transaction([&]() -> Status {
       for (auto& [id, a] : active_) {
-        if (a->dirty.empty() && a->inbox_applied.empty()) continue;
+        if (a->dirty.empty() && a->inbox_applied.empty() && a->versions_applied.empty()) continue;
         // A campaign whose lease was lost writes nothing; the others' writes go on.
         if (auto f = fence(*a); !f) {
           if (f.error().code != ErrorCode::conflict) return f;
@@ -685,6 +821,7 @@ struct CampaignService::Impl final : OutboxOwner {
           continue;
         }
         if (auto s = store_.clear_inbox(id, a->inbox_applied); !s) return s;
+        if (auto s = store_.clear_version_reports(a->versions_applied); !s) return s;
         std::vector<storage::ExecutionRow> rows;
         rows.reserve(a->dirty.size());
         for (std::size_t i : a->dirty) rows.push_back(to_row(id, a->snap.executions[i], a->side[i], now));
@@ -706,6 +843,7 @@ struct CampaignService::Impl final : OutboxOwner {
       if (fenced_out.count(id)) continue;
       a->dirty.clear();
       a->inbox_applied.clear();
+      a->versions_applied.clear();
     }
     acked_.clear();
     drop_lost();
@@ -732,7 +870,7 @@ struct CampaignService::Impl final : OutboxOwner {
   void maybe_unload(const std::string& id) {
     Active* a = loaded(id);
     if (a == nullptr || !campaigns::is_terminal(a->snap.progress.state) || !a->dirty.empty() ||
-        !a->inbox_applied.empty())
+        !a->inbox_applied.empty() || !a->versions_applied.empty())
       return;
     if (a->snap.index_current()) {
       if (a->snap.index.count(ExecState::sent) > 0) return;
@@ -1072,8 +1210,8 @@ bool CampaignService::on_reply(const std::string& hw, const std::string& command
   return (*ref)->hardware_id == hw;
 }
 
-std::vector<PendingSend> CampaignService::in_flight(const std::string& hw, TimeMs now) const {
-  const Impl& m = *impl_;
+std::vector<PendingSend> CampaignService::in_flight(const std::string& hw, TimeMs now) {
+  Impl& m = *impl_;
   std::vector<PendingSend> out;
   for (const auto& [id, a] : m.active_) {
     auto it = a->snap.index_by_hardware_id.find(hw);
@@ -1082,6 +1220,15 @@ std::vector<PendingSend> CampaignService::in_flight(const std::string& hw, TimeM
     if (e.state != ExecState::sent || !e.command_id || !e.sent_at) continue;
     if (*e.sent_at + a->snap.doc.reply_timeout_s * 1000 <= now) continue;  // timed out: not wanted
     protocol::CommandLine line = a->line;
+    line.id = *e.command_id;
+    auto text = protocol::encode(line);
+    if (!text) continue;
+    out.push_back(PendingSend{*e.command_id, std::move(*text), *e.sent_at});
+  }
+  // Those of campaigns another instance drives, as it committed them (PROTOCOL §7: the answer does not
+  // depend on which instance the pull reached).
+  for (const auto& [f, e] : m.sent_elsewhere(hw, now)) {
+    protocol::CommandLine line = f.line;
     line.id = *e.command_id;
     auto text = protocol::encode(line);
     if (!text) continue;
@@ -1096,6 +1243,7 @@ void CampaignService::handed_over(const std::string& hw, const std::vector<std::
                                   TimeMs now) {
   Impl& m = *impl_;
   for (const auto& command_id : command_ids) {
+    bool ours = false;
     for (auto& [id, a] : m.active_) {
       auto it = a->by_command_id.find(command_id);
       if (it == a->by_command_id.end() || a->snap.executions[it->second].hardware_id != hw) continue;
@@ -1105,8 +1253,11 @@ void CampaignService::handed_over(const std::string& hw, const std::vector<std::
         side.resent = 0;
       }
       side.last_sent_at = now;
+      ours = true;
       break;
     }
+    // An attempt of a campaign driven elsewhere (in_flight listed it).
+    if (!ours && m.shared_store_) m.foreign_send(command_id).last_sent_at = now;
   }
 }
 
@@ -1131,6 +1282,16 @@ int CampaignService::redeliver(const std::string& hw, TimeMs now, TimeMs sent_be
     m.enqueue_send(*a, hw, *e.command_id, e.attempt);
     ++n;
   }
+  // Attempts of campaigns another instance drives, by the same rule; the re-publications are counted
+  // by each instance that makes them.
+  for (const auto& [f, e] : m.sent_elsewhere(hw, now)) {
+    Impl::ForeignSend& fs = m.foreign_send(*e.command_id);
+    if (fs.last_sent_at.value_or(*e.sent_at) > sent_before || 1 + fs.resent >= max_publishes) continue;
+    ++fs.resent;
+    fs.last_sent_at = now;
+    m.enqueue_foreign(f, hw, e);
+    ++n;
+  }
   return n;
 }
 
@@ -1148,6 +1309,16 @@ void CampaignService::on_version(const std::string& hw, const std::string& versi
     campaigns::apply(a->snap, rr.result);
     a->changed_since_event = true;
     m.replies_since_tick_ = true;
+  }
+  // Campaigns another instance drives get the report through their version inbox (PROTOCOL §7): their
+  // driver applies it within k_inbox_poll_ms. Queued executions too: the version a device had when its
+  // attempt is sent decides what counts for "latest".
+  for (const auto& [f, e] : m.elsewhere(hw)) {
+    if (!f.needs_version) continue;
+    if (auto st = m.store_.add_version_report({e.campaign_id, hw, version, now}); !st)
+      log_limited(spdlog::level::err, "campaign.version_inbox_add",
+                  {{"hardware_id", hw}, {"campaign_id", e.campaign_id}},
+                  "campaign: cannot put a version report into the version inbox: {}", st.error().message);
   }
 }
 

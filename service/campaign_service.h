@@ -54,11 +54,15 @@ class CampaignService {
   // handed_over records a pending pull's hand-over as their last send; redeliver queues again those last
   // sent at or before sent_before and published fewer than max_publishes times (counted in memory per
   // attempt: a restart starts the count again) and returns how many.
-  std::vector<PendingSend> in_flight(const std::string& hw, core::TimeMs now) const;
+  // On PostgreSQL these include the attempts of campaigns another instance drives, read from the
+  // database as their driver committed them (their re-publications are counted in this instance).
+  std::vector<PendingSend> in_flight(const std::string& hw, core::TimeMs now);
   void handed_over(const std::string& hw, const std::vector<std::string>& command_ids, core::TimeMs now);
   int redeliver(const std::string& hw, core::TimeMs now, core::TimeMs sent_before, int max_publishes);
 
-  // A device reported its firmware version (metadata).
+  // A device reported its firmware version (metadata). Applied to the campaigns we drive; on PostgreSQL
+  // also put into the version inbox of each campaign another instance drives with an open execution of
+  // hw, for that instance to apply.
   void on_version(const std::string& hw, const std::string& version);
 
   // Scheduler tick (from the loop's timer) and events at most once a second per running campaign.

@@ -419,6 +419,88 @@ Status CampaignStore::clear_inbox(const std::string& campaign_id,
   });
 }
 
+Result<std::vector<OpenExecution>> CampaignStore::open_executions(const std::string& hardware_id, int limit) {
+  if (limit < 1) return make_error(ErrorCode::bad_request, "limit must be at least 1");
+  return db_.read([&]() -> Result<std::vector<OpenExecution>> {
+    // The state condition is the partial index's own predicate, word for word: SQLite uses a partial
+    // index only for a query whose WHERE implies it.
+    auto q = db_.prepare(
+        "SELECT campaign_id, state, attempt, command_id, sent_at FROM campaign_executions "
+        "WHERE hardware_id = ? AND state IN ('queued', 'sent') ORDER BY campaign_id LIMIT ?");
+    q->bind(1, hardware_id);
+    q->bind(2, limit);
+    std::vector<OpenExecution> rows;
+    while (q->executeStep()) {
+      OpenExecution r;
+      r.campaign_id = q->getColumn(0).getString();
+      r.state = q->getColumn(1).getString();
+      r.attempt = q->getColumn(2).getInt();
+      r.command_id = opt_string(q->getColumn(3));
+      r.sent_at = opt_int64(q->getColumn(4));
+      rows.push_back(std::move(r));
+    }
+    return rows;
+  });
+}
+
+Status CampaignStore::add_version_report(const VersionReport& report) {
+  return db_.transaction([&]() -> Status {
+    auto exists = db_.prepare("SELECT 1 FROM campaigns WHERE id = ?");
+    exists->bind(1, report.campaign_id);
+    if (!exists->executeStep())
+      return make_error(ErrorCode::not_found, "no campaign '" + report.campaign_id + "'");
+    auto q = db_.prepare(
+        "INSERT INTO campaign_versions(campaign_id, hardware_id, version, reported_at) VALUES(?, ?, ?, ?) "
+        "ON CONFLICT(campaign_id, hardware_id) DO UPDATE SET version = excluded.version, "
+        "reported_at = excluded.reported_at WHERE excluded.reported_at >= campaign_versions.reported_at");
+    q->bind(1, report.campaign_id);
+    q->bind(2, report.hardware_id);
+    q->bind(3, report.version);
+    q->bind(4, report.reported_at);
+    q->exec();
+    return {};
+  });
+}
+
+Result<std::vector<VersionReport>> CampaignStore::version_reports(const std::string& campaign_id, int limit) {
+  if (limit < 1) return make_error(ErrorCode::bad_request, "limit must be at least 1");
+  return db_.read([&]() -> Result<std::vector<VersionReport>> {
+    auto q = db_.prepare(
+        "SELECT hardware_id, version, reported_at FROM campaign_versions WHERE campaign_id = ? "
+        "ORDER BY reported_at, hardware_id LIMIT ?");
+    q->bind(1, campaign_id);
+    q->bind(2, limit);
+    std::vector<VersionReport> rows;
+    while (q->executeStep()) {
+      VersionReport r;
+      r.campaign_id = campaign_id;
+      r.hardware_id = q->getColumn(0).getString();
+      r.version = q->getColumn(1).getString();
+      r.reported_at = q->getColumn(2).getInt64();
+      rows.push_back(std::move(r));
+    }
+    return rows;
+  });
+}
+
+Status CampaignStore::clear_version_reports(const std::vector<VersionReport>& reports) {
+  if (reports.empty()) return {};
+  return db_.transaction([&]() -> Status {
+    auto q = db_.prepare(
+        "DELETE FROM campaign_versions WHERE campaign_id = ? AND hardware_id = ? AND version = ? "
+        "AND reported_at = ?");
+    for (const auto& r : reports) {
+      q->reset();
+      q->bind(1, r.campaign_id);
+      q->bind(2, r.hardware_id);
+      q->bind(3, r.version);
+      q->bind(4, r.reported_at);
+      q->exec();
+    }
+    return {};
+  });
+}
+
 Result<std::vector<AttemptRow>> CampaignStore::attempts(const std::string& campaign_id,
                                                         const std::string& hardware_id) {
   return db_.read([&]() -> Result<std::vector<AttemptRow>> {

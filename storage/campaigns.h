@@ -92,6 +92,28 @@ struct InboxReply {
   bool operator==(const InboxReply&) const = default;
 };
 
+// An open (queued or sent) execution of one device, in any campaign (open_executions): what an instance
+// that may not drive the campaign reads for the device's pending pull, presence redelivery and version
+// reports (schema v8).
+struct OpenExecution {
+  std::string campaign_id;
+  std::string state;  // queued or sent
+  int attempt = 0;
+  std::optional<std::string> command_id;
+  std::optional<core::TimeMs> sent_at;
+  bool operator==(const OpenExecution&) const = default;
+};
+
+// A device's version report for a campaign driven by another instance (schema v8, campaign_versions,
+// the campaign's version inbox): the driving instance applies it.
+struct VersionReport {
+  std::string campaign_id;
+  std::string hardware_id;
+  std::string version;
+  core::TimeMs reported_at = 0;
+  bool operator==(const VersionReport&) const = default;
+};
+
 struct CampaignQuery {
   int limit = 100;
   std::optional<std::string> after;  // cursor: only ids strictly greater
@@ -159,6 +181,17 @@ class CampaignStore {
   core::Result<std::vector<InboxReply>> inbox(const std::string& campaign_id, int limit);
   // Deletes the campaign's inbox rows of these command ids (applied by the driving instance).
   core::Status clear_inbox(const std::string& campaign_id, const std::vector<std::string>& command_ids);
+  // The device's queued and sent executions in every campaign (one indexed lookup: the partial index
+  // campaign_executions_open_by_device), ordered by campaign id, at most limit (>= 1).
+  core::Result<std::vector<OpenExecution>> open_executions(const std::string& hardware_id, int limit);
+  // Puts a version report into its campaign's version inbox: one row per (campaign, device), a newer
+  // report replaces an older one (an older one arriving late is ignored). not_found for an unknown
+  // campaign.
+  core::Status add_version_report(const VersionReport& report);
+  // The campaign's version inbox, oldest report first, at most limit (>= 1).
+  core::Result<std::vector<VersionReport>> version_reports(const std::string& campaign_id, int limit);
+  // Deletes these reports, each only if its row is unchanged (a newer report of the device stays).
+  core::Status clear_version_reports(const std::vector<VersionReport>& reports);
   // The attempt history of one device in a campaign, ordered by attempt.
   core::Result<std::vector<AttemptRow>> attempts(const std::string& campaign_id,
                                                  const std::string& hardware_id);

@@ -468,16 +468,46 @@ CREATE TABLE campaign_replies (
 );
 )sql";
 
+// v8 (issue 13): the answer to a device does not depend on which instance receives its message.
+// campaign_executions_open_by_device lists a device's open (queued or sent) executions in every campaign,
+// whoever drives it, for the pending pull, presence redelivery and version reports (partial: only open
+// rows, so at most one per campaign in flight per device). campaign_versions is the inbox of version
+// reports (verify_version) received by an instance that does not drive the campaign: the newest report per
+// device and campaign; the driving instance applies it and deletes it in its fenced write.
+constexpr const char* k_schema_v8 = R"sql(
+CREATE INDEX campaign_executions_open_by_device ON campaign_executions(hardware_id)
+  WHERE state IN ('queued', 'sent');
+CREATE TABLE campaign_versions (
+  campaign_id TEXT NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+  hardware_id TEXT NOT NULL,
+  version     TEXT NOT NULL,
+  reported_at INTEGER NOT NULL,
+  PRIMARY KEY (campaign_id, hardware_id)
+);
+)sql";
+
+constexpr const char* k_pg_schema_v8 = R"sql(
+CREATE INDEX campaign_executions_open_by_device ON campaign_executions(hardware_id)
+  WHERE state IN ('queued', 'sent');
+CREATE TABLE campaign_versions (
+  campaign_id TEXT COLLATE "C" NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+  hardware_id TEXT COLLATE "C" NOT NULL,
+  version     TEXT COLLATE "C" NOT NULL,
+  reported_at BIGINT NOT NULL,
+  PRIMARY KEY (campaign_id, hardware_id)
+);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& schema_migrations(Backend backend) {
   static const std::vector<Migration> sqlite = {
       {1, k_schema_v1}, {2, k_schema_v2}, {3, k_schema_v3}, {4, k_schema_v4},
-      {5, k_schema_v5}, {6, k_schema_v6}, {7, k_schema_v7},
+      {5, k_schema_v5}, {6, k_schema_v6}, {7, k_schema_v7}, {8, k_schema_v8},
   };
   static const std::vector<Migration> postgres = {
       {1, k_pg_schema_v1}, {2, k_pg_schema_v2}, {3, k_pg_schema_v3}, {4, k_pg_schema_v4},
-      {5, k_pg_schema_v5}, {6, k_pg_schema_v6}, {7, k_pg_schema_v7},
+      {5, k_pg_schema_v5}, {6, k_pg_schema_v6}, {7, k_pg_schema_v7}, {8, k_pg_schema_v8},
   };
   return backend == Backend::postgres ? postgres : sqlite;
 }

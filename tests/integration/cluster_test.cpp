@@ -685,3 +685,142 @@ TEST_CASE("cluster: PostgreSQL restarted mid-campaign: the instances go unready,
   CHECK(recount["failed"] == st["failed"].get<int>());
   CHECK(recount["timed_out"] == st["timed_out"].get<int>());
 }
+
+namespace {
+
+// Two instances on one database, each behind a broker of its own: a message published on broker_b reaches
+// instance b only, whatever instance a drives. That makes "the message reached an instance that does not
+// drive the campaign" deterministic (with one broker and $share the broker picks the instance).
+struct SplitCluster {
+  explicit SplitCluster(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args{"--storage.url", db.url(), "--mqtt.share_group", k_group};
+    args.insert(args.end(), extra.begin(), extra.end());
+    a = std::make_unique<Daemon>(broker_a, args);
+    b = std::make_unique<Daemon>(broker_b, args);
+    platform_a = connected_client(broker_a);
+    platform_b = connected_client(broker_b);
+    REQUIRE(a->wait_ready(*platform_a));
+    REQUIRE(b->wait_ready(*platform_b));
+  }
+  Broker broker_a;
+  Broker broker_b;
+  PgDatabase db;  // before the daemons: they stop before it is dropped
+  std::unique_ptr<Daemon> a;
+  std::unique_ptr<Daemon> b;
+  std::unique_ptr<MqttClient> platform_a;
+  std::unique_ptr<MqttClient> platform_b;
+};
+
+// The command id of the first line hw receives on listener (subscribed to its request topic); "" on
+// timeout.
+std::string first_line_id(MqttClient& listener, const std::string& hw, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto m = listener.next(200);
+    if (m && m->topic == "esthesis/command/request/" + hw) return m->payload.substr(0, m->payload.find(' '));
+  }
+  return "";
+}
+
+// Creates and starts a campaign on instance a (which then drives it) and returns its id.
+std::string start_on_a(SplitCluster& c, const json& doc) {
+  auto created = api(*c.platform_a, "campaigns/create", doc);
+  INFO(created.dump());
+  const std::string id = created.value("id", "");
+  REQUIRE(!id.empty());
+  REQUIRE(api(*c.platform_a, "campaigns/start", {{"id", id}}).value("state", "") == "scheduled");
+  return id;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "cluster: a pending pull or presence reaching an instance that does not drive the campaign gets "
+    "its attempt",
+    "[integration][cluster][campaigns]") {
+  if (skipped_without_postgres()) return;
+  SplitCluster c({"--commands.presence_gap_s", "1", "--commands.redeliver_interval_s", "1"});
+  for (const char* hw : {"dev-1", "dev-2"}) {
+    auto r = api(*c.platform_a, "devices/register",
+                 {{"hardware_id", hw}, {"public_key", public_pem()}, {"tags", {"fleet"}}});
+    REQUIRE(r.value("hardware_id", "") == hw);
+  }
+  auto lines_a = connected_client(c.broker_a);
+  REQUIRE(lines_a->subscribe("esthesis/command/request/+", 1));
+  // The devices do not answer: both attempts stay sent (reply timeout 120 s).
+  const std::string id = start_on_a(c, {{"name", "c1"},
+                                        {"type", "exec"},
+                                        {"command", "uptime"},
+                                        {"groups", {{{"tags", {"fleet"}}}}},
+                                        {"reply_timeout_s", 120}});
+  std::map<std::string, std::string> sent;  // hw -> command id, as instance a published it
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (sent.size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    auto m = lines_a->next(200);
+    if (m) sent[m->topic.substr(m->topic.rfind('/') + 1)] = m->payload.substr(0, m->payload.find(' '));
+  }
+  REQUIRE(sent.size() == 2);
+  // Instance a drives it; b has no lease and never held one.
+  CHECK(c.a->log().find("campaign: driven by instance") != std::string::npos);
+  CHECK(c.b->log().find("campaign: driven by instance") == std::string::npos);
+
+  // dev-1 pulls through instance b: the answer lists the attempt, with a's command id.
+  auto dev1 = connected_client(c.broker_b);
+  REQUIRE(dev1->subscribe("esthesis/command/pending-reply/dev-1", 1));
+  REQUIRE(dev1->publish("esthesis/command/pending/dev-1", "{}", 1));
+  auto answer = dev1->next(5000);
+  REQUIRE(answer);
+  INFO(answer->payload);
+  auto commands = json::parse(answer->payload).value("commands", json::array());
+  REQUIRE(commands.size() == 1);
+  CHECK(commands[0].get<std::string>().rfind(sent["dev-1"] + " ", 0) == 0);
+
+  // dev-2 shows up at instance b after its line went out (b never heard it before, silence over
+  // commands.presence_gap_s): b publishes the attempt again, with a's command id.
+  auto dev2 = connected_client(c.broker_b);
+  REQUIRE(dev2->subscribe("esthesis/command/request/dev-2", 1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // past commands.redeliver_interval_s
+  REQUIRE(dev2->publish("esthesis/ping/dev-2", "health ping=1", 1));
+  CHECK(first_line_id(*dev2, "dev-2", 5000) == sent["dev-2"]);
+
+  // Instance b committed nothing of the campaign: both executions are still the first attempt, sent.
+  json got = api(*c.platform_a, "campaigns/get", {{"id", id}});
+  INFO(got.dump());
+  CHECK(got["stats"]["sent"] == 2);
+}
+
+TEST_CASE(
+    "cluster: a version report reaching an instance that does not drive the campaign completes the "
+    "attempt",
+    "[integration][cluster][campaigns]") {
+  if (skipped_without_postgres()) return;
+  SplitCluster c;
+  auto r = api(*c.platform_a, "devices/register",
+               {{"hardware_id", "dev-1"}, {"public_key", public_pem()}, {"tags", {"fleet"}}});
+  REQUIRE(r.value("hardware_id", "") == "dev-1");
+  auto dev_a = connected_client(c.broker_a);
+  REQUIRE(dev_a->subscribe("esthesis/command/request/dev-1", 1));
+  // "latest" (no package): the device had reported no version, so any SemVer report counts.
+  const std::string id = start_on_a(c, {{"name", "fw"},
+                                        {"type", "provisioning"},
+                                        {"package_id", nullptr},
+                                        {"groups", {{{"hardware_ids", {"dev-1"}}}}},
+                                        {"success", {{"threshold_percent", 100}, {"verify_version", true}}},
+                                        {"reply_timeout_s", 120}});
+  const std::string command_id = first_line_id(*dev_a, "dev-1", 20000);
+  REQUIRE(!command_id.empty());
+  // The success reply reaches the driver; the attempt then waits for the version report.
+  REQUIRE(dev_a->publish("esthesis/command/reply/dev-1", command_id + " s ok", 1));
+  json waiting = wait_campaign(
+      *c.platform_a, id, [](const json& j) { return j["stats"].value("sent", -1) == 1; }, 10000);
+  REQUIRE(waiting["stats"]["succeeded"] == 0);
+  // The version report reaches instance b only.
+  auto dev_b = connected_client(c.broker_b);
+  REQUIRE(dev_b->publish("esthesis/metadata/dev-1", "health firmware='2.0.0'", 1, false, {}, {}, true));
+  json done = wait_campaign(
+      *c.platform_a, id, [](const json& j) { return is_state(j, "completed"); }, 15000);
+  INFO(done.dump());
+  REQUIRE(done.value("state", "") == "completed");
+  CHECK(done["stats"]["succeeded"] == 1);
+  CHECK(c.b->log().find("campaign: driven by instance") == std::string::npos);
+}

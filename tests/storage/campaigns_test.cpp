@@ -257,6 +257,61 @@ TEST_CASE("a reply to a current, sent attempt goes to the campaign's inbox once"
   CHECK(store.inbox("k1", 10)->empty());
 }
 
+TEST_CASE("a device's open executions are read across campaigns through the partial index",
+          "[storage][campaigns]") {
+  TestDb t(GENERATE(backends()));
+  CampaignStore store(*t);
+  for (const char* id : {"k1", "k2", "k3"}) REQUIRE(store.insert(make_campaign(id)).ok());
+  ExecutionRow sent = make_execution("k2", "dev-a");
+  sent.state = "sent";
+  sent.attempt = 1;
+  sent.command_id = "cmd-2";
+  sent.sent_at = 40;
+  ExecutionRow done = make_execution("k3", "dev-a");
+  done.state = "succeeded";
+  REQUIRE(store.insert_executions({make_execution("k1", "dev-a"), sent, done, make_execution("k1", "dev-b")})
+              .ok());
+  auto open = store.open_executions("dev-a", 10);
+  REQUIRE(open.ok());
+  CHECK(*open == std::vector<OpenExecution>{{"k1", "queued", 0, std::nullopt, std::nullopt},
+                                            {"k2", "sent", 1, "cmd-2", 40}});
+  CHECK(store.open_executions("dev-a", 1)->size() == 1);
+  CHECK(store.open_executions("dev-z", 10)->empty());
+  CHECK(store.open_executions("dev-a", 0).error().code == ErrorCode::bad_request);
+  // The query is answered from the index, not by scanning the executions.
+  if ((*t).backend() == Backend::sqlite) {
+    auto plan = (*t).prepare(
+        "EXPLAIN QUERY PLAN SELECT campaign_id FROM campaign_executions "
+        "WHERE hardware_id = 'dev-a' AND state IN ('queued', 'sent')");
+    std::string text;
+    while (plan->executeStep()) text += plan->getColumn(3).getString() + "\n";
+    INFO(text);
+    CHECK(text.find("campaign_executions_open_by_device") != std::string::npos);
+  }
+}
+
+TEST_CASE("a campaign's version inbox keeps the newest report per device until it is cleared",
+          "[storage][campaigns]") {
+  TestDb t(GENERATE(backends()));
+  CampaignStore store(*t);
+  REQUIRE(store.insert(make_campaign("k1")).ok());
+  REQUIRE(store.add_version_report({"k1", "dev-a", "1.0.0", 10}).ok());
+  REQUIRE(store.add_version_report({"k1", "dev-a", "2.0.0", 20}).ok());
+  REQUIRE(store.add_version_report({"k1", "dev-a", "1.5.0", 15}).ok());  // older, arrived late: ignored
+  REQUIRE(store.add_version_report({"k1", "dev-b", "2.0.0", 12}).ok());
+  CHECK(store.add_version_report({"nope", "dev-a", "2.0.0", 12}).error().code == ErrorCode::not_found);
+  auto inbox = store.version_reports("k1", 10);
+  REQUIRE(inbox.ok());
+  CHECK(*inbox == std::vector<VersionReport>{{"k1", "dev-b", "2.0.0", 12}, {"k1", "dev-a", "2.0.0", 20}});
+  CHECK(store.version_reports("k1", 0).error().code == ErrorCode::bad_request);
+  // A newer report of dev-a arrived after the driver read the inbox: clearing what it read keeps it.
+  REQUIRE(store.add_version_report({"k1", "dev-a", "2.0.1", 30}).ok());
+  REQUIRE(store.clear_version_reports(*inbox).ok());
+  CHECK(*store.version_reports("k1", 10) == std::vector<VersionReport>{{"k1", "dev-a", "2.0.1", 30}});
+  REQUIRE(store.remove("k1").ok());  // the inbox goes with its campaign
+  CHECK(store.version_reports("k1", 10)->empty());
+}
+
 TEST_CASE("100,000 executions are written and read back quickly", "[storage][campaigns][batch]") {
   TestDb t("file");
   CampaignStore store(*t);
