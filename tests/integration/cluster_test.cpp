@@ -237,13 +237,14 @@ TEST_CASE("cluster: a campaign is driven by one instance under its lease, any in
   constexpr int k_devices = 300;
   register_fleet(broker, k_devices, "fleet");
   CommandFleet fleet(broker);
-  // Slow enough (20 devices a second) that the pauses below find it running.
-  auto created = api(*platform, "campaigns/create",
-                     {{"name", "c1"},
-                      {"type", "ping"},
-                      {"groups", {{{"tags", {"fleet"}}}}},
-                      {"rate", {{"per_minute", 1200}}},
-                      {"reply_timeout_s", 30}});
+  // The devices keep their answers until the pauses and resumes below are done, so those find the
+  // campaign running whatever the load: a rate is no brake here (per_minute is a one-minute window, so
+  // all 300 first sends may go at once), and with the answers flowing a loaded machine could complete
+  // the campaign before the first pause (issue #13). The reply timeout outlasts the actions.
+  fleet.hold_replies();
+  auto created =
+      api(*platform, "campaigns/create",
+          {{"name", "c1"}, {"type", "ping"}, {"groups", {{{"tags", {"fleet"}}}}}, {"reply_timeout_s", 120}});
   INFO(created.dump());
   const std::string id = created.value("id", "");
   REQUIRE(!id.empty());
@@ -252,6 +253,7 @@ TEST_CASE("cluster: a campaign is driven by one instance under its lease, any in
               *platform, id, [](const json& j) { return is_state(j, "running"); }, 30000)
               .value("state", "") == "running");
   // Pause and resume go to whichever instance the broker picks; the lease moves with them.
+  REQUIRE(fleet.wait_distinct(k_devices, 30000));  // every send is out and waits for its answer
   for (int i = 0; i < 3; ++i) {
     auto paused = api(*platform, "campaigns/pause", {{"id", id}});
     INFO(paused.dump());
@@ -260,6 +262,7 @@ TEST_CASE("cluster: a campaign is driven by one instance under its lease, any in
     INFO(resumed.dump());
     CHECK(resumed.value("state", "") == "running");
   }
+  fleet.release_replies();
   json done = wait_campaign(
       *platform, id, [](const json& j) { return is_state(j, "completed"); }, 60000);
   INFO(done.dump());
