@@ -929,7 +929,9 @@ struct CampaignService::Impl final : OutboxOwner {
     // is how the log tells who decided what.
     if (result)
       log_info({{"campaign_id", id}}, "campaign {} -> {} by the operator's {} (lease token {})",
-               campaigns::to_string(before), result->value("state", ""), campaigns::to_string(action), token);
+               campaigns::to_string(before),
+               action == Action::remove ? "deleted" : result->value("state", ""),
+               campaigns::to_string(action), token);
     if (lost_.count(id)) {
       drop_lost();
       return make_error(ErrorCode::conflict, "campaign " + id + " was taken over by another instance, retry");
