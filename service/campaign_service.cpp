@@ -441,6 +441,22 @@ struct CampaignService::Impl final : OutboxOwner {
     return *r;
   }
 
+  // The loaded campaign while we still hold its lease, else nullptr: another instance that took the lease
+  // over (for an operator's action, or after ours lapsed) has committed since, so our snapshot is stale
+  // until our next lease scan drops it, and a read must come from the database. A read of the lease row,
+  // not the fence: it takes no lock.
+  Result<Active*> driven(const std::string& id) {
+    Active* a = loaded(id);
+    if (a == nullptr) return nullptr;
+    auto lease = leases_.get(lease_name(id));
+    if (!lease) {
+      if (lease.error().code == ErrorCode::not_found) return nullptr;
+      return lease.error();
+    }
+    if (lease->holder != instance_id_ || lease->token != a->token) return nullptr;
+    return a;
+  }
+
   // The loaded campaign, or nullptr.
   Active* loaded(const std::string& id) {
     auto it = active_.find(id);
@@ -967,7 +983,9 @@ struct CampaignService::Impl final : OutboxOwner {
   Result<Active*> obtain(const nlohmann::json& body, std::unique_ptr<Active>& holder) {
     auto id = protocol::required_object_id(body, "id");
     if (!id) return id.error();
-    if (Active* a = loaded(*id)) return a;
+    auto current = driven(*id);
+    if (!current) return current.error();
+    if (*current) return *current;
     auto row = store_.get(*id);
     if (!row) return row.error();
     auto a = load(*row);
@@ -1042,7 +1060,16 @@ struct CampaignService::Impl final : OutboxOwner {
     if (!got) return got.error();
     Active& a = **got;
     const std::string id = a.snap.id;
+    const State before = a.snap.progress.state;
+    const std::int64_t token = a.token;
     auto result = api_action_driven(action, a);
+    // Which instance applied an operator's action, and under which lease token: across instances this
+    // is how the log tells who decided what.
+    if (result)
+      log_info({{"campaign_id", id}}, "campaign {} -> {} by the operator's {} (lease token {})",
+               campaigns::to_string(before),
+               action == Action::remove ? "deleted" : result->value("state", ""),
+               campaigns::to_string(action), token);
     if (lost_.count(id)) {
       drop_lost();
       return make_error(ErrorCode::conflict, "campaign " + id + " was taken over by another instance, retry");
@@ -1112,8 +1139,10 @@ struct CampaignService::Impl final : OutboxOwner {
     if (!rows) return rows.error();
     nlohmann::json out = nlohmann::json::array();
     for (const auto& row : *rows) {
-      if (Active* a = loaded(row.id)) {
-        out.push_back(document(a->snap));
+      auto current = driven(row.id);
+      if (!current) return current.error();
+      if (*current) {
+        out.push_back(document((*current)->snap));
         continue;
       }
       auto a = load(row);

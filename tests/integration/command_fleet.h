@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "service/mqtt/mqtt_client.h"
@@ -49,6 +50,23 @@ class CommandFleet {
   }
   CommandFleet(const CommandFleet&) = delete;
   CommandFleet& operator=(const CommandFleet&) = delete;
+
+  // While held, commands are received and recorded but not answered: a campaign whose sends all wait for
+  // their replies cannot finish, so a test can act on it while it is certainly running. release_replies()
+  // sends the kept answers, in the order the commands came.
+  void hold_replies() {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_ = true;
+  }
+  void release_replies() {
+    std::vector<std::pair<std::string, std::string>> kept;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_ = false;
+      kept.swap(kept_);
+    }
+    for (const auto& [topic, payload] : kept) (void)replier_->publish(topic, payload, 1);
+  }
 
   // Device → its distinct command ids, in the order first received.
   std::map<std::string, std::vector<std::string>> ids() {
@@ -100,6 +118,10 @@ class CommandFleet {
         seen_cv_.notify_all();
         topic = "esthesis/command/reply/" + hw;
         payload = id + (fails_ && fails_(hw) ? " f boom" : " s ok");
+        if (held_) {
+          kept_.emplace_back(std::move(topic), std::move(payload));
+          continue;
+        }
       }
       (void)replier_->publish(topic, payload, 1);
     }
@@ -115,6 +137,8 @@ class CommandFleet {
   std::map<std::string, std::vector<std::string>> ids_;
   std::map<std::string, int> deliveries_;
   bool stop_ = false;
+  bool held_ = false;
+  std::vector<std::pair<std::string, std::string>> kept_;  // answers kept while held_
   std::thread worker_;
 };
 

@@ -53,7 +53,11 @@ struct Send {
 
 class Fixture {
  public:
-  explicit Fixture(std::string path = ":memory:") : path_(std::move(path)) { open(); }
+  // instance_id: the cluster instance this service is (two fixtures on one file are two instances).
+  explicit Fixture(std::string path = ":memory:", std::string instance_id = "") : path_(std::move(path)) {
+    config_.cluster_instance_id = std::move(instance_id);
+    open();
+  }
 
   void open() {
     service_.reset();
@@ -416,6 +420,64 @@ TEST_CASE("a timed-out attempt is retried with a new command id, a late reply ch
   CHECK(f.get(id)["stats"]["succeeded"] == 1);
   CHECK_FALSE(f.service().on_reply("dev-002", second[0].command_id, true, ""));  // another device's id
   CHECK_FALSE(f.service().on_reply("dev-001", "never-sent", true, ""));
+}
+
+TEST_CASE("pause and resume alternating between two instances are decided on what the other committed",
+          "[service][campaigns][cluster]") {
+  // Issue #13: an instance that drove a campaign keeps its snapshot in memory after another instance
+  // seized the lease for an operator's action; deciding the next action on that memory answered
+  // `conflict` from a stale state ("cannot pause a campaign that is paused_by_user"). Each action must be
+  // decided on the committed state, whichever instance drove the previous one.
+  dispatch::testing::TempDir dir;
+  Fixture one(dir.path() + "/db", "one");
+  Fixture two(dir.path() + "/db", "two");
+  for (int i = 0; i < 3; ++i) one.add_device("dev-00" + std::to_string(i));
+  const std::string id =
+      one.create(exec_doc(json::array({{{"hardware_ids", {"dev-000", "dev-001", "dev-002"}}}})));
+  REQUIRE(one.call("start", id).ok());
+  one.service().tick();  // scheduled -> running, three sends
+  REQUIRE(one.pump().size() == 3);
+  REQUIRE(one.get(id)["state"] == "running");
+  auto committed_state = [&] {
+    auto row = storage::CampaignStore(one.db()).get(id);
+    REQUIRE(row.ok());
+    return row->state;
+  };
+  // Each instance in turn answers an action the other one's memory would refuse.
+  struct Step {
+    Fixture& at;
+    const char* action;
+    const char* state;
+  } steps[] = {{two, "pause", "paused_by_user"}, {one, "resume", "running"},
+               {two, "pause", "paused_by_user"}, {one, "resume", "running"},
+               {one, "pause", "paused_by_user"}, {two, "resume", "running"}};
+  for (const auto& s : steps) {
+    INFO(s.action << " -> " << s.state);
+    auto r = s.at.call(s.action, id);
+    REQUIRE(r.ok());
+    CHECK((*r)["state"] == s.state);
+    CHECK(committed_state() == s.state);
+  }
+  // The instance that lost the lease writes nothing when it ticks; the one that holds it drives on with
+  // the command ids already committed (no second id for any device).
+  one.service().tick();
+  one.flush();
+  CHECK(committed_state() == "running");
+  for (int i = 0; i < 3; ++i) CHECK(one.attempt_ids(id, "dev-00" + std::to_string(i)).size() == 1);
+  auto resent = two.pump();  // each takeover publishes the unanswered sends again, with their ids
+  std::set<std::string> resent_hws;
+  for (const auto& s : resent) {
+    CHECK(one.attempt_ids(id, s.hw) == std::vector<std::string>{s.command_id});
+    resent_hws.insert(s.hw);
+  }
+  REQUIRE(resent_hws.size() == 3);
+  // A get answered by the instance that lost the lease reads what was committed, not its old snapshot.
+  CHECK(one.get(id)["state"] == "running");
+  for (const auto& s : resent) two.reply(s, true);
+  two.flush();
+  two.step();
+  CHECK(committed_state() == "completed");
+  CHECK(one.get(id)["state"] == "completed");
 }
 
 TEST_CASE("a restart resumes with identical statistics and republishes every unanswered send",
