@@ -279,6 +279,10 @@ struct CampaignService::Impl final : OutboxOwner {
     TimeMs properties_loaded_at = 0;
     // The fencing token of our "campaign:<id>" lease (0: not held, a campaign read for get/list).
     std::int64_t token = 0;
+    // When the lease lapses unless renewed (our clock at its last acquire or renew + its TTL). Past it
+    // another instance may drive the campaign and retry an attempt with a new id, so the outbox drops our
+    // queued lines of it (still_wanted): published late, an old id would reach the device after the new.
+    TimeMs lease_until = 0;
     // Inbox replies applied in memory, deleted from the inbox by the next fenced write.
     std::vector<std::string> inbox_applied;
     // Version reports from the version inbox applied in memory, deleted by the next fenced write.
@@ -524,6 +528,7 @@ struct CampaignService::Impl final : OutboxOwner {
     auto a = load(*row);
     if (!a) return a.error();
     (*a)->token = lease->token;
+    (*a)->lease_until = now + config_.cluster_lease_ttl_ms;
     Active& act = *(active_[id] = std::move(*a));
     const std::size_t n = requeue_sent(act);
     if (resent) *resent += n;
@@ -539,7 +544,9 @@ struct CampaignService::Impl final : OutboxOwner {
     last_lease_scan_ = now;
     for (auto& [id, a] : active_) {
       auto r = leases_.renew(lease_name(id), instance_id_, a->token, now, config_.cluster_lease_ttl_ms);
-      if (!r && r.error().code == ErrorCode::conflict)
+      if (r)
+        a->lease_until = now + config_.cluster_lease_ttl_ms;
+      else if (r.error().code == ErrorCode::conflict)
         lost_.insert(id);
       else if (!r)
         log_limited(spdlog::level::err, "campaign.lease_renew", {{"campaign_id", id}},
@@ -732,9 +739,29 @@ struct CampaignService::Impl final : OutboxOwner {
     ++sends_;
   }
 
+  // Whether our lease of campaign id is certainly live now: within its TTL since our last acquire or
+  // renew, or renewed now (one statement, only once it is due). When it is not (taken over, or the database
+  // unreachable), our queued lines of the campaign are dropped: requeue_sent of whoever drives it next
+  // publishes them again with the same ids, or its timeout retries them.
+  bool lease_current(const std::string& id, Active& a) {
+    const TimeMs now = clock_.now_ms();
+    if (now < a.lease_until) return true;
+    auto r = leases_.renew(lease_name(id), instance_id_, a.token, now, config_.cluster_lease_ttl_ms);
+    if (r) {
+      a.lease_until = now + config_.cluster_lease_ttl_ms;
+      return true;
+    }
+    if (r.error().code == ErrorCode::conflict) lost_.insert(id);  // dropped by the next scan_leases
+    log_limited(spdlog::level::warn, "campaign.lease_lapsed", {{"campaign_id", id}},
+                "campaign: its lease may have lapsed ({}); queued lines of it are not published",
+                r.error().message);
+    return false;
+  }
+
   bool still_wanted(const OutboxItem& item) override {
     Active* a = loaded(item.group);
     if (a == nullptr) return false;
+    if (!lease_current(item.group, *a)) return false;
     auto it = a->snap.index_by_hardware_id.find(item.hardware_id);
     if (it == a->snap.index_by_hardware_id.end()) return false;
     const Execution& e = a->snap.executions[it->second];
@@ -1050,6 +1077,7 @@ struct CampaignService::Impl final : OutboxOwner {
     if (!fresh) return fresh.error();
     const std::string id = a.snap.id;
     (*fresh)->token = a.token;
+    (*fresh)->lease_until = a.lease_until;
     Active& b = *(active_[id] = std::move(*fresh));
     publish_event(b);
     return document(b.snap);

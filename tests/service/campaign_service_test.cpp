@@ -480,6 +480,41 @@ TEST_CASE("pause and resume alternating between two instances are decided on wha
   CHECK(one.get(id)["state"] == "completed");
 }
 
+TEST_CASE("an instance whose campaign lease lapsed publishes none of its queued lines of it",
+          "[service][campaigns][cluster]") {
+  // Issue #13: an instance that stopped renewing (its database unreachable, its loop stalled) still held
+  // the campaign's lines in its outbox; published after another instance took the campaign over and
+  // retried, an old command id reached a device after the new one.
+  dispatch::testing::TempDir dir;
+  Fixture one(dir.path() + "/db", "one");
+  Fixture two(dir.path() + "/db", "two");
+  for (int i = 0; i < 3; ++i) one.add_device("dev-00" + std::to_string(i));
+  const std::string id =
+      one.create(exec_doc(json::array({{{"hardware_ids", {"dev-000", "dev-001", "dev-002"}}}})));
+  REQUIRE(one.call("start", id).ok());
+  one.service().tick();  // scheduled -> running: three sends committed and queued, not yet published
+  const auto lapse = dispatch::service::Config{}.cluster_lease_ttl_ms + 1000;
+  one.clock.advance_ms(lapse);
+  two.clock.advance_ms(lapse);
+  two.service().tick();  // takes the lapsed lease over and publishes the unanswered sends itself
+  auto taken = two.pump();
+  REQUIRE(taken.size() == 3);
+  for (const auto& s : taken) {
+    const auto ids = two.attempt_ids(id, s.hw);
+    REQUIRE_FALSE(ids.empty());
+    CHECK(ids.back() == s.command_id);
+  }
+  CHECK(one.pump().empty());  // its lease is gone: nothing of that campaign leaves it any more
+  // A lapse nobody took over is renewed on the spot: the lines go out.
+  Fixture solo(dir.path() + "/db2", "solo");
+  solo.add_device("dev-000");
+  const std::string other = solo.create(exec_doc(json::array({{{"hardware_ids", {"dev-000"}}}})));
+  REQUIRE(solo.call("start", other).ok());
+  solo.service().tick();
+  solo.clock.advance_ms(lapse);
+  CHECK(solo.pump().size() == 1);
+}
+
 TEST_CASE("a restart resumes with identical statistics and republishes every unanswered send",
           "[service][campaigns]") {
   dispatch::testing::TempDir dir;
