@@ -70,7 +70,8 @@ constexpr const char* k_outbox_in_flight_help =
 constexpr const char* k_mqtt_inflight = "dispatch_mqtt_inflight";
 constexpr const char* k_mqtt_inflight_help = "QoS 1 publishes handed to MQTT and not yet acknowledged";
 constexpr const char* k_mqtt_inflight_max = "dispatch_mqtt_inflight_max";
-constexpr const char* k_mqtt_inflight_max_help = "The in-flight window (mqtt.max_inflight)";
+constexpr const char* k_mqtt_inflight_max_help =
+    "The in-flight window: the broker's Receive Maximum, at most mqtt.max_inflight";
 constexpr const char* k_mqtt_backlog = "dispatch_mqtt_backlog";
 constexpr const char* k_mqtt_backlog_help = "Messages queued in the MQTT link or in flight";
 constexpr const char* k_mqtt_queued_bytes = "dispatch_mqtt_queued_bytes";

@@ -62,7 +62,7 @@ struct LoopStats {
   std::uint64_t event_queue_waits = 0;    // times a producer waited for room (EventQueue::waits_total)
   std::size_t link_backlog = 0;           // messages queued in the MQTT link or in flight
   int link_inflight = 0;                  // un-acknowledged QoS 1 publishes handed to Paho
-  int link_max_inflight = 0;              // mqtt.max_inflight
+  int link_max_inflight = 0;              // the link's window (Receive Maximum, at most mqtt.max_inflight)
   std::size_t link_queued_bytes = 0;      // bytes queued in the MQTT link (MqttLink::queued_bytes)
   std::size_t link_max_queued_bytes = 0;  // mqtt.max_queued_bytes
   std::uint64_t link_held = 0;            // loop passes that held device messages back (no room in the link)

@@ -110,8 +110,10 @@ const std::vector<KeyDef>& key_defs() {
       integer("mqtt.session_expiry_s", &Config::mqtt_session_expiry_s, 0, 0xFFFFFFFFLL,
               "MQTT 5 session expiry: how long the broker keeps our subscriptions and queued messages "
               "while we are away, seconds"),
-      integer("mqtt.max_inflight", &Config::mqtt_max_inflight, 1, 65535,
-              "Unacknowledged QoS 1 publishes at once; keep it at or below the broker's receive maximum"),
+      integer("mqtt.max_inflight", &Config::mqtt_max_inflight, 0, 65535,
+              "Upper bound of unacknowledged QoS 1 publishes at once; 0: as many as the broker's Receive "
+              "Maximum from its CONNACK allows (MQTT 3.1.1: 20, mosquitto's default). The window is never "
+              "above the Receive Maximum (Paho stalls beyond it) nor above mqtt.max_buffered"),
       integer("mqtt.max_buffered", &Config::mqtt_max_buffered, 100, 1000000,
               "Messages Paho may buffer while the link is down"),
       integer("mqtt.max_queued_bytes", &Config::mqtt_max_queued_bytes, 65536, 1LL << 40,

@@ -51,8 +51,9 @@ struct Config {
   int mqtt_qos = 1;
   int mqtt_keepalive_s = 30;
   int mqtt_session_expiry_s = 3600;
-  // Un-acked QoS 1 publishes allowed at once; kept ≤ the broker's Receive Maximum (mosquitto: 20).
-  int mqtt_max_inflight = 16;
+  // Upper bound of un-acked QoS 1 publishes at once; 0: the broker's Receive Maximum (CONNACK). The link's
+  // window is min(this, Receive Maximum, mqtt_max_buffered) (mqtt_link.h).
+  int mqtt_max_inflight = 0;
   // Paho's own buffer (its default of 100 aborts fan-out bursts, stack.md P2).
   int mqtt_max_buffered = 10000;
   std::int64_t mqtt_max_queued_bytes = 32LL * 1024 * 1024;

@@ -106,7 +106,8 @@ class CommandStore {
   core::Result<std::vector<DeliveryRow>> take_over_queued(const std::string& from, const std::string& to,
                                                           int limit);
   // For each key whose delivery is queued or sent: state = sent, attempts + 1, sent_at = t. One
-  // transaction; returns how many deliveries changed (others are ignored).
+  // transaction of one statement per 512 keys; returns how many deliveries changed (others, e.g. an
+  // answered one, are ignored; a key listed twice counts once).
   core::Result<int> mark_sent(const std::vector<DeliveryKey>& keys, core::TimeMs t);
   // Records a device's reply (see ReplyOutcome). Accepted only for a queued or sent delivery:
   // state = succeeded/failed, output, trimmed, replied_at = t.

@@ -29,7 +29,20 @@ class MqttLink::Callbacks : public mqtt::iaction_listener {
   MqttLink& link_;
 };
 
+namespace {
+// Mosquitto's default max_inflight_messages: the window for MQTT 3.1.1 (no Receive Maximum), and until the
+// first CONNACK has told the broker's.
+constexpr int k_default_window = 20;
+}  // namespace
+
+int MqttLink::window_for(const LinkOptions& o, int receive_maximum) {
+  int w = o.mqtt_version == 5 ? (receive_maximum > 0 ? receive_maximum : 65535) : k_default_window;
+  if (o.max_inflight > 0) w = o.mqtt_version == 5 ? std::min(w, o.max_inflight) : o.max_inflight;
+  return std::max(1, std::min(w, o.max_buffered));
+}
+
 MqttLink::MqttLink(LinkOptions options, LinkEvents& events) : opts_(std::move(options)), events_(events) {
+  window_.store(window_for(opts_, k_default_window));
   auto copts = mqtt::create_options_builder()
                    .mqtt_version(opts_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1)
                    .max_buffered_messages(opts_.max_buffered)
@@ -83,6 +96,8 @@ core::Status MqttLink::connect(int timeout_ms) {
     // MQTT 5 CONNACK: the broker's Maximum Packet Size, when it sets one. A larger publish would make the
     // broker drop the connection, and Paho would resend it after every reconnect. Paho reconnects to the
     // same broker, so the first CONNACK's value stands until the next connect().
+    // Its Receive Maximum sets the publish window (see mqtt_link.h), kept likewise.
+    int receive_maximum = 0;
     if (opts_.mqtt_version == 5) {
       // get_connect_response() returns by value: keep it alive while its properties are read (a
       // reference into the temporary dangled, and the limit read as absent).
@@ -92,10 +107,17 @@ core::Status MqttLink::connect(int timeout_ms) {
         max_packet_bytes_.store(
             static_cast<std::size_t>(mqtt::get<std::uint32_t>(props, mqtt::property::MAXIMUM_PACKET_SIZE)));
       }
+      if (props.contains(mqtt::property::RECEIVE_MAXIMUM))
+        receive_maximum = mqtt::get<std::uint16_t>(props, mqtt::property::RECEIVE_MAXIMUM);
       spdlog::info("the broker's maximum packet size: {}",
                    max_packet_bytes_.load() == 0 ? std::string("none announced")
                                                  : fmt::format("{} bytes", max_packet_bytes_.load()));
     }
+    window_.store(window_for(opts_, receive_maximum));
+    spdlog::info(
+        "MQTT publish window {} (broker Receive Maximum {}, mqtt.max_inflight {})", window_.load(),
+        receive_maximum > 0 ? std::to_string(receive_maximum) : std::string("not announced"),
+        opts_.max_inflight > 0 ? std::to_string(opts_.max_inflight) : std::string("0 = the broker's"));
     return {};
   } catch (const mqtt::exception& e) {
     return core::make_error(core::ErrorCode::unavailable, fmt::format("cannot connect to {}: {}{}", opts_.uri,
@@ -166,7 +188,8 @@ void MqttLink::on_publish_done(std::uint64_t tag, bool ok) {
 }
 
 void MqttLink::pump() {
-  while (!queue_.empty() && connected_.load() && inflight_.load() < opts_.max_inflight) {
+  const int window = window_.load();
+  while (!queue_.empty() && connected_.load() && inflight_.load() < window) {
     OutMessage& m = queue_.front();
     try {
       auto msg = mqtt::message_ptr_builder()

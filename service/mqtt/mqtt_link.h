@@ -3,11 +3,17 @@
 // - MQTT 5, clean_start(false) with a session expiry so subscriptions survive reconnects; automatic
 //   reconnect, and every (re)connect re-subscribes (cheap, and covers a broker that lost the session).
 // - TCP_NODELAY is forced on the client socket after every connect (stack.md P4).
-// - Publishes are windowed: at most `max_inflight` un-acknowledged QoS 1 publishes are handed to Paho
-//   (stack.md P3); the rest wait in the link's own queue. That queue is bounded by bytes with
-//   back-pressure, never by dropping: publish() always queues, and while the queued bytes are at or over
-//   `max_queued_bytes` has_room() is false and the owner stops feeding the link (the service loop takes no
-//   device message, whose answer would land here, and pumps no outbox item) until it drains.
+// - Publishes are windowed: at most `max_inflight()` un-acknowledged QoS 1 publishes are handed to Paho; the
+//   rest wait in the link's own queue. The window is the broker's Receive Maximum from the first CONNACK
+//   (MQTT 5; absent means 65535), at most `max_inflight` when that is set, and at most `max_buffered` (Paho
+//   refuses more, stack.md P3). Never more than the Receive Maximum: Paho 1.3.12's send thread stalls for a
+//   second at a time when more QoS 1 publishes wait than the broker allows in flight (stack.md P2). MQTT
+//   3.1.1 has no Receive Maximum: the window is `max_inflight`, or 20 (mosquitto's default
+//   max_inflight_messages).
+// - The link's queue is bounded by bytes with back-pressure, never by dropping: publish() always queues, and
+//   while the queued bytes are at or over `max_queued_bytes` has_room() is false and the owner stops feeding
+//   the link (the service loop takes no device message, whose answer would land here, and pumps no outbox
+//   item) until it drains.
 // - Paho callbacks only hand values to LinkEvents (the service's EventQueue); no exception crosses a
 //   callback.
 #pragma once
@@ -40,7 +46,7 @@ struct LinkOptions {
   bool tls_verify_hostname = true;  // the broker's certificate must name the host of uri
   int keepalive_s = 30;
   int session_expiry_s = 3600;
-  int max_inflight = 16;
+  int max_inflight = 0;  // upper bound of the window; 0: the broker's Receive Maximum
   int max_buffered = 10000;
   // Bytes (topic, payload and properties) waiting in the link's queue at which has_room() turns false.
   std::size_t max_queued_bytes = 32 * 1024 * 1024;
@@ -90,9 +96,12 @@ class MqttLink {
   // Messages queued in the link or in flight to the broker.
   size_t backlog() const;
   std::uint64_t published_total() const { return published_total_.load(); }
-  // QoS 1 publishes handed to Paho and not yet acknowledged (at most max_inflight).
+  // QoS 1 publishes handed to Paho and not yet acknowledged (at most max_inflight()).
   int inflight() const { return inflight_.load(); }
-  int max_inflight() const { return opts_.max_inflight; }
+  // The publish window (see the top of this file); before the first CONNACK, 20 within the options.
+  int max_inflight() const { return window_.load(); }
+  // The window for these options and a CONNACK's Receive Maximum (0: the CONNACK had none).
+  static int window_for(const LinkOptions& o, int receive_maximum);
   // The broker's Maximum Packet Size from the MQTT 5 CONNACK, bytes; 0 when it announced none (or 3.1.1).
   std::size_t max_packet_bytes() const { return max_packet_bytes_.load(); }
 
@@ -113,6 +122,7 @@ class MqttLink {
   std::atomic<int> inflight_{0};
   std::atomic<std::uint64_t> published_total_{0};
   std::atomic<std::size_t> max_packet_bytes_{0};
+  std::atomic<int> window_{1};
   std::deque<OutMessage> queue_;  // owned by the loop thread
   std::size_t queued_bytes_ = 0;  // queued_size() of queue_'s messages
   // Largest message queued in the current and the previous minute (recent_largest), loop thread only.

@@ -503,7 +503,7 @@ TEST_CASE("SIGTERM stops the service cleanly with exit code 0", "[integration][d
 TEST_CASE("dispatchd refuses a bad configuration with exit code 2 and names the key",
           "[integration][daemon]") {
   TempDir dir;
-  Process p({std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.max_inflight", "0"}, {},
+  Process p({std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.max_inflight", "70000"}, {},
             dir.path() + "/out.log");
   CHECK(p.wait(10000) == 2);
   CHECK_THAT(read_file(dir.path() + "/out.log"), Catch::Contains("mqtt.max_inflight"));

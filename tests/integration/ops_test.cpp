@@ -153,7 +153,9 @@ TEST_CASE("/metrics counts a command fan-out, its replies and refused input by t
   CHECK(after.value("dispatch_mqtt_connected") == 1);
   CHECK(after.value("dispatch_outbox_waiting") == 0);
   CHECK(after.value("dispatch_outbox_in_flight") == 0);
-  CHECK(after.value("dispatch_mqtt_inflight_max") == 16);
+  // The publish window is the fixture broker's Receive Maximum (max_inflight_messages 20, mqtt.max_inflight
+  // 0).
+  CHECK(after.value("dispatch_mqtt_inflight_max") == 20);
   CHECK(after.value("dispatch_event_queue_depth").has_value());
 
   // Bounded labels: no hardware id or command id in any series; every name is ours and exported.

@@ -153,6 +153,53 @@ TEST_CASE("50,000 deliveries are written in one fast batch", "[storage][commands
   CHECK(counts->total() == k_devices);
 }
 
+TEST_CASE("mark_sent marks a loop's batch of acknowledgements in a few statements",
+          "[storage][commands][batch]") {
+  const std::string backend = GENERATE(backends());
+  INFO("backend " << backend);
+  TestDb t(backend);
+  CommandStore store(*t);
+  // 1,300 keys go as statements of 512, 512, 256, 16 and 4 keys: every chunk size is exercised.
+  constexpr int k_devices = 1'300;
+  std::vector<DeliveryRow> rows;
+  for (int i = 0; i < k_devices; ++i) rows.push_back(make_delivery("b", "dev-" + std::to_string(i), 5));
+  REQUIRE(store.create_with_deliveries(make_command("b", 5), rows).ok());
+  // Replied before its acknowledgement was processed: it must not go back to sent.
+  REQUIRE(store.record_reply("b", "dev-7", true, "ok", false, 8).value() == ReplyOutcome::accepted);
+  REQUIRE(store.record_reply("b", "dev-1299", false, "no", false, 8).value() == ReplyOutcome::accepted);
+  // dev-3 was acknowledged in an earlier batch: it is marked again (a second publish).
+  REQUIRE(store.mark_sent({{"b", "dev-3"}}, 9).value() == 1);
+
+  std::vector<DeliveryKey> keys;
+  for (int i = 0; i < k_devices; ++i) keys.emplace_back("b", "dev-" + std::to_string(i));
+  keys.emplace_back("b", "dev-unknown");  // no such delivery: ignored
+  keys.emplace_back("nope", "dev-1");     // no such command: ignored
+  auto changed = store.mark_sent(keys, 10);
+  REQUIRE(changed.ok());
+  CHECK(*changed == k_devices - 2);
+
+  DeliveryCounts expected;
+  expected.sent = k_devices - 2;
+  expected.succeeded = 1;
+  expected.failed = 1;
+  CHECK(store.counts("b").value() == expected);
+  auto answered = store.delivery("b", "dev-7").value();
+  CHECK(answered.state == "succeeded");
+  CHECK(answered.output == "ok");
+  CHECK(answered.attempts == 1);
+  CHECK(answered.sent_at == 8);
+  CHECK(store.delivery("b", "dev-1299")->state == "failed");
+  auto again = store.delivery("b", "dev-3").value();
+  CHECK(again.attempts == 2);
+  CHECK(again.sent_at == 10);
+  auto last = store.delivery("b", "dev-1298").value();
+  CHECK(last.state == "sent");
+  CHECK(last.attempts == 1);
+  CHECK(last.sent_at == 10);
+  CHECK(store.deliveries_to_publish(10, 10).value().empty());
+  CHECK(store.mark_sent({}, 11).value() == 0);
+}
+
 TEST_CASE("record_reply returns the send time; counts_all and command_count count every command",
           "[storage][commands]") {
   TestDb t(GENERATE(backends()));
