@@ -154,8 +154,10 @@ TEST_CASE("esthesis http: open_with_secret refuses a wrong secret with 401", "[i
   CHECK(agent.register_device().status == 200);
 }
 
+// [serial]: its bounds are for this test's own load on the machine (with two cluster tests beside it on
+// 2 cores, the server closed 8 of 20 waiting connections unanswered: they waited out the 5 s keep-alive).
 TEST_CASE("esthesis http: a burst of registrations all succeed while the loop keeps answering",
-          "[integration]") {
+          "[integration][serial]") {
   // Each registration makes an RSA 2048 key pair (50-300 ms of CPU). Made on the loop thread, a burst
   // queued every other request behind the keys (the esthesis demo: 14 of 20 agents timed out); made on
   // the listener's workers, the loop answers /healthz (an exchange the loop itself answers, after its
