@@ -160,7 +160,11 @@ void CommandsModule::enqueue(const std::string& command_id, const std::string& h
 bool CommandsModule::still_wanted(const OutboxItem& item) { return canceled_.count(item.command_id) == 0; }
 
 void CommandsModule::acknowledged(std::vector<OutboxItem> items) {
-  for (auto& item : items) acked_.emplace_back(std::move(item.command_id), std::move(item.hardware_id));
+  for (auto& item : items) {
+    if (!acked_published_at_ || item.published_at < *acked_published_at_)
+      acked_published_at_ = item.published_at;
+    acked_.emplace_back(std::move(item.command_id), std::move(item.hardware_id));
+  }
 }
 
 void CommandsModule::flush(bool force) {
@@ -171,11 +175,17 @@ void CommandsModule::flush(bool force) {
   if (acked_.empty() || !(force || acked_.size() >= k_ack_batch || now - last_ack_flush_ >= k_ack_flush_ms))
     return;
   DISPATCH_FAILPOINT("before_mark_sent");
-  if (auto n = commands_->mark_sent(acked_, now); !n) {
+  // sent_at is when the batch's first line was handed to the broker, not now: the restart exception of
+  // presence redelivery re-publishes the sends from before an instance's start (a reply to them may have
+  // died with it), and a mark written late, after the restart of the instance that lost the reply (a loop
+  // busy for seconds under load), would hide such a send from every instance for good.
+  const core::TimeMs sent_at = std::min(now, acked_published_at_.value_or(now));
+  if (auto n = commands_->mark_sent(acked_, sent_at); !n) {
     spdlog::error("cannot mark {} deliveries sent: {} (they stay queued and are published again)",
                   acked_.size(), n.error().message);
   }
   acked_.clear();
+  acked_published_at_.reset();
   last_ack_flush_ = now;
 }
 

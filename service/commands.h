@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -143,6 +144,7 @@ class CommandsModule final : private OutboxOwner {
   ReplyClaim reply_claim_;
 
   std::vector<std::pair<std::string, std::string>> acked_;  // to mark sent at the next flush
+  std::optional<core::TimeMs> acked_published_at_;          // the earliest publish among acked_
   // Presence per device (memory only; see on_presence).
   struct Presence {
     core::TimeMs last_heard = 0;

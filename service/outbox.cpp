@@ -53,6 +53,7 @@ std::size_t Outbox::pump(std::size_t budget) {
     msg.qos = qos_;
     if (item.expires_at) msg.expiry_s = std::max<core::TimeMs>(1, (*item.expires_at - now + 999) / 1000);
     msg.tag = next_publish_tag();
+    item.published_at = now;
     in_flight_.emplace(msg.tag, std::move(item));
     publisher_.publish(std::move(msg));
     ++counters_.published;

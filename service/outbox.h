@@ -36,6 +36,8 @@ struct OutboxItem {
   // Owner's bookkeeping, carried untouched.
   std::string group;  // e.g. the campaign id
   int attempt = 0;
+  // Set by pump(): when the line was handed to the publisher (before any reply to it can exist).
+  core::TimeMs published_at = 0;
 };
 
 // A send still waiting for its reply, as the pending pull lists it (PROTOCOL §1.3).

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "protocol/core/time.h"
 #include "storage/commands.h"
 #include "tests/service/module_fixture.h"
 
@@ -288,6 +289,29 @@ TEST_CASE("a device silent past the gap gets exactly one re-publication when it 
     CHECK(f.deliver().empty());
   }
   CHECK(f.command(id)["devices"][0]["attempts"] == 2);
+}
+
+TEST_CASE("sent_at is when the line was handed to the broker, however late its acknowledgement is written",
+          "[service][commands][presence]") {
+  // The restart exception re-publishes sends from before an instance's start: a mark written seconds late
+  // (a busy loop) after the restart of the instance that lost the reply hid the send from every instance
+  // (the 3-instance kill -9 fan-out left sends `sent` for good).
+  CommandsFixture f;
+  f.add_device("dev-1");
+  const std::string id =
+      f.api("commands/send", {{"type", "reboot"}, {"hardware_ids", {"dev-1"}}})["command_id"];
+  const auto published_at = f.clock.now_ms();
+  f.outbox->pump(1000);
+  auto sent = f.sent_on("esthesis/command/request/", 0);
+  REQUIRE(sent.size() == 1);
+  f.clock.advance_s(3);
+  REQUIRE(f.outbox->on_publish_done(sent[0].tag, true));
+  f.outbox->hand_back();
+  f.clock.advance_s(2);
+  f.commands.flush(true);
+  auto device = f.command(id)["devices"][0];
+  CHECK(device["state"] == "sent");
+  CHECK(device["sent_at"] == core::format_rfc3339(published_at));
 }
 
 TEST_CASE("a line published while the device was away is published again when it is back",
