@@ -56,6 +56,9 @@ constexpr const char* k_outbox_dropped_help =
 constexpr const char* k_mqtt_published = "dispatch_mqtt_published_total";
 constexpr const char* k_mqtt_published_help =
     "Messages handed to the MQTT client (command lines, answers and events)";
+constexpr const char* k_mqtt_expired = "dispatch_mqtt_expired_total";
+constexpr const char* k_mqtt_expired_help =
+    "Command lines not handed to the MQTT client because they expired while waiting in its queue";
 constexpr const char* k_deliveries = "dispatch_deliveries";
 constexpr const char* k_deliveries_help = "Command deliveries in the database, by state";
 constexpr const char* k_commands = "dispatch_commands";
@@ -177,6 +180,7 @@ void App::declare_metrics() {
       {k_outbox_retried, k_outbox_retried_help, T::counter},
       {k_outbox_dropped, k_outbox_dropped_help, T::counter},
       {k_mqtt_published, k_mqtt_published_help, T::counter},
+      {k_mqtt_expired, k_mqtt_expired_help, T::counter},
       {k_deliveries, k_deliveries_help, T::gauge},
       {k_commands, k_commands_help, T::gauge},
       {k_campaigns, k_campaigns_help, T::gauge},
@@ -257,6 +261,7 @@ std::string App::metrics_text(const LoopStats& loop) {
   metrics_.counter(k_outbox_retried, k_outbox_retried_help).set(o.retried);
   metrics_.counter(k_outbox_dropped, k_outbox_dropped_help).set(o.dropped);
   metrics_.counter(k_mqtt_published, k_mqtt_published_help).set(loop.link_published);
+  metrics_.counter(k_mqtt_expired, k_mqtt_expired_help).set(loop.link_expired);
 
   // From the database: a scan of each table per scrape (see docs/operations.md for the cost).
   storage::CommandStore commands(db_);

@@ -68,6 +68,7 @@ struct LoopStats {
   std::uint64_t link_held = 0;            // loop passes that held device messages back (no room in the link)
   bool mqtt_connected = false;
   std::uint64_t link_published = 0;  // messages handed to Paho since start (answers and events included)
+  std::uint64_t link_expired = 0;    // command lines the link dropped: past their expiry before the hand-off
 };
 
 class App {

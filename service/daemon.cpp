@@ -254,6 +254,7 @@ int run_daemon(const Config& config) {
     s.link_max_inflight = link.max_inflight();
     s.mqtt_connected = link.connected();
     s.link_published = link.published_total();
+    s.link_expired = link.expired_total();
     return app ? app->metrics_text(s) : std::string();
   };
   probes.not_ready = [&] {

@@ -51,7 +51,10 @@ std::size_t Outbox::pump(std::size_t budget) {
     msg.topic = std::move(*topic);
     msg.payload = item.payload;
     msg.qos = qos_;
-    if (item.expires_at) msg.expiry_s = std::max<core::TimeMs>(1, (*item.expires_at - now + 999) / 1000);
+    if (item.expires_at) {
+      msg.expiry_s = std::max<core::TimeMs>(1, (*item.expires_at - now + 999) / 1000);
+      msg.not_after_ms = *item.expires_at;  // the link drops it if it is still waiting there by then
+    }
     msg.tag = next_publish_tag();
     item.published_at = now;
     in_flight_.emplace(msg.tag, std::move(item));
@@ -68,6 +71,12 @@ bool Outbox::on_publish_done(std::uint64_t tag, bool ok) {
   OutboxItem item = std::move(it->second);
   in_flight_.erase(it);
   if (!ok) {
+    if (item.expires_at && *item.expires_at <= clock_.now_ms()) {
+      // Expired on its way (the link drops a line past its deadline): nothing to publish again.
+      keys_.erase({item.command_id, item.hardware_id});
+      ++counters_.dropped;
+      return true;
+    }
     // Paho gave up (e.g. the connection dropped): publish again, same command id.
     queue_.push_front(std::move(item));
     ++counters_.retried;

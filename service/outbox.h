@@ -4,8 +4,9 @@
 //
 // Durable before visible: an owner enqueues an item only after the state that produced it is committed.
 // The outbox publishes items in order within a budget, asks the owner just before each publish whether
-// the item still applies (canceled, answered or superseded meanwhile), drops expired items, re-queues an
-// item Paho gave up on (same command id), and hands acknowledged items back to their owner in batches
+// the item still applies (canceled, answered or superseded meanwhile), drops expired items (the link drops
+// them too if they are still waiting there at their expiry), re-queues an unexpired item Paho gave up on
+// (same command id), and hands acknowledged items back to their owner in batches
 // (hand_back), so the owner can record them with one write.
 #pragma once
 
@@ -31,8 +32,10 @@ struct OutboxItem {
   OutboxOwner* owner = nullptr;
   std::string command_id;
   std::string hardware_id;
-  std::string payload;                     // the command line
-  std::optional<core::TimeMs> expires_at;  // dropped at or after this; the rest is the MQTT 5 expiry
+  std::string payload;  // the command line
+  // Dropped at or after this, by the outbox or by the link (OutMessage::not_after_ms); what remains of it at
+  // the hand-off to the broker is the MQTT 5 expiry.
+  std::optional<core::TimeMs> expires_at;
   // Owner's bookkeeping, carried untouched.
   std::string group;  // e.g. the campaign id
   int attempt = 0;
@@ -69,7 +72,8 @@ class Outbox {
   // Publishes up to budget items; returns how many were published.
   std::size_t pump(std::size_t budget);
   // The broker acknowledged (ok) or Paho gave up on (!ok) the message tagged tag. False when the tag is
-  // not one of ours (an answer or an event). A failed item goes back to the front of the queue.
+  // not one of ours (an answer or an event). A failed item goes back to the front of the queue, unless it
+  // has expired (the link reports a line past its deadline as failed): it is dropped.
   bool on_publish_done(std::uint64_t tag, bool ok);
   // Hands each owner its acknowledged items (one call per owner with any).
   void hand_back();

@@ -24,6 +24,12 @@ struct OutMessage {
   int qos = 1;
   bool retain = false;
   std::int64_t expiry_s = 0;  // MQTT 5 Message Expiry Interval; 0 = none
+  // Unix time, ms, after which the message is no longer handed to the broker; 0 = none. A message still in
+  // the link's queue at its deadline (the loop was busy or the link down) is not published: the link reports
+  // it as given up (PublishDone ok = false). With it the MQTT 5 expiry is what remains of it at the hand-off
+  // (expiry_s is then ignored). The outbox sets it to the item's expiry: a campaign attempt is retried with a
+  // new id only once its reply timeout passed, so its old line must not reach the device after that.
+  std::int64_t not_after_ms = 0;
   std::string correlation_data;
   bool has_correlation_data = false;
   std::string response_topic;

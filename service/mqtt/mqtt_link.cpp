@@ -189,8 +189,27 @@ void MqttLink::on_publish_done(std::uint64_t tag, bool ok) {
 
 void MqttLink::pump() {
   const int window = window_.load();
+  std::int64_t now_ms = 0;  // read once per pump, and only when a message has a deadline
   while (!queue_.empty() && connected_.load() && inflight_.load() < window) {
     OutMessage& m = queue_.front();
+    std::int64_t expiry_s = m.expiry_s;
+    if (m.not_after_ms > 0) {
+      if (now_ms == 0) {
+        now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+      }
+      if (now_ms >= m.not_after_ms) {
+        // Too late for this line (see OutMessage::not_after_ms): given up, as Paho gives up on a publish.
+        expired_total_.fetch_add(1);
+        const std::uint64_t tag = m.tag;
+        queued_bytes_ -= queued_size(m);
+        queue_.pop_front();
+        events_.on_publish_done(PublishDone{tag, false});
+        continue;
+      }
+      expiry_s = std::max<std::int64_t>(1, (m.not_after_ms - now_ms + 999) / 1000);
+    }
     try {
       auto msg = mqtt::message_ptr_builder()
                      .topic(m.topic)
@@ -200,9 +219,9 @@ void MqttLink::pump() {
                      .finalize();
       if (opts_.mqtt_version == 5) {
         mqtt::properties props;
-        if (m.expiry_s > 0) {
+        if (expiry_s > 0) {
           props.add({mqtt::property::MESSAGE_EXPIRY_INTERVAL,
-                     static_cast<int32_t>(std::min<std::int64_t>(m.expiry_s, 0x7fffffff))});
+                     static_cast<int32_t>(std::min<std::int64_t>(expiry_s, 0x7fffffff))});
         }
         if (m.has_correlation_data) props.add({mqtt::property::CORRELATION_DATA, m.correlation_data});
         if (!m.response_topic.empty()) props.add({mqtt::property::RESPONSE_TOPIC, m.response_topic});

@@ -10,6 +10,8 @@
 //   second at a time when more QoS 1 publishes wait than the broker allows in flight (stack.md P2). MQTT
 //   3.1.1 has no Receive Maximum: the window is `max_inflight`, or 20 (mosquitto's default
 //   max_inflight_messages).
+// - A message past its deadline (OutMessage::not_after_ms) when its turn comes is not handed to Paho: it is
+//   reported given up (PublishDone ok = false) and counted (expired_total).
 // - The link's queue is bounded by bytes with back-pressure, never by dropping: publish() always queues, and
 //   while the queued bytes are at or over `max_queued_bytes` has_room() is false and the owner stops feeding
 //   the link (the service loop takes no device message, whose answer would land here, and pumps no outbox
@@ -96,6 +98,8 @@ class MqttLink {
   // Messages queued in the link or in flight to the broker.
   size_t backlog() const;
   std::uint64_t published_total() const { return published_total_.load(); }
+  // Messages not published because their deadline (not_after_ms) passed while they waited in the queue.
+  std::uint64_t expired_total() const { return expired_total_.load(); }
   // QoS 1 publishes handed to Paho and not yet acknowledged (at most max_inflight()).
   int inflight() const { return inflight_.load(); }
   // The publish window (see the top of this file); before the first CONNACK, 20 within the options.
@@ -121,6 +125,7 @@ class MqttLink {
   std::atomic<bool> connected_{false};
   std::atomic<int> inflight_{0};
   std::atomic<std::uint64_t> published_total_{0};
+  std::atomic<std::uint64_t> expired_total_{0};
   std::atomic<std::size_t> max_packet_bytes_{0};
   std::atomic<int> window_{1};
   std::deque<OutMessage> queue_;  // owned by the loop thread

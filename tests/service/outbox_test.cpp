@@ -80,6 +80,30 @@ TEST_CASE("the outbox drops expired and unwanted items, and re-queues refused pu
   CHECK(f.pub.sent[2].payload == "c2 rs");
 }
 
+TEST_CASE("an item's expiry is the link's deadline: an expired item the link gave up on is dropped",
+          "[service][outbox]") {
+  OutboxFixture f;
+  ScriptedOwner owner;
+  f.add(owner, "c1", "dev-1", 6'000);
+  f.add(owner, "c2", "dev-2", 6'000);
+  f.add(owner, "c3", "dev-3");
+  REQUIRE(f.outbox.pump(10) == 3);
+  CHECK(f.pub.sent[0].not_after_ms == f.clock.now_ms() + 6'000);
+  CHECK(f.pub.sent[2].not_after_ms == 0);  // no expiry: no deadline
+  // The loop could not hand c1 and c2 to the broker in time (unready, link down): the link reports c1 as
+  // given up at its deadline. It is not queued again: its old line must not reach the device late.
+  f.clock.advance_ms(6'000);
+  CHECK(f.outbox.on_publish_done(f.pub.sent[0].tag, false));
+  CHECK(f.outbox.size() == 0);
+  CHECK(f.outbox.counters().dropped == 1);
+  CHECK(f.outbox.counters().retried == 0);
+  CHECK(f.outbox.on_publish_done(f.pub.sent[2].tag, false));  // unexpired: queued again, same id
+  CHECK(f.outbox.size() == 1);
+  CHECK(f.outbox.counters().retried == 1);
+  f.add(owner, "c1", "dev-1", 6'000);  // a dropped line may be queued again (a takeover republishes it)
+  CHECK(f.outbox.size() == 2);
+}
+
 TEST_CASE("acknowledged items go back to their owner in batches", "[service][outbox]") {
   OutboxFixture f;
   ScriptedOwner commands, campaigns;
