@@ -55,6 +55,12 @@ using core::TimeMs;
 
 namespace {
 
+// The line an attempt publishes: the campaign's command line with the attempt's command id.
+core::Result<std::string> line_for(protocol::CommandLine line, const std::string& command_id) {
+  line.id = command_id;
+  return protocol::encode(line);
+}
+
 // Campaigns with rows that can still change: they live in memory.
 bool is_loaded_state(State s) {
   return s == State::scheduled || s == State::running || s == State::paused_by_user ||
@@ -689,9 +695,7 @@ struct CampaignService::Impl final : OutboxOwner {
 
   // Publishes again an attempt another instance committed, with its command id.
   void enqueue_foreign(const Foreign& f, const std::string& hw, const storage::OpenExecution& e) {
-    protocol::CommandLine line = f.line;
-    line.id = *e.command_id;
-    auto text = protocol::encode(line);
+    auto text = line_for(f.line, *e.command_id);
     if (!text) return;
     OutboxItem item;
     item.owner = &foreign_owner_;
@@ -718,9 +722,7 @@ struct CampaignService::Impl final : OutboxOwner {
     auto it = a.snap.index_by_hardware_id.find(hw);
     if (it == a.snap.index_by_hardware_id.end()) return;
     const Execution& e = a.snap.executions[it->second];
-    protocol::CommandLine line = a.line;
-    line.id = command_id;
-    auto text = protocol::encode(line);
+    auto text = line_for(a.line, command_id);
     if (!text || !e.sent_at) {
       log_limited(spdlog::level::err, "campaign.command_unbuildable",
                   {{"campaign_id", a.snap.id}, {"hardware_id", hw}},
@@ -1276,18 +1278,14 @@ std::vector<PendingSend> CampaignService::in_flight(const std::string& hw, TimeM
     const Execution& e = a->snap.executions[it->second];
     if (e.state != ExecState::sent || !e.command_id || !e.sent_at) continue;
     if (*e.sent_at + a->snap.doc.reply_timeout_s * 1000 <= now) continue;  // timed out: not wanted
-    protocol::CommandLine line = a->line;
-    line.id = *e.command_id;
-    auto text = protocol::encode(line);
+    auto text = line_for(a->line, *e.command_id);
     if (!text) continue;
     out.push_back(PendingSend{*e.command_id, std::move(*text), *e.sent_at});
   }
   // Those of campaigns another instance drives, as it committed them (PROTOCOL §7: the answer does not
   // depend on which instance the pull reached).
   for (const auto& [f, e] : m.sent_elsewhere(hw, now)) {
-    protocol::CommandLine line = f.line;
-    line.id = *e.command_id;
-    auto text = protocol::encode(line);
+    auto text = line_for(f.line, *e.command_id);
     if (!text) continue;
     out.push_back(PendingSend{*e.command_id, std::move(*text), *e.sent_at});
   }

@@ -9,12 +9,16 @@
 //   Rounds alternate which side goes first (a new campaign over the same devices each round); the result
 //   is the median ratio.
 // Devices are written into the database before dispatchd starts (registration is not what is measured).
+// Reports dispatchd's peak RSS (VmHWM) and the database size, per device too (the 1,000,000-device run).
 // Usage: campaign_bench [--devices N] [--batch B] [--rounds 3] [--raw-connections 1]
 //                       [--dispatchd-arg "--key value"]... [--dispatchd PATH]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -70,6 +74,26 @@ bool seed_devices(const std::string& path, size_t n) {
     return {};
   });
   return st.ok();
+}
+
+// A field of /proc/<pid>/status in kB (e.g. "VmHWM", the peak resident set), 0 when unreadable.
+std::int64_t status_kb(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(field + ":", 0) == 0) return std::strtoll(line.c_str() + field.size() + 1, nullptr, 10);
+  }
+  return 0;
+}
+
+// Bytes of the SQLite database with its write-ahead log.
+std::uintmax_t database_bytes(const std::string& path) {
+  std::uintmax_t total = 0;
+  for (const char* suffix : {"", "-wal"}) {
+    std::error_code ec;
+    const auto n = std::filesystem::file_size(path + suffix, ec);
+    if (!ec) total += n;
+  }
+  return total;
 }
 
 }  // namespace
@@ -196,6 +220,10 @@ int main(int argc, char** argv) {
         res.campaign_rate / res.raw_rate);
     std::fflush(stdout);
   }
+  // Measured before the stop: the peak resident set over the whole run, and the database as it is after
+  // every round's campaign (their executions and attempts are kept until retention purges them).
+  const std::int64_t peak_rss_kb = status_kb(daemon.pid(), "VmHWM");
+  const std::uintmax_t db_bytes = database_bytes(db_path);
   daemon.terminate();
 
   std::vector<double> ratios;
@@ -212,5 +240,12 @@ int main(int argc, char** argv) {
                 results[i].campaign_rate / results[i].raw_rate);
   std::printf("median ratio campaign / raw = %.2f (goal >= 0.8); fleet saw %zu command lines, answered %zu\n",
               ratios[ratios.size() / 2], fleet.requests(), fleet.answered());
+  std::printf(
+      "dispatchd peak RSS %.1f MiB (%.0f bytes per device); database %.1f MiB after %d campaign(s) "
+      "(%.0f bytes per device)\n",
+      static_cast<double>(peak_rss_kb) / 1024.0,
+      static_cast<double>(peak_rss_kb) * 1024.0 / static_cast<double>(devices),
+      static_cast<double>(db_bytes) / (1024.0 * 1024.0), rounds,
+      static_cast<double>(db_bytes) / static_cast<double>(devices));
   return 0;
 }
