@@ -17,6 +17,7 @@
 #include "storage/commands.h"
 #include "storage/database.h"
 #include "storage/devices.h"
+#include "storage/instance_starts.h"
 #include "storage/packages.h"
 
 namespace dispatch::service {
@@ -134,6 +135,13 @@ void CommandsModule::register_routes(Router& router) {
 core::Status CommandsModule::start() {
   started_at_ = clock_.now_ms();
   listening_since_ = started_at_;
+  restart_epoch_ = started_at_;
+  // Committed before anything is published: every other instance applies the restart exception from
+  // this moment once it reads it (on_timer), since a device's next messages may reach any of them.
+  if (auto st = storage::InstanceStartStore(db_).record(instance_id_, started_at_); !st) {
+    spdlog::error("cluster: cannot record this instance's start: {}", st.error().message);
+    return st;
+  }
   // Every queued delivery, other instances' too (same command ids: a device may get a line twice, never
   // two ids): a reply the broker handed to an instance killed before it committed is lost (PROTOCOL
   // §1.3), and publishing the still-queued lines again at a restart is what recovers most of those on a
@@ -226,11 +234,27 @@ void CommandsModule::take_over_lapsed(core::TimeMs now) {
   }
 }
 
+void CommandsModule::learn_restart_epoch() {
+  auto newest = storage::InstanceStartStore(db_).newest();
+  if (!newest) {
+    spdlog::error("cluster: cannot read the newest instance start: {}", newest.error().message);
+    return;
+  }
+  if (!*newest || **newest <= restart_epoch_) return;
+  restart_epoch_ = **newest;
+  spdlog::info(
+      "cluster: an instance started at {}: unanswered sends from before are published again at "
+      "each device's next message",
+      core::format_rfc3339(restart_epoch_));
+}
+
 void CommandsModule::on_timer() {
   const core::TimeMs now = clock_.now_ms();
   if (now - last_takeover_scan_ >= config_.cluster_lease_ttl_ms / 3) {
     last_takeover_scan_ = now;
     take_over_lapsed(now);
+    // On SQLite only this process writes starts, so this reads our own (one indexed row, no change).
+    learn_restart_epoch();
   }
   if (now - last_expiry_run_ < k_expiry_period_ms) return;
   last_expiry_run_ = now;
@@ -255,14 +279,10 @@ void CommandsModule::on_presence(const std::string& hw, bool pull) {
     if (pull || now - heard_from > gap) {
       p.present_since = now;  // silent for a whole gap while we listened: it was away
       fresh_stretch = true;
-    } else if (!forgot_at_) {
-      // First heard since this process started. Sends of the previous run are published again once: a
-      // reply the broker handed to a process that died before committing it is lost (PROTOCOL §1.3,
-      // the restart exception: at-least-once wins over run-once there).
-      p.present_since = started_at_;
-      fresh_stretch = true;
     }
-    // Forgotten (memory bound): assumed present, nothing is re-published until its next gap.
+    // Otherwise first heard since this process started (the restart exception below starts its stretch
+    // at the epoch), or forgotten (memory bound): assumed present, nothing is re-published until its
+    // next gap or the next epoch.
     it = presence_.emplace(hw, p).first;
   } else if (pull || now - std::max(it->second.last_heard, listening_since_) > gap) {
     it->second.present_since = now;
@@ -270,6 +290,22 @@ void CommandsModule::on_presence(const std::string& hw, bool pull) {
   }
   Presence& p = it->second;
   p.last_heard = now;
+  if (p.epoch_checked < restart_epoch_) {
+    // The restart exception (PROTOCOL §1.3; at-least-once wins over run-once there): a reply the broker
+    // handed to an instance that died before committing it is lost, and a shared subscription may hand
+    // the device's later messages to any instance. So once per epoch (the newest start of any instance,
+    // ours included) the device's stretch is taken to begin no earlier than the epoch: its unanswered
+    // sends from before are published again once. Not for a device forgotten (memory bound) after the
+    // epoch began: it may have been checked already; it is assumed present, as every forgotten device.
+    p.epoch_checked = restart_epoch_;
+    if (p.present_since) {
+      p.present_since = std::max(*p.present_since, restart_epoch_);
+      fresh_stretch = true;
+    } else if (!forgot_at_ || *forgot_at_ < restart_epoch_) {
+      p.present_since = restart_epoch_;
+      fresh_stretch = true;
+    }
+  }
   // A pull answers with every unanswered command itself; queueing them too would deliver them twice.
   if (pull || config_.commands_redeliver_interval_s <= 0 || !p.present_since) return;
   // A device in one stretch is checked at most once per half interval (a chatty device, a reply per

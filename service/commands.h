@@ -89,16 +89,19 @@ class CommandsModule final : private OutboxOwner {
   // commands/send|get|list|cancel, command_reply and command_pending.
   void register_routes(Router& router);
 
-  // Queues every committed, unexpired delivery not yet acknowledged (after a restart), whichever instance
-  // owns it (see commands.cpp for why).
+  // Records this instance's start in the database (the cluster's restart epoch, committed before anything
+  // is published), then queues every committed, unexpired delivery not yet acknowledged (after a
+  // restart), whichever instance owns it (see commands.cpp for why).
   core::Status start();
   // A message from hw on its ping, metadata, reply or pending topic (`pull`: the pending topic). Tracks
   // whether the device has been present without a break (no silence over commands.presence_gap_s while
   // we listened) and queues again what it missed: unanswered sends from before its present stretch began,
   // their last send older than commands.redeliver_interval_s, published fewer than
   // commands.redeliver_max_attempts times. A device present since a line was published never gets it
-  // again. A pull starts a new stretch and queues nothing: its answer hands the commands over. The
-  // design, its limits and the restart exception: docs/protocol.md, "Presence redelivery".
+  // again. A pull starts a new stretch and queues nothing: its answer hands the commands over. Restart
+  // exception: once per restart epoch (the newest start of any instance, see on_timer) a device's stretch
+  // is taken to begin no earlier than the epoch, so its unanswered sends from before are queued again
+  // once (by the same rules). The design and its limits: docs/protocol.md, "Presence redelivery".
   void on_presence(const std::string& hw, bool pull = false);
   // The service (re)subscribed at now: silence before it is not evidence of a device's absence (while
   // we were away its pings went nowhere).
@@ -107,7 +110,7 @@ class CommandsModule final : private OutboxOwner {
   void flush(bool force);
   // Expires overdue deliveries (at most once a second), and every third of cluster.lease_ttl_ms takes
   // over the queued deliveries of instances whose lease lapsed (service/cluster.h): they are published
-  // with their own command ids.
+  // with their own command ids; and learns the restart epoch (the newest start of any instance).
   void on_timer();
 
   // The handlers (also called by unit tests through the router).
@@ -129,6 +132,7 @@ class CommandsModule final : private OutboxOwner {
   void enqueue(const std::string& command_id, const std::string& hw, const std::string& line,
                std::optional<core::TimeMs> expires_at);
   void take_over_lapsed(core::TimeMs now);
+  void learn_restart_epoch();
 
   const Config& config_;
   core::Clock& clock_;
@@ -152,10 +156,15 @@ class CommandsModule final : private OutboxOwner {
     // nullopt: unknown and assumed present (forgotten devices, see k_presence_memory).
     std::optional<core::TimeMs> present_since;
     std::optional<core::TimeMs> last_check;  // last redelivery query
+    // The restart epoch (restart_epoch_) the device was last checked against; 0: none yet.
+    core::TimeMs epoch_checked = 0;
   };
   std::unordered_map<std::string, Presence> presence_;
   static constexpr std::size_t k_presence_memory = 1'000'000;  // bound: forget all past this
   core::TimeMs started_at_ = 0;                                // start(): the previous run ended before
+  // The newest start of any instance sharing the database (storage/instance_starts.h), ours at first;
+  // learnt every third of cluster.lease_ttl_ms. Sends from before it may have had their reply lost.
+  core::TimeMs restart_epoch_ = 0;
   core::TimeMs listening_since_ = 0;
   std::optional<core::TimeMs> forgot_at_;
   OtherSends other_;

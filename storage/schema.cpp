@@ -498,16 +498,37 @@ CREATE TABLE campaign_versions (
 );
 )sql";
 
+// v9 (issue 13): the cluster's restart epoch. A table of its own rather than a column on leases: a start
+// is a fact about a process run, not about who holds what (an instance's lease keeps its token across a
+// quick restart, and leases are also campaigns'), and MAX over a small indexed table is the one read every
+// instance makes every third of a lease TTL. One row per instance id, pruned on write to the last day
+// (storage/instance_starts.h).
+constexpr const char* k_schema_v9 = R"sql(
+CREATE TABLE instance_starts (
+  instance_id TEXT PRIMARY KEY,
+  started_at  INTEGER NOT NULL
+);
+CREATE INDEX instance_starts_by_time ON instance_starts(started_at);
+)sql";
+
+constexpr const char* k_pg_schema_v9 = R"sql(
+CREATE TABLE instance_starts (
+  instance_id TEXT COLLATE "C" PRIMARY KEY,
+  started_at  BIGINT NOT NULL
+);
+CREATE INDEX instance_starts_by_time ON instance_starts(started_at);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& schema_migrations(Backend backend) {
   static const std::vector<Migration> sqlite = {
-      {1, k_schema_v1}, {2, k_schema_v2}, {3, k_schema_v3}, {4, k_schema_v4},
-      {5, k_schema_v5}, {6, k_schema_v6}, {7, k_schema_v7}, {8, k_schema_v8},
+      {1, k_schema_v1}, {2, k_schema_v2}, {3, k_schema_v3}, {4, k_schema_v4}, {5, k_schema_v5},
+      {6, k_schema_v6}, {7, k_schema_v7}, {8, k_schema_v8}, {9, k_schema_v9},
   };
   static const std::vector<Migration> postgres = {
-      {1, k_pg_schema_v1}, {2, k_pg_schema_v2}, {3, k_pg_schema_v3}, {4, k_pg_schema_v4},
-      {5, k_pg_schema_v5}, {6, k_pg_schema_v6}, {7, k_pg_schema_v7}, {8, k_pg_schema_v8},
+      {1, k_pg_schema_v1}, {2, k_pg_schema_v2}, {3, k_pg_schema_v3}, {4, k_pg_schema_v4}, {5, k_pg_schema_v5},
+      {6, k_pg_schema_v6}, {7, k_pg_schema_v7}, {8, k_pg_schema_v8}, {9, k_pg_schema_v9},
   };
   return backend == Backend::postgres ? postgres : sqlite;
 }

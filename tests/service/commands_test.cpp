@@ -366,6 +366,71 @@ TEST_CASE("silence while the service was not listening is not held against a dev
   CHECK(f.command(id)["devices"][0]["attempts"] == 1);
 }
 
+TEST_CASE("another instance's start makes this one publish a device's older unanswered send again, once",
+          "[service][commands][presence][cluster]") {
+  // The restart exception across instances (issue 13): a reply the broker handed to an instance killed
+  // before it committed it is lost, and a shared subscription may hand all of the device's later
+  // messages to another instance, one that never restarted. It must publish the line again too.
+  CommandsFixture f;
+  std::vector<core::TimeMs> other_sent_before;
+  service::CommandsModule::OtherSends other;
+  other.redeliver = [&](const std::string&, core::TimeMs, core::TimeMs sent_before, int) {
+    other_sent_before.push_back(sent_before);
+    return 0;
+  };
+  f.commands.set_other_sends(other);
+  f.add_device("dev-1");
+  f.device(TopicKind::ping, "dev-1", "health ping=1");
+  const std::string id =
+      f.api("commands/send", {{"type", "reboot"}, {"hardware_ids", {"dev-1"}}})["command_id"];
+  REQUIRE(f.deliver().size() == 1);
+  // Pings every 60 s: present without a break, nothing again.
+  for (int i = 0; i < 3; ++i) {
+    f.clock.advance_s(60);
+    f.device(TopicKind::ping, "dev-1", "health ping=1");
+    REQUIRE(f.deliver().empty());
+  }
+  other_sent_before.clear();
+
+  // Instance A (killed with the reply in its last batch) starts again, on the same database.
+  f.clock.advance_s(5);
+  service::Config config_a = f.config;
+  config_a.cluster_instance_id = "instance-a";
+  service::Outbox outbox_a(f.clock, f.pub, f.topics, 1);
+  service::CommandsModule a(config_a, f.clock, *f.db, f.pub, f.topics, outbox_a, f.effects);
+  REQUIRE(a.start().ok());
+  const core::TimeMs a_started = f.clock.now_ms();
+  // The device's next message reaches this instance before it learnt of A's start: nothing yet.
+  f.clock.advance_s(1);
+  f.device(TopicKind::ping, "dev-1", "health ping=1");
+  CHECK(f.deliver().empty());
+  f.commands.on_timer();  // learns the newest start (every third of the lease TTL)
+  f.clock.advance_s(f.config.cluster_lease_ttl_ms / 1000);
+  // A send after A's start is not A's to lose: never published again.
+  const std::string later =
+      f.api("commands/send", {{"type", "shutdown"}, {"hardware_ids", {"dev-1"}}})["command_id"];
+  REQUIRE(f.deliver().size() == 1);
+
+  // Past the redelivery interval after A's start, so every send from before it qualifies.
+  f.clock.advance_s(90);
+  f.device(TopicKind::ping, "dev-1", "health ping=1");
+  auto again = f.deliver();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].payload == id + " rs");
+  // Campaign attempts from before the epoch are asked for too, by the same rule.
+  REQUIRE_FALSE(other_sent_before.empty());
+  CHECK(other_sent_before.front() == a_started - 1);
+  // Once: an hour more of pings, and further timer turns that read the same epoch, publish nothing.
+  for (int i = 0; i < 60; ++i) {
+    f.clock.advance_s(60);
+    f.commands.on_timer();
+    f.device(TopicKind::ping, "dev-1", "health ping=1");
+    REQUIRE(f.deliver().empty());
+  }
+  CHECK(f.command(id)["devices"][0]["attempts"] == 2);
+  CHECK(f.command(later)["devices"][0]["attempts"] == 1);
+}
+
 TEST_CASE("commands/list pages by command id and filters by device", "[service][commands]") {
   CommandsFixture f;
   f.add_device("dev-1");

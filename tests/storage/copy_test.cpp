@@ -58,6 +58,7 @@ INSERT INTO deliveries(command_id, hardware_id, command_line, state, output, cre
 DELETE FROM deliveries WHERE hardware_id = 'dev-2';
 INSERT INTO package_bytes(package_id, kind, "offset", length, data) VALUES ('p1', 'bin', 0, 4, 'AAEC/w==');
 INSERT INTO meta(key, value, created_at) VALUES ('request:r1', 'x', 5);
+INSERT INTO instance_starts(instance_id, started_at) VALUES ('dispatchd', 7);
 )sql");
 }
 
@@ -80,6 +81,8 @@ TEST_CASE("a SQLite database is copied into PostgreSQL table by table, counts ch
   CHECK(position("commands") < position("deliveries"));
   CHECK(position("campaigns") < position("campaign_executions"));
   CHECK(static_cast<std::size_t>(position("leases")) < order.size());
+  // The one node's start is copied like every table (harmless: older than any cluster instance's start).
+  CHECK(scalar(*target, "SELECT started_at FROM instance_starts WHERE instance_id = 'dispatchd'") == 7);
   CHECK(std::find(order.begin(), order.end(), "schema_version") == order.end());
   for (const auto& t : *copied) {
     CHECK(t.rows == scalar(*source, "SELECT COUNT(*) FROM " + t.table));
