@@ -208,6 +208,7 @@ void CommandsModule::take_over_lapsed(core::TimeMs now) {
   for (const auto& lease : *rows) {
     const std::string other = lease.name.substr(prefix.size());
     if (other == instance_id_ || lease.expires_at > now) continue;
+    note_lapse(other, lease.expires_at, now);
     auto owned = commands_->has_queued_owned_by(other);
     if (!owned || !*owned) continue;
     // The dead instance's lease, taken for the takeover: of several instances scanning, one wins.
@@ -234,6 +235,31 @@ void CommandsModule::take_over_lapsed(core::TimeMs now) {
   }
 }
 
+void CommandsModule::note_lapse(const std::string& other, core::TimeMs expired_at, core::TimeMs now) {
+  // A lease released by a clean stop or by a takeover (0), or lapsed more than a retention period ago (an
+  // instance gone for good), starts no epoch: a clean stop commits what it took, and the takeover's own
+  // scan already noted the lapse.
+  if (expired_at <= 0 || now - expired_at > storage::k_instance_start_retention_ms) return;
+  storage::InstanceStartStore starts(db_);
+  auto last = starts.get(other);
+  if (!last) {
+    spdlog::error("cluster: cannot read the start of instance {}: {}", other, last.error().message);
+    return;
+  }
+  if (*last && **last >= expired_at) return;  // noted already (by us or another instance), or it restarted
+  // The instance died (killed, or cut off) with replies it may have taken and never committed, and it
+  // may never start again: its lapse is an epoch like a start (PROTOCOL §1.3's restart exception), so
+  // that every instance publishes those devices' unanswered sends again at their next message.
+  if (auto st = starts.record(other, now); !st) {
+    spdlog::error("cluster: cannot record the lapse of instance {}: {}", other, st.error().message);
+    return;
+  }
+  spdlog::warn(
+      "cluster: the lease of instance {} lapsed: its unanswered sends are published again as after a "
+      "restart",
+      other);
+}
+
 void CommandsModule::learn_restart_epoch() {
   auto newest = storage::InstanceStartStore(db_).newest();
   if (!newest) {
@@ -243,7 +269,8 @@ void CommandsModule::learn_restart_epoch() {
   if (!*newest || **newest <= restart_epoch_) return;
   restart_epoch_ = **newest;
   spdlog::info(
-      "cluster: an instance started at {}: unanswered sends from before are published again at "
+      "cluster: an instance started (or its lease lapsed) at {}: unanswered sends from before are published "
+      "again at "
       "each device's next message",
       core::format_rfc3339(restart_epoch_));
 }

@@ -110,7 +110,8 @@ class CommandsModule final : private OutboxOwner {
   void flush(bool force);
   // Expires overdue deliveries (at most once a second), and every third of cluster.lease_ttl_ms takes
   // over the queued deliveries of instances whose lease lapsed (service/cluster.h): they are published
-  // with their own command ids; and learns the restart epoch (the newest start of any instance).
+  // with their own command ids; records such a lapse as an epoch (the instance may never restart), and
+  // learns the restart epoch (the newest start or lapse of any instance).
   void on_timer();
 
   // The handlers (also called by unit tests through the router).
@@ -132,6 +133,8 @@ class CommandsModule final : private OutboxOwner {
   void enqueue(const std::string& command_id, const std::string& hw, const std::string& line,
                std::optional<core::TimeMs> expires_at);
   void take_over_lapsed(core::TimeMs now);
+  // Records the lapse of instance other's lease (expired_at) as a restart epoch, once per lapse.
+  void note_lapse(const std::string& other, core::TimeMs expired_at, core::TimeMs now);
   void learn_restart_epoch();
 
   const Config& config_;

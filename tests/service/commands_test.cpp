@@ -6,6 +6,7 @@
 
 #include "protocol/core/time.h"
 #include "storage/commands.h"
+#include "storage/leases.h"
 #include "tests/service/module_fixture.h"
 
 using namespace dispatch;
@@ -429,6 +430,45 @@ TEST_CASE("another instance's start makes this one publish a device's older unan
   }
   CHECK(f.command(id)["devices"][0]["attempts"] == 2);
   CHECK(f.command(later)["devices"][0]["attempts"] == 1);
+}
+
+TEST_CASE("an instance whose lease lapsed counts as restarted: its devices' unanswered sends go out again",
+          "[service][commands][presence][cluster]") {
+  // Instance A was killed with a reply in its last batch and stays down: no start of its own will ever
+  // make an epoch, so its lapse does.
+  CommandsFixture f;
+  f.add_device("dev-1");
+  f.device(TopicKind::ping, "dev-1", "health ping=1");
+  const std::string id =
+      f.api("commands/send", {{"type", "reboot"}, {"hardware_ids", {"dev-1"}}})["command_id"];
+  REQUIRE(f.deliver().size() == 1);
+  storage::LeaseStore leases(*f.db);
+  const core::TimeMs ttl = f.config.cluster_lease_ttl_ms;
+  REQUIRE(leases.acquire("instance:instance-a", "instance-a", f.clock.now_ms(), ttl).ok());
+  // Pings every 60 s while A renews its lease: present without a break, nothing again.
+  for (int i = 0; i < 3; ++i) {
+    f.clock.advance_s(60);
+    REQUIRE(leases.acquire("instance:instance-a", "instance-a", f.clock.now_ms(), ttl).ok());
+    f.commands.on_timer();
+    f.device(TopicKind::ping, "dev-1", "health ping=1");
+    REQUIRE(f.deliver().empty());
+  }
+  // A dies: its lease lapses, and the next scan notes the lapse as an epoch.
+  f.clock.advance_ms(ttl + 1);
+  f.commands.on_timer();
+  f.clock.advance_s(61);  // past the redelivery interval (60 s by default) after the epoch
+  f.device(TopicKind::ping, "dev-1", "health ping=1");
+  auto again = f.deliver();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].payload == id + " rs");
+  // Once per lapse: later scans see it noted, an hour of pings publishes nothing more.
+  for (int i = 0; i < 60; ++i) {
+    f.clock.advance_s(60);
+    f.commands.on_timer();
+    f.device(TopicKind::ping, "dev-1", "health ping=1");
+    REQUIRE(f.deliver().empty());
+  }
+  CHECK(f.command(id)["devices"][0]["attempts"] == 2);
 }
 
 TEST_CASE("commands/list pages by command id and filters by device", "[service][commands]") {
