@@ -1002,7 +1002,7 @@ struct CampaignService::Impl final : OutboxOwner {
       if (auto s = store_.insert(row); !s) return s;
       return idempotency_.record("campaigns/create", *request_id, body, answer, now);
     });
-    if (!st) return st.error();
+    if (!st) return idempotency_.after_failed_create("campaigns/create", *request_id, body, st.error());
     auto a = load(row);
     if (a) publish_event(**a);
     return answer;

@@ -436,7 +436,7 @@ Result<json> CommandsModule::send(const json& body) {
     if (auto s = commands_->create_with_deliveries(row, deliveries, instance_id_); !s) return s;
     return idempotency_.record("commands/send", req->request_id, body, answer, now);
   });
-  if (!st) return st.error();
+  if (!st) return idempotency_.after_failed_create("commands/send", req->request_id, body, st.error());
   effects_.note("after_delivery_commit");
   for (auto& d : deliveries) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
   log_info({{"command_id", row.id}, {"request_id", row.request_id.value_or("")}},

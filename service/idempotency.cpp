@@ -43,4 +43,16 @@ core::Status IdempotentRequests::record(std::string_view scope, const std::optio
                                             protocol::dump_json(answer), now);
 }
 
+core::Result<nlohmann::json> IdempotentRequests::after_failed_create(
+    std::string_view scope, const std::optional<std::string>& request_id, const nlohmann::json& body,
+    core::Error failed) {
+  if (!request_id || failed.code != core::ErrorCode::conflict) return failed;
+  // Read after the failed transaction was rolled back: on PostgreSQL (read committed) this statement sees
+  // the commit the unique key waited for.
+  auto winner = replay(scope, request_id, body);
+  if (!winner) return winner.error();
+  if (!*winner) return failed;  // a conflict of another kind
+  return std::move(**winner);
+}
+
 }  // namespace dispatch::service

@@ -35,6 +35,14 @@ class IdempotentRequests {
   // transaction that creates the object, so both are committed together.
   core::Status record(std::string_view scope, const std::optional<std::string>& request_id,
                       const nlohmann::json& body, const nlohmann::json& answer, core::TimeMs now);
+  // The answer to a create whose transaction failed with `failed` (rolled back). Two instances handling
+  // the same request at once both find no record and both create; the second record() waits for the
+  // first's commit and fails on the unique key (conflict). Then the request was not refused, it was
+  // answered by the other instance: its stored answer is the answer here too (or conflict when the bodies
+  // differ, as replay()). Any other failure, or no request_id, is returned as it is.
+  core::Result<nlohmann::json> after_failed_create(std::string_view scope,
+                                                   const std::optional<std::string>& request_id,
+                                                   const nlohmann::json& body, core::Error failed);
 
  private:
   storage::Database& db_;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -919,4 +920,34 @@ TEST_CASE(
   REQUIRE(done.value("state", "") == "completed");
   CHECK(done["stats"]["succeeded"] == 1);
   CHECK(c.b->log().find("campaign: driven by instance") == std::string::npos);
+}
+
+TEST_CASE("cluster: a create published to two instances at once gets one answer from both",
+          "[integration][cluster][commands]") {
+  // A platform that publishes the same request twice (a retry racing the first) can reach two instances
+  // at once: both find no record of the request_id and both create; the loser's record fails on the
+  // unique key and it answers with the winner's answer (not conflict). Instances behind two brokers, so
+  // each copy surely reaches another instance.
+  if (skipped_without_postgres()) return;
+  SplitCluster c;
+  auto r = api(*c.platform_a, "devices/register",
+               {{"hardware_id", "dev-1"}, {"public_key", public_pem()}, {"tags", {"fleet"}}});
+  REQUIRE(r.value("hardware_id", "") == "dev-1");
+  std::set<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    const json body{
+        {"type", "reboot"}, {"hardware_ids", {"dev-1"}}, {"request_id", "race-" + std::to_string(i)}};
+    auto on_a = std::async(std::launch::async, [&] { return api(*c.platform_a, "commands/send", body); });
+    const json answer_b = api(*c.platform_b, "commands/send", body);
+    const json answer_a = on_a.get();
+    INFO(answer_a.dump() << " / " << answer_b.dump());
+    REQUIRE(answer_a.contains("command_id"));
+    CHECK(answer_b == answer_a);
+    ids.insert(answer_a.value("command_id", ""));
+  }
+  CHECK(ids.size() == 20);
+  // One command per request_id in the database.
+  json listed = api(*c.platform_a, "commands/list", {{"hardware_id", "dev-1"}, {"limit", 100}});
+  INFO(listed.dump());
+  CHECK(listed["commands"].size() == 20);
 }
