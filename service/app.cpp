@@ -437,7 +437,6 @@ void App::flush(bool force) {
 void App::on_timer() {
   instance_.tick();
   commands_.on_timer();
-  provisioning_.on_timer();
   campaigns_.tick();
   // Last: a purge batch runs after the work that may finish commands and campaigns.
   retention_.on_timer();

@@ -14,10 +14,6 @@
 
 namespace dispatch::service {
 
-namespace {
-constexpr core::TimeMs k_prune_period_ms = 10'000;
-}
-
 struct Provisioning::Impl {
   Impl(const Config& c, core::Clock& clk, storage::Database& db, Publisher& p, const protocol::Topics& t,
        BatchEffects& effects, provisioning::PackageFiles* given)
@@ -49,7 +45,6 @@ struct Provisioning::Impl {
   provisioning::Packages packages;
   provisioning::DeviceQuery query;
   provisioning::Downloads downloads;
-  core::TimeMs last_prune = 0;
 };
 
 Provisioning::Provisioning(const Config& config, core::Clock& clock, storage::Database& db,
@@ -124,14 +119,6 @@ void Provisioning::end_stream(std::uint64_t tag, std::int64_t first, std::int64_
 void Provisioning::abandon_stream(std::uint64_t tag) { impl_->downloads.abandon_stream(tag); }
 std::optional<std::uint64_t> Provisioning::stream_in_progress(const std::string& token) const {
   return impl_->downloads.stream_in_progress(token);
-}
-
-void Provisioning::on_timer() {
-  const core::TimeMs now = impl_->clock.now_ms();
-  if (now - impl_->last_prune < k_prune_period_ms) return;
-  impl_->last_prune = now;
-  // The rows of expired tokens, nonces and rate events are the retention module's (service/retention.h).
-  impl_->tokens.prune(now);
 }
 
 ProvisioningCounters Provisioning::counters() const {

@@ -84,9 +84,6 @@ class Provisioning {
   void abandon_stream(std::uint64_t tag);
   std::optional<std::uint64_t> stream_in_progress(const std::string& token) const;
 
-  // Periodic pruning of nonces, rate windows and expired download tokens.
-  void on_timer();
-
   ProvisioningCounters counters() const;
 
  private:

@@ -519,16 +519,29 @@ CREATE TABLE instance_starts (
 CREATE INDEX instance_starts_by_time ON instance_starts(started_at);
 )sql";
 
+// v10 (issue 13): the bytes served under a download token so far, re-requests included, so that the bound
+// on what one token pulls (provisioning.max_download_factor × the package size) is counted in the row
+// every instance locks in TokenStore::serve, not in one process's memory. served_bytes counts distinct
+// bytes (when the token is spent); pulled_bytes counts every byte sent (when it is exhausted).
+constexpr const char* k_schema_v10 = R"sql(
+ALTER TABLE download_tokens ADD COLUMN pulled_bytes INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+constexpr const char* k_pg_schema_v10 = R"sql(
+ALTER TABLE download_tokens ADD COLUMN pulled_bytes BIGINT NOT NULL DEFAULT 0;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& schema_migrations(Backend backend) {
   static const std::vector<Migration> sqlite = {
       {1, k_schema_v1}, {2, k_schema_v2}, {3, k_schema_v3}, {4, k_schema_v4}, {5, k_schema_v5},
-      {6, k_schema_v6}, {7, k_schema_v7}, {8, k_schema_v8}, {9, k_schema_v9},
+      {6, k_schema_v6}, {7, k_schema_v7}, {8, k_schema_v8}, {9, k_schema_v9}, {10, k_schema_v10},
   };
   static const std::vector<Migration> postgres = {
-      {1, k_pg_schema_v1}, {2, k_pg_schema_v2}, {3, k_pg_schema_v3}, {4, k_pg_schema_v4}, {5, k_pg_schema_v5},
-      {6, k_pg_schema_v6}, {7, k_pg_schema_v7}, {8, k_pg_schema_v8}, {9, k_pg_schema_v9},
+      {1, k_pg_schema_v1}, {2, k_pg_schema_v2},   {3, k_pg_schema_v3}, {4, k_pg_schema_v4},
+      {5, k_pg_schema_v5}, {6, k_pg_schema_v6},   {7, k_pg_schema_v7}, {8, k_pg_schema_v8},
+      {9, k_pg_schema_v9}, {10, k_pg_schema_v10},
   };
   return backend == Backend::postgres ? postgres : sqlite;
 }

@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "protocol/core/secrets.h"
 #include "service/logging.h"
 
@@ -22,7 +25,7 @@ core::Error invalid() {
 }  // namespace
 
 DownloadTokens::DownloadTokens(storage::Database& db, core::TimeMs ttl_ms, std::int64_t max_download_factor)
-    : store_(db), ttl_ms_(ttl_ms), factor_(max_download_factor) {}
+    : store_(db), ttl_ms_(ttl_ms), factor_(std::max<std::int64_t>(max_download_factor, 1)) {}
 
 Result<DownloadTokens::Issued> DownloadTokens::issue(const std::string& hw, const std::string& package_id,
                                                      core::TimeMs now) {
@@ -59,18 +62,18 @@ Result<storage::DownloadTokenRow> DownloadTokens::check(const std::string& token
   return check(token, row->hardware_id, now);
 }
 
-Status DownloadTokens::charge(const storage::DownloadTokenRow& row, core::TimeMs now, std::int64_t length,
-                              std::int64_t total) {
-  const std::int64_t bound = factor_ * total;
-  const std::int64_t so_far = pulled(row.token_hash);
-  if (length <= bound - so_far) return {};
-  // Spent through the one spending path: the whole package counts as served.
-  auto spent = store_.serve(row.token_hash, row.hardware_id, now, 0, total, total);
-  if (!spent && spent.error().code != ErrorCode::token_invalid) return spent.error();
-  pulled_.erase(row.token_hash);
+std::int64_t DownloadTokens::bound(std::int64_t total) const {
+  if (total <= 0) return 0;
+  if (total > std::numeric_limits<std::int64_t>::max() / factor_)
+    return std::numeric_limits<std::int64_t>::max();
+  return factor_ * total;
+}
+
+core::Error DownloadTokens::exhausted(const storage::DownloadTokenRow& row, std::int64_t pulled,
+                                      std::int64_t bound) const {
   log_limited(spdlog::level::warn, "download.over_bound",
               {{"hardware_id", row.hardware_id}, {"package_id", row.package_id}},
-              "download token spent: {} bytes pulled, bound {} bytes", so_far, bound);
+              "download token spent: {} bytes pulled, bound {} bytes", pulled, bound);
   return make_error(
       ErrorCode::token_invalid,
       fmt::format("download token exhausted: it may pull at most {} bytes ({} x the package size); "
@@ -78,32 +81,27 @@ Status DownloadTokens::charge(const storage::DownloadTokenRow& row, core::TimeMs
                   bound, factor_));
 }
 
+Status DownloadTokens::charge(const storage::DownloadTokenRow& row, std::int64_t length, std::int64_t total) {
+  const std::int64_t max = bound(total);
+  if (length <= max - row.pulled_bytes) return {};
+  // The count only grows, so serve() would refuse these bytes too: spend the token now, without reading
+  // them. A spend that fails is an error of its own (the token stays usable, the caller answers it).
+  if (auto st = store_.spend(row.token_hash); !st) return st.error();
+  return exhausted(row, row.pulled_bytes, max);
+}
+
 Result<storage::SpendResult> DownloadTokens::record(const storage::DownloadTokenRow& row, core::TimeMs now,
                                                     std::int64_t offset, std::int64_t length,
                                                     std::int64_t total) {
-  auto served = store_.serve(row.token_hash, row.hardware_id, now, offset, length, total);
+  const std::int64_t max = bound(total);
+  auto served = store_.serve(row.token_hash, row.hardware_id, now, offset, length, total, max);
   if (!served) return served.error();
-  if (served->spent_now) {
-    pulled_.erase(row.token_hash);
-  } else {
-    auto& tally = pulled_[row.token_hash];
-    tally.bytes += length;
-    tally.expires_at = row.expires_at;
-  }
+  if (served->exhausted) return exhausted(row, served->pulled_bytes, max);
   return served;
 }
 
 Result<int> DownloadTokens::remove_for_package(const std::string& package_id) {
   return store_.remove_for_package(package_id);
-}
-
-void DownloadTokens::prune(core::TimeMs now) {
-  std::erase_if(pulled_, [now](const auto& entry) { return entry.second.expires_at <= now; });
-}
-
-std::int64_t DownloadTokens::pulled(const std::string& token_hash) const {
-  auto it = pulled_.find(token_hash);
-  return it == pulled_.end() ? 0 : it->second.bytes;
 }
 
 }  // namespace dispatch::service::provisioning

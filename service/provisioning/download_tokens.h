@@ -2,12 +2,13 @@
 // the answer that issues it; the database keeps its SHA-256. A token serves one download: every byte of
 // its package once, in any order, with re-requests allowed, and then it is spent. Re-requests are
 // bounded: one token pulls at most max_download_factor × the package size in total (issue 15, download
-// amplification); the request that would pass the bound gets token_invalid and spends the token.
+// amplification); the request that would pass the bound gets token_invalid and spends the token. The
+// count is the token row's pulled_bytes (storage::TokenStore::serve), so it is exact across instances and
+// survives a restart (issue 13).
 #pragma once
 
 #include <cstdint>
 #include <string>
-#include <unordered_map>
 
 #include "protocol/core/clock.h"
 #include "protocol/core/result.h"
@@ -17,6 +18,7 @@ namespace dispatch::service::provisioning {
 
 class DownloadTokens {
  public:
+  // max_download_factor: 1 .. 100 (the config's range); a smaller value counts as 1.
   DownloadTokens(storage::Database& db, core::TimeMs ttl_ms, std::int64_t max_download_factor);
 
   struct Issued {
@@ -33,38 +35,33 @@ class DownloadTokens {
   // The same for a request that names no device (HTTP `download?token=`): the token's own device.
   core::Result<storage::DownloadTokenRow> check(const std::string& token, core::TimeMs now);
 
-  // Says whether `length` more bytes may be served under the token (of a package of `total` bytes).
-  // When they would take it past max_download_factor × total, spends the token and answers
-  // token_invalid "download token exhausted: …".
-  core::Status charge(const storage::DownloadTokenRow& row, core::TimeMs now, std::int64_t length,
-                      std::int64_t total);
+  // A pre-check before the bytes are read: whether `length` more bytes may be served under the token
+  // (of a package of `total` bytes), judged on row.pulled_bytes as check() read it. When they would take
+  // it past max_download_factor × total, spends the token and answers token_invalid "download token
+  // exhausted: …". Passing it promises nothing: record() decides under the row lock.
+  core::Status charge(const storage::DownloadTokenRow& row, std::int64_t length, std::int64_t total);
 
-  // Records [offset, offset + length) as served (storage::TokenStore::serve) and counts the bytes
-  // against the bound.
+  // Records [offset, offset + length) as served and counts length against the bound, in the database
+  // (storage::TokenStore::serve). When another request (on any instance) took the count so far that
+  // these bytes would pass the bound, the token is spent (committed) and the answer is the same
+  // token_invalid "download token exhausted: …" as charge's: the caller must not send the bytes.
   core::Result<storage::SpendResult> record(const storage::DownloadTokenRow& row, core::TimeMs now,
                                             std::int64_t offset, std::int64_t length, std::int64_t total);
 
   // Deletes the package's unspent tokens; how many.
   core::Result<int> remove_for_package(const std::string& package_id);
-  // Forgets the byte tallies of tokens that expired at or before now (their rows are deleted by the
-  // retention module, service/retention.h).
-  void prune(core::TimeMs now);
 
-  // Bytes pulled under the token of this hash so far (0 when none or forgotten).
-  std::int64_t pulled(const std::string& token_hash) const;
+  // The most bytes one token may pull of a package of `total` bytes: max_download_factor × total
+  // (saturating; total < 0 counts as 0).
+  std::int64_t bound(std::int64_t total) const;
 
  private:
-  struct Tally {
-    std::int64_t bytes = 0;
-    core::TimeMs expires_at = 0;
-  };
+  // Logs the rate-limited warning and builds the token_invalid "download token exhausted" error.
+  core::Error exhausted(const storage::DownloadTokenRow& row, std::int64_t pulled, std::int64_t bound) const;
 
   storage::TokenStore store_;
   core::TimeMs ttl_ms_;
   std::int64_t factor_;
-  // Bytes pulled per live token, in memory: a restart starts each count again (a device cannot cause a
-  // restart, so this bounds what it can pull between them). Entries go when the token is spent or expires.
-  std::unordered_map<std::string, Tally> pulled_;
 };
 
 }  // namespace dispatch::service::provisioning

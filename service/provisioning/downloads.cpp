@@ -27,8 +27,7 @@ Downloads::Downloads(const Config& config, core::Clock& clock, storage::Database
       tokens_(tokens),
       answers_(answers),
       effects_(effects),
-      packages_(db),
-      db_(db) {
+      packages_(db) {
   limits_.max_bytes = static_cast<std::size_t>(config.api_max_request_bytes);
   limits_.max_depth = config.api_max_depth;
 }
@@ -50,7 +49,7 @@ Result<Downloads::Chunk> Downloads::serve(const std::string& hw, const Result<Js
                       fmt::format("offset {} lies beyond the package size {}", r->offset, total));
   }
   const std::int64_t len = std::min(r->length, total - r->offset);
-  if (auto st = tokens_.charge(*token, now, len, total); !st) return st.error();
+  if (auto st = tokens_.charge(*token, len, total); !st) return st.error();
   Chunk c;
   auto bytes = files_.read(p->id, r->offset, len);
   if (!bytes) return bytes.error();
@@ -107,7 +106,7 @@ Result<Downloads::Stream> Downloads::begin_stream(const std::string& token) {
   }
   auto path = files_.published_path(p->id);
   if (!path) return make_error(ErrorCode::unavailable, "package files are not streamable");
-  if (auto st = tokens_.charge(*row, now, p->size, p->size); !st) return st.error();
+  if (auto st = tokens_.charge(*row, p->size, p->size); !st) return st.error();
   const std::uint64_t tag = next_tag_++;
   streams_.emplace(tag, Streaming{*row, p->size});
   return Stream{std::move(*path), p->size, tag};
@@ -129,21 +128,21 @@ void Downloads::end_stream(std::uint64_t tag, std::int64_t first, std::int64_t b
   streams_.erase(it);
   if (bytes <= 0 && s.total > 0) return;
   if (bytes > 0) bytes_http_ += static_cast<std::uint64_t>(bytes);
+  // Charged when it ends: the bytes are already sent. record() is one transaction of its own and is
+  // not wrapped in another that an error would roll back: an exhausted token's spend must commit (it
+  // was logged there). Across instances, concurrent streams of one token each passed begin_stream's
+  // pre-check, so together they may pass the bound by one package per concurrent stream.
   const core::TimeMs now = clock_.now_ms();
-  auto st = db_.transaction([&]() -> core::Status {
-    auto served = tokens_.record(s.token, now, first, bytes, s.total);
-    if (!served) return served.error();
-    if (served->spent_now) {
-      effects_.note("after_token_spend_commit");
-      log_debug({{"hardware_id", s.token.hardware_id}, {"package_id", s.token.package_id}},
-                "download token fully served over HTTP");
-    }
-    return {};
-  });
-  if (!st && st.error().code != ErrorCode::token_invalid) {
+  auto served = tokens_.record(s.token, now, first, bytes, s.total);
+  if (served && served->spent_now) {
+    effects_.note("after_token_spend_commit");
+    log_debug({{"hardware_id", s.token.hardware_id}, {"package_id", s.token.package_id}},
+              "download token fully served over HTTP");
+  }
+  if (!served && served.error().code != ErrorCode::token_invalid) {
     log_limited(spdlog::level::warn, "download.http_not_recorded",
                 {{"hardware_id", s.token.hardware_id}, {"package_id", s.token.package_id}},
-                "HTTP download not recorded: {}", st.error().message);
+                "HTTP download not recorded: {}", served.error().message);
   }
 }
 

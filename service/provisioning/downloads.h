@@ -42,11 +42,14 @@ class Downloads {
   };
   // Checks the token (the token's own device; token_invalid when unknown, spent, expired, its package
   // gone or not ready, exhausted, or already being streamed: of two concurrent uses exactly one streams)
-  // and charges the whole package against its bound. unavailable when the files are not local.
+  // and pre-checks the whole package against its bound (DownloadTokens::charge on the row's count; the
+  // stream is counted when it ends). unavailable when the files are not local.
   core::Result<Stream> begin_stream(const std::string& token);
-  // The listener wrote [first, first + bytes) of the stream `tag`: recorded as served in one transaction;
-  // the token is spent once every byte was served once (a broken stream leaves it usable for a Range
-  // resume).
+  // The listener wrote [first, first + bytes) of the stream `tag`: recorded as served and counted against
+  // the bound in one transaction (DownloadTokens::record); the token is spent once every byte was served
+  // once (a broken stream leaves it usable for a Range resume), or when these bytes passed the bound
+  // (across instances, concurrent streams of one token may each pass begin_stream's pre-check: the
+  // bound is then exceeded by at most one package per concurrent stream).
   void end_stream(std::uint64_t tag, std::int64_t first, std::int64_t bytes);
   // The tag of the stream of `token` in progress, if any.
   std::optional<std::uint64_t> stream_in_progress(const std::string& token) const;
@@ -79,7 +82,6 @@ class Downloads {
     storage::DownloadTokenRow token;
     std::int64_t total = 0;
   };
-  storage::Database& db_;
   std::map<std::uint64_t, Streaming> streams_;  // HTTP streams in progress, by tag
   std::uint64_t next_tag_ = 1;
 };

@@ -19,7 +19,10 @@
 #include <thread>
 #include <vector>
 
+#include "protocol/core/secrets.h"
 #include "protocol/core/signature.h"
+#include "protocol/core/time.h"
+#include "protocol/frame.h"
 #include "tests/integration/command_fleet.h"
 #include "tests/integration/daemon_fixture.h"
 
@@ -950,4 +953,91 @@ TEST_CASE("cluster: a create published to two instances at once gets one answer 
   json listed = api(*c.platform_a, "commands/list", {{"hardware_id", "dev-1"}, {"limit", 100}});
   INFO(listed.dump());
   CHECK(listed["commands"].size() == 20);
+
+// Issue 13: the byte bound of a download token is counted in the database. A device pulls chunk 0 again
+// and again, alternately through instance a and instance b (each behind its own broker, one database):
+// together they stop at max_download_factor x the package size, where each instance used to count only
+// its own requests and allow the whole bound.
+TEST_CASE("cluster: the bytes one download token pulls are bounded across instances",
+          "[integration][cluster][provisioning]") {
+  if (skipped_without_postgres()) return;
+  SplitCluster c({"--provisioning.max_download_factor", "1"});
+  const std::string hw = "dev-dl";
+  const auto key = dispatch::core::PrivateKey::generate(dispatch::core::KeyType::ed25519);
+  REQUIRE(api(*c.platform_a, "devices/register", {{"hardware_id", hw}, {"public_key", key.public_pem()}})
+              .value("hardware_id", "") == hw);
+  std::string data(1000, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7919 % 256);
+  auto created = api(*c.platform_a, "packages/create",
+                     {{"name", "fw"},
+                      {"version", "2.0.0"},
+                      {"type", "internal"},
+                      {"sha256", dispatch::core::sha256_hex(data)},
+                      {"size", data.size()},
+                      {"available", true}});
+  REQUIRE(created.contains("id"));
+  const std::string package_id = created["id"];
+  json h{{"id", package_id}, {"offset", 0}, {"length", data.size()}, {"last", true}};
+  auto uploaded = c.platform_a->request("esthesis/api/v1/packages/upload",
+                                        dispatch::protocol::encode_frame(h, data), 10000);
+  REQUIRE(uploaded.ok());
+  REQUIRE(json::parse(*uploaded).value("state", "") == "ready");
+
+  // The device, connected to both brokers.
+  auto dev_a = connected_client(c.broker_a);
+  auto dev_b = connected_client(c.broker_b);
+  for (auto* dev : {dev_a.get(), dev_b.get()}) {
+    REQUIRE(dev->subscribe("esthesis/provisioning/reply/" + hw, 1));
+    REQUIRE(dev->subscribe("esthesis/provisioning/data/" + hw, 1));
+  }
+  const std::string ts = dispatch::core::format_rfc3339(dispatch::core::SystemClock().now_ms());
+  const std::string nonce = dispatch::core::random_hex(16);
+  json q{{"version", "1.0.0"},
+         {"correlation_id", "q"},
+         {"ts", ts},
+         {"nonce", nonce},
+         {"token", key.sign_base64(dispatch::core::fresh_token_message(hw, ts, nonce))}};
+  REQUIRE(dev_a->publish("esthesis/provisioning/request/" + hw, q.dump(), 1));
+  auto answer = dev_a->next(10000);
+  REQUIRE(answer);
+  INFO(answer->payload);
+  const json query = json::parse(answer->payload);
+  REQUIRE(query.value("status", "") == "update");
+  const std::string token = query["package"]["download_token"];
+
+  // 400-byte requests of chunk 0: a, b, then a again (800 + 400 > 1000), then b (spent).
+  auto pull = [&](MqttClient& dev, const std::string& corr) {
+    json req{{"download_token", token}, {"offset", 0}, {"length", 400}, {"correlation_id", corr}};
+    REQUIRE(dev.publish("esthesis/provisioning/download/" + hw, req.dump(), 1));
+    auto m = dev.next(10000);
+    REQUIRE(m);
+    REQUIRE(m->topic == "esthesis/provisioning/data/" + hw);
+    auto frame = dispatch::protocol::parse_frame(m->payload);
+    REQUIRE(frame.ok());
+    CHECK(frame->header["correlation_id"] == corr);
+    return std::make_pair(frame->header, std::string(frame->body));
+  };
+  for (auto [dev, corr] : {std::make_pair(dev_a.get(), "d1"), std::make_pair(dev_b.get(), "d2")}) {
+    auto [header, body] = pull(*dev, corr);
+    INFO(header.dump());
+    REQUIRE_FALSE(header.contains("error"));
+    CHECK(body == data.substr(0, 400));
+  }
+  auto [over, over_body] = pull(*dev_a, "d3");
+  INFO(over.dump());
+  CHECK(over["error"]["code"] == "token_invalid");
+  CHECK(
+      over["error"]["message"].get<std::string>().rfind("download token exhausted: it may pull at most 1000 "
+                                                        "bytes",
+                                                        0) == 0);
+  CHECK(over_body.empty());
+  auto [spent, spent_body] = pull(*dev_b, "d4");
+  CHECK(spent["error"]["message"] == "download token is invalid, spent or expired");
+
+  pqxx::connection conn(c.db.url());
+  pqxx::work tx(conn);
+  auto row = tx.exec1("SELECT spent, pulled_bytes FROM download_tokens WHERE token_hash = " +
+                      tx.quote(dispatch::core::sha256_hex(token)));
+  CHECK(row[0].as<int>() == 1);
+  CHECK(row[1].as<std::int64_t>() == 800);
 }

@@ -8,7 +8,9 @@
 #include "protocol/core/secrets.h"
 #include "protocol/frame.h"
 #include "storage/packages.h"
+#include "storage/tokens.h"
 #include "tests/service/fake_package_files.h"
+#include "tests/support/process.h"
 
 using namespace dispatch;
 using core::ErrorCode;
@@ -20,7 +22,7 @@ struct Fixture {
   core::ManualClock clock;
   service::Config config;
   protocol::Topics topics;
-  std::unique_ptr<storage::Database> db = std::move(storage::Database::open(":memory:")).value();
+  std::unique_ptr<storage::Database> db;
   testing::FakePackageFiles files;
   service::RecordingPublisher pub;
   service::DeviceAnswers answers{topics, pub, 1};
@@ -30,7 +32,10 @@ struct Fixture {
   std::string id = "01PKG";
   std::string data = "0123456789";
 
-  explicit Fixture(std::int64_t factor = 3) {
+  // One service instance over the database at path (":memory:" by default; a file shared by several
+  // fixtures stands for several instances on one database, or a restart).
+  explicit Fixture(std::int64_t factor = 3, const std::string& path = ":memory:") {
+    db = std::move(storage::Database::open(path)).value();
     config.provisioning_max_chunk_bytes = 4;
     tokens = std::make_unique<service::provisioning::DownloadTokens>(*db, 3'600'000, factor);
     downloads = std::make_unique<service::provisioning::Downloads>(config, clock, *db, files, *tokens,
@@ -42,7 +47,7 @@ struct Fixture {
     row.size = static_cast<std::int64_t>(data.size());
     row.sha256 = core::sha256_hex(data);
     row.state = "ready";
-    REQUIRE(storage::PackageStore(*db).insert(row).ok());
+    if (!storage::PackageStore(*db).get(id).ok()) REQUIRE(storage::PackageStore(*db).insert(row).ok());
     files.bins[id] = data;
   }
   std::string token(const std::string& hw = "dev-1") { return tokens->issue(hw, id, clock.now_ms())->token; }
@@ -61,7 +66,18 @@ struct Fixture {
     CHECK(f->header["correlation_id"] == "d");
     return {f->header, std::string(f->body)};
   }
+  // The token's row as the database holds it.
+  storage::DownloadTokenRow row(const std::string& token) {
+    return storage::TokenStore(*db).get_by_hash(core::sha256_hex(token)).value();
+  }
 };
+
+std::string exhausted_message(std::int64_t bound, std::int64_t factor) {
+  return fmt::format(
+      "download token exhausted: it may pull at most {} bytes ({} x the package size); query the package "
+      "again",
+      bound, factor);
+}
 
 }  // namespace
 
@@ -99,14 +115,11 @@ TEST_CASE("downloads: re-requests are bounded by max_download_factor x size", "[
       for (int i = 0; i < c.served; ++i) REQUIRE_FALSE(f.get(t, 0, 4).first.contains("error"));
       auto [h, bytes] = f.get(t, 0, 4);
       CHECK(h["error"]["code"] == "token_invalid");
-      CHECK(h["error"]["message"] ==
-            fmt::format(
-                "download token exhausted: it may pull at most {} bytes ({} x the package size); query the "
-                "package again",
-                10 * c.factor, c.factor));
+      CHECK(h["error"]["message"] == exhausted_message(10 * c.factor, c.factor));
       CHECK(bytes.empty());
       CHECK(f.get(t, 4, 4).first["error"]["message"] == "download token is invalid, spent or expired");
-      CHECK(f.tokens->pulled(core::sha256_hex(t)) == 0);
+      CHECK(f.row(t).spent);
+      CHECK(f.row(t).pulled_bytes == 4 * c.served);
     }
   }
 }
@@ -115,7 +128,7 @@ TEST_CASE("downloads: the bound counts the clamped length of the last chunk", "[
   Fixture f(1);
   const std::string t = f.token();
   REQUIRE_FALSE(f.get(t, 8, 4).first.contains("error"));  // 2 bytes
-  CHECK(f.tokens->pulled(core::sha256_hex(t)) == 2);
+  CHECK(f.row(t).pulled_bytes == 2);
   REQUIRE_FALSE(f.get(t, 0, 4).first.contains("error"));
   REQUIRE_FALSE(f.get(t, 4, 4).first.contains("error"));  // 10 bytes in all: the download completes
 }
@@ -132,13 +145,120 @@ TEST_CASE("downloads: a missing file is unavailable, the token stays usable", "[
   CHECK(f.get(t, 0, 4).second == "0123");
 }
 
-TEST_CASE("download tokens: expiry prunes the tally", "[provisioning][downloads]") {
+TEST_CASE("download tokens: an expired token is refused whatever its count", "[provisioning][downloads]") {
   Fixture f;
   const std::string t = f.token();
   REQUIRE_FALSE(f.get(t, 0, 4).first.contains("error"));
-  CHECK(f.tokens->pulled(core::sha256_hex(t)) == 4);
+  CHECK(f.row(t).pulled_bytes == 4);
   f.clock.advance_s(3600);
-  f.tokens->prune(f.clock.now_ms());
-  CHECK(f.tokens->pulled(core::sha256_hex(t)) == 0);
   CHECK(f.get(t, 0, 4).first["error"]["code"] == "token_invalid");
+}
+
+// Issue 13: the bound is counted in the database. Two instances on one database (two connections to one
+// SQLite file, each with its own DownloadTokens and Downloads) serve chunks of one token: together they
+// stop at the bound, where each used to count only its own bytes and allow the whole bound.
+TEST_CASE("downloads: two instances on one database together stop at the bound",
+          "[provisioning][downloads]") {
+  testing::TempDir dir;
+  const std::string path = dir.path() + "/dispatch.db";
+  Fixture a(1, path), b(1, path);  // 10 bytes per token
+  const std::string t = a.token();
+  REQUIRE_FALSE(a.get(t, 0, 4).first.contains("error"));
+  REQUIRE_FALSE(b.get(t, 0, 4).first.contains("error"));
+  // 8 bytes pulled: 4 more would pass 10, whichever instance is asked.
+  auto [h, bytes] = a.get(t, 0, 4);
+  CHECK(h["error"]["code"] == "token_invalid");
+  CHECK(h["error"]["message"] == exhausted_message(10, 1));
+  CHECK(bytes.empty());
+  CHECK(b.get(t, 4, 4).first["error"]["message"] == "download token is invalid, spent or expired");
+  CHECK(b.row(t).spent);
+  CHECK(b.row(t).pulled_bytes == 8);
+}
+
+TEST_CASE("downloads: a restart keeps the count of a token", "[provisioning][downloads]") {
+  testing::TempDir dir;
+  const std::string path = dir.path() + "/dispatch.db";
+  std::string t;
+  {
+    Fixture before(1, path);
+    t = before.token();
+    REQUIRE_FALSE(before.get(t, 0, 4).first.contains("error"));
+    REQUIRE_FALSE(before.get(t, 0, 4).first.contains("error"));
+  }
+  Fixture after(1, path);  // a new DownloadTokens on the same database
+  CHECK(after.row(t).pulled_bytes == 8);
+  CHECK(after.get(t, 4, 4).first["error"]["message"] == exhausted_message(10, 1));
+  CHECK(after.get(t, 8, 2).first["error"]["message"] == "download token is invalid, spent or expired");
+}
+
+// The pre-check reads the row before the bytes; another instance may count bytes in between. record()
+// decides under the row lock: the late request is refused with the same answer and spends the token.
+TEST_CASE("download tokens: record refuses what another instance pulled since the pre-check",
+          "[provisioning][downloads]") {
+  testing::TempDir dir;
+  const std::string path = dir.path() + "/dispatch.db";
+  Fixture a(1, path), b(1, path);
+  const std::string t = a.token();
+  const core::TimeMs now = a.clock.now_ms();
+  auto row_a = a.tokens->check(t, "dev-1", now);
+  auto row_b = b.tokens->check(t, "dev-1", now);
+  REQUIRE(row_a.ok());
+  REQUIRE(row_b.ok());
+  REQUIRE(a.tokens->charge(*row_a, 8, 10).ok());
+  REQUIRE(b.tokens->charge(*row_b, 8, 10).ok());  // both pass on the count they read (0)
+  auto first = a.tokens->record(*row_a, now, 0, 8, 10);
+  REQUIRE(first.ok());
+  CHECK(first->pulled_bytes == 8);
+  auto second = b.tokens->record(*row_b, now, 2, 8, 10);
+  REQUIRE_FALSE(second.ok());
+  CHECK(second.error().code == ErrorCode::token_invalid);
+  CHECK(second.error().message == exhausted_message(10, 1));
+  CHECK(a.row(t).spent);
+  CHECK(a.row(t).pulled_bytes == 8);
+}
+
+// HTTP: a stream is pre-checked at its start and counted when it ends. Two instances may both start a
+// stream of one token; the one that ends past the bound spends the token, and that spend commits even
+// inside the batch's transaction (the answer is not an error that would roll it back).
+TEST_CASE("downloads: an HTTP stream is counted when it ends", "[provisioning][downloads]") {
+  testing::TempDir dir;
+  const std::string path = dir.path() + "/dispatch.db";
+  Fixture a(1, path), b(1, path);
+  a.files.published_dir = dir.path();
+  b.files.published_dir = dir.path();
+  const std::string t = a.token();
+  auto sa = a.downloads->begin_stream(t);
+  auto sb = b.downloads->begin_stream(t);
+  REQUIRE(sa.ok());
+  REQUIRE(sb.ok());
+  CHECK(a.row(t).pulled_bytes == 0);  // nothing counted while the streams run
+  // Both streams break after 6 bytes (the device would resume with a Range request).
+  REQUIRE(a.db->transaction([&]() -> core::Status {
+                a.downloads->end_stream(sa->tag, 0, 6);
+                return {};
+              })
+              .ok());
+  CHECK(a.row(t).pulled_bytes == 6);
+  CHECK_FALSE(a.row(t).spent);
+  REQUIRE(b.db->transaction([&]() -> core::Status {
+                b.downloads->end_stream(sb->tag, 0, 6);  // 12 > 10: exhausted
+                return {};
+              })
+              .ok());
+  CHECK(a.row(t).spent);
+  CHECK(a.row(t).pulled_bytes == 6);
+  CHECK(a.downloads->begin_stream(t).error().code == ErrorCode::token_invalid);
+}
+
+TEST_CASE("downloads: an HTTP stream is refused at its start when the count leaves no whole package",
+          "[provisioning][downloads]") {
+  Fixture f(1);
+  f.files.published_dir = "/nonexistent";
+  const std::string t = f.token();
+  REQUIRE_FALSE(f.get(t, 0, 4).first.contains("error"));
+  auto s = f.downloads->begin_stream(t);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().code == ErrorCode::token_invalid);
+  CHECK(s.error().message == exhausted_message(10, 1));
+  CHECK(f.row(t).spent);
 }

@@ -21,6 +21,9 @@ class FakePackageFiles final : public service::provisioning::PackageFiles {
   std::map<std::string, std::string> parts;  // id → upload bytes
   std::map<std::string, std::string> bins;   // id → published bytes
   int writes = 0;
+  // When set, published_path names <published_dir>/<id>.bin for a published id (no file is written: the
+  // tests that use it stop before an HTTP listener would read it).
+  std::optional<std::string> published_dir;
 
   core::Status open() override { return {}; }
 
@@ -70,6 +73,11 @@ class FakePackageFiles final : public service::provisioning::PackageFiles {
   core::Status remove(const std::string& id, Kind kind) override {
     (kind == Kind::part ? parts : bins).erase(id);
     return {};
+  }
+
+  std::optional<std::string> published_path(const std::string& id) const override {
+    if (!published_dir || bins.count(id) == 0) return std::nullopt;
+    return *published_dir + "/" + id + ".bin";
   }
 
   core::Result<std::vector<Entry>> scan() override {
