@@ -953,6 +953,7 @@ TEST_CASE("cluster: a create published to two instances at once gets one answer 
   json listed = api(*c.platform_a, "commands/list", {{"hardware_id", "dev-1"}, {"limit", 100}});
   INFO(listed.dump());
   CHECK(listed["commands"].size() == 20);
+}
 
 // Issue 13: the byte bound of a download token is counted in the database. A device pulls chunk 0 again
 // and again, alternately through instance a and instance b (each behind its own broker, one database):
