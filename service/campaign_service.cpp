@@ -286,8 +286,9 @@ struct CampaignService::Impl final : OutboxOwner {
     // The fencing token of our "campaign:<id>" lease (0: not held, a campaign read for get/list).
     std::int64_t token = 0;
     // When the lease lapses unless renewed (our clock at its last acquire or renew + its TTL). Past it
-    // another instance may drive the campaign and retry an attempt with a new id, so the outbox drops our
-    // queued lines of it (still_wanted): published late, an old id would reach the device after the new.
+    // another instance may drive the campaign, and an instance that lost its lease publishes nothing of it
+    // (issue 13), so the outbox drops our queued lines of it (still_wanted). That an old attempt's line
+    // never reaches a device after its retry's is the outbox item's expiry (OutMessage::not_after_ms).
     TimeMs lease_until = 0;
     // Inbox replies applied in memory, deleted from the inbox by the next fenced write.
     std::vector<std::string> inbox_applied;

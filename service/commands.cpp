@@ -133,12 +133,12 @@ void CommandsModule::register_routes(Router& router) {
 }
 
 core::Status CommandsModule::start() {
-  started_at_ = clock_.now_ms();
-  listening_since_ = started_at_;
-  restart_epoch_ = started_at_;
+  const core::TimeMs started_at = clock_.now_ms();
+  listening_since_ = started_at;
+  restart_epoch_ = started_at;
   // Committed before anything is published: every other instance applies the restart exception from
   // this moment once it reads it (on_timer), since a device's next messages may reach any of them.
-  if (auto st = storage::InstanceStartStore(db_).record(instance_id_, started_at_); !st) {
+  if (auto st = storage::InstanceStartStore(db_).record(instance_id_, started_at); !st) {
     spdlog::error("cluster: cannot record this instance's start: {}", st.error().message);
     return st;
   }
@@ -270,8 +270,7 @@ void CommandsModule::learn_restart_epoch() {
   restart_epoch_ = **newest;
   spdlog::info(
       "cluster: an instance started (or its lease lapsed) at {}: unanswered sends from before are published "
-      "again at "
-      "each device's next message",
+      "again at each device's next message",
       core::format_rfc3339(restart_epoch_));
 }
 

@@ -164,7 +164,6 @@ class CommandsModule final : private OutboxOwner {
   };
   std::unordered_map<std::string, Presence> presence_;
   static constexpr std::size_t k_presence_memory = 1'000'000;  // bound: forget all past this
-  core::TimeMs started_at_ = 0;                                // start(): the previous run ended before
   // The newest start of any instance sharing the database (storage/instance_starts.h), ours at first;
   // learnt every third of cluster.lease_ttl_ms. Sends from before it may have had their reply lost.
   core::TimeMs restart_epoch_ = 0;
