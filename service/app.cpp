@@ -52,13 +52,18 @@ constexpr const char* k_outbox_retried = "dispatch_outbox_retried_total";
 constexpr const char* k_outbox_retried_help = "Outbox messages MQTT gave up on and queued again (same id)";
 constexpr const char* k_outbox_dropped = "dispatch_outbox_dropped_total";
 constexpr const char* k_outbox_dropped_help =
-    "Outbox messages dropped before publishing (expired, canceled or superseded)";
+    "Outbox messages dropped unpublished (expired, canceled, superseded, or refused by the broker or client "
+    "library)";
 constexpr const char* k_mqtt_published = "dispatch_mqtt_published_total";
 constexpr const char* k_mqtt_published_help =
     "Messages handed to the MQTT client (command lines, answers and events)";
 constexpr const char* k_mqtt_expired = "dispatch_mqtt_expired_total";
 constexpr const char* k_mqtt_expired_help =
     "Command lines not handed to the MQTT client because they expired while waiting in its queue";
+constexpr const char* k_mqtt_refused = "dispatch_mqtt_refused_total";
+constexpr const char* k_mqtt_refused_help =
+    "Messages refused by the MQTT client library (larger than the broker's maximum packet size) or by the "
+    "broker (a PUBACK reason code of 0x80 or more, e.g. not authorized), and given up";
 constexpr const char* k_deliveries = "dispatch_deliveries";
 constexpr const char* k_deliveries_help = "Command deliveries in the database, by state";
 constexpr const char* k_commands = "dispatch_commands";
@@ -181,6 +186,7 @@ void App::declare_metrics() {
       {k_outbox_dropped, k_outbox_dropped_help, T::counter},
       {k_mqtt_published, k_mqtt_published_help, T::counter},
       {k_mqtt_expired, k_mqtt_expired_help, T::counter},
+      {k_mqtt_refused, k_mqtt_refused_help, T::counter},
       {k_deliveries, k_deliveries_help, T::gauge},
       {k_commands, k_commands_help, T::gauge},
       {k_campaigns, k_campaigns_help, T::gauge},
@@ -262,6 +268,7 @@ std::string App::metrics_text(const LoopStats& loop) {
   metrics_.counter(k_outbox_dropped, k_outbox_dropped_help).set(o.dropped);
   metrics_.counter(k_mqtt_published, k_mqtt_published_help).set(loop.link_published);
   metrics_.counter(k_mqtt_expired, k_mqtt_expired_help).set(loop.link_expired);
+  metrics_.counter(k_mqtt_refused, k_mqtt_refused_help).set(loop.link_refused);
 
   // From the database: a scan of each table per scrape (see docs/operations.md for the cost).
   storage::CommandStore commands(db_);
@@ -418,9 +425,9 @@ core::Status App::handle_batch(const std::vector<InboundMessage>& batch, std::ve
   return {};
 }
 
-void App::on_publish_done(std::uint64_t tag, bool ok) {
+void App::on_publish_done(std::uint64_t tag, bool ok, bool refused) {
   // Answers and events carry no tag; only outbox messages are tracked.
-  (void)outbox_.on_publish_done(tag, ok);
+  (void)outbox_.on_publish_done(tag, ok, refused);
 }
 
 size_t App::pump_outbox(size_t budget) { return outbox_.pump(budget); }

@@ -68,6 +68,7 @@ struct LoopStats {
   std::uint64_t link_held = 0;            // loop passes that held device messages back (no room in the link)
   bool mqtt_connected = false;
   std::uint64_t link_published = 0;  // messages handed to Paho since start (answers and events included)
+  std::uint64_t link_refused = 0;    // messages the client library or the broker refused (given up)
   std::uint64_t link_expired = 0;    // command lines the link dropped: past their expiry before the hand-off
 };
 
@@ -96,7 +97,7 @@ class App {
   // the batch's transaction and each exchange is answered only after it committed.
   using HttpEvent = std::variant<http::HttpExchange, http::HttpStreamed>;
   core::Status handle_batch(const std::vector<InboundMessage>& batch, std::vector<HttpEvent> http);
-  void on_publish_done(std::uint64_t tag, bool ok);
+  void on_publish_done(std::uint64_t tag, bool ok, bool refused = false);
   // The MQTT link is up again and subscribed: device silence before now is not held against them.
   void on_link_up();
   // Publishes up to `budget` outbox messages; returns how many.

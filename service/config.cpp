@@ -113,9 +113,9 @@ const std::vector<KeyDef>& key_defs() {
       integer("mqtt.max_inflight", &Config::mqtt_max_inflight, 0, 65535,
               "Upper bound of unacknowledged QoS 1 publishes at once; 0: as many as the broker's Receive "
               "Maximum from its CONNACK allows (MQTT 3.1.1: 20, mosquitto's default). The window is never "
-              "above the Receive Maximum (Paho stalls beyond it) nor above mqtt.max_buffered"),
+              "above the Receive Maximum nor above mqtt.max_buffered"),
       integer("mqtt.max_buffered", &Config::mqtt_max_buffered, 100, 1000000,
-              "Messages Paho may buffer while the link is down"),
+              "Upper bound of the publish window (messages handed to the MQTT client library and not yet acknowledged)"),
       integer("mqtt.max_queued_bytes", &Config::mqtt_max_queued_bytes, 65536, 1LL << 40,
               "Bytes of outgoing messages waiting to be handed to MQTT at which the service stops taking "
               "device messages (whose answers would add to them) and stops publishing outbox items, until "

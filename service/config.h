@@ -54,7 +54,7 @@ struct Config {
   // Upper bound of un-acked QoS 1 publishes at once; 0: the broker's Receive Maximum (CONNACK). The link's
   // window is min(this, Receive Maximum, mqtt_max_buffered) (mqtt_link.h).
   int mqtt_max_inflight = 0;
-  // Paho's own buffer (its default of 100 aborts fan-out bursts, stack.md P2).
+  // Upper bound of the publish window: messages handed to the client library, not yet acknowledged.
   int mqtt_max_buffered = 10000;
   std::int64_t mqtt_max_queued_bytes = 32LL * 1024 * 1024;
   std::int64_t mqtt_max_inbound_bytes = 64LL * 1024 * 1024;

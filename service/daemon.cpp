@@ -30,7 +30,7 @@ namespace dispatch::service {
 
 namespace {
 
-// Outbox messages handed to the link beyond those already queued in it; keeps Paho's buffer and our
+// Outbox messages handed to the link beyond those already queued in it; keeps the link's queue and our
 // memory small while still feeding the in-flight window without gaps.
 constexpr size_t k_link_backlog_target = 2000;
 // Outbox items handed to the link per step while it has room in its byte budget (mqtt.max_queued_bytes).
@@ -120,7 +120,7 @@ std::string redacted_url(const std::string& url) {
 }
 
 int run_daemon(const Config& config) {
-  // Block the stop signals in every thread (Paho's included) and wait for them on one of ours.
+  // Block the stop signals in every thread (the MQTT link's included) and wait for them on one of ours.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
@@ -197,8 +197,8 @@ int run_daemon(const Config& config) {
   // After a rolled-back batch the App's memory may be ahead of the database: build a new one from the
   // database, as a restart would, but keep the process, its MQTT session and its HTTP listener. While the
   // database stays away (PostgreSQL restarting) the service is unready: it takes no event off the queue,
-  // so the queue fills, Paho's callback blocks and the broker holds the messages instead of this process
-  // acknowledging messages it cannot handle. False when asked to stop meanwhile.
+  // so the queue fills, the link's message callback blocks and the broker holds the messages instead of this
+  // process acknowledging messages it cannot handle. False when asked to stop meanwhile.
   std::unique_ptr<App> app;
   auto rebuild = [&]() -> bool {
     app.reset();
@@ -255,6 +255,7 @@ int run_daemon(const Config& config) {
     s.mqtt_connected = link.connected();
     s.link_published = link.published_total();
     s.link_expired = link.expired_total();
+    s.link_refused = link.refused_total();
     return app ? app->metrics_text(s) : std::string();
   };
   probes.not_ready = [&] {
@@ -405,7 +406,7 @@ int run_daemon(const Config& config) {
           batch.push_back(std::move(*m));
           ++messages_taken;
         } else if (auto* d = std::get_if<PublishDone>(&*ev)) {
-          app->on_publish_done(d->tag, d->ok);
+          app->on_publish_done(d->tag, d->ok, d->refused);
         } else if (auto* x = std::get_if<http::HttpExchange>(&*ev)) {
           if (x->listener == k_ops_listener) {
             ops_events.push_back(std::move(*x));
@@ -420,7 +421,7 @@ int run_daemon(const Config& config) {
           link.on_connected();
           app->on_link_up();
         } else if (auto* down = std::get_if<LinkDown>(&*ev)) {
-          spdlog::warn("MQTT link lost: {}; Paho reconnects, the outbox waits", down->cause);
+          spdlog::warn("MQTT link lost: {}; the link reconnects, the outbox waits", down->cause);
           mqtt_down_cause = down->cause;
         }
         if (++n >= 1000 || stopping) break;
@@ -474,7 +475,7 @@ int run_daemon(const Config& config) {
   while (link.connected() && link.backlog() > 0 && std::chrono::steady_clock::now() < deadline) {
     link.pump();
     if (auto ev = events.pop_for(std::chrono::milliseconds(50))) {
-      if (auto* d = std::get_if<PublishDone>(&*ev); d && app) app->on_publish_done(d->tag, d->ok);
+      if (auto* d = std::get_if<PublishDone>(&*ev); d && app) app->on_publish_done(d->tag, d->ok, d->refused);
     }
   }
   if (app) app->flush(true);  // none when told to stop while rebuilding

@@ -16,8 +16,8 @@ int run_daemon(const Config& config);
 // link's queue (mqtt.max_queued_bytes): each may add one answer to that queue, so the batch is the room
 // left divided by the largest answer expected (the larger of MqttLink::recent_largest and
 // answer_estimate_bytes), between 1 and max_batch; with no room, none — except 1 while `producer_waiting` (a
-// Paho thread waits to hand over a message; the same thread reads the broker's acknowledgements, so the link
-// could not drain otherwise).
+// the MQTT network thread waits to hand over a message; the same thread reads the broker's acknowledgements,
+// so the link could not drain otherwise).
 std::size_t device_message_allowance(const MqttLink& link, bool producer_waiting,
                                      std::size_t max_batch = 1000);
 

@@ -1,9 +1,11 @@
-// EventQueue: the one hand-off from Paho's threads (and timers) to the service loop.
+// EventQueue: the one hand-off from the MQTT link's network thread, the HTTP listeners' threads (and timers)
+// to the service loop.
 // Producers of device messages block when the queue is full — `capacity` messages or `max_bytes` bytes of
-// them (topic, payload, Response Topic, Correlation Data), whichever comes first: a slow loop then pushes
-// back on the broker over TCP instead of growing memory without bound (Paho's own consumer queue is
-// unbounded, stack.md P6). The broker then keeps the messages for our session, up to its own queue limits
-// (docs/security.md). One message larger than max_bytes is let in when the queue holds no other message.
+// them (topic, payload, Response Topic, Correlation Data), whichever comes first: a slow loop then holds the
+// link's network thread in its message callback, so it stops reading and the broker is pushed back over
+// TCP instead of our memory growing without bound. The broker then keeps the messages for our session, up to
+// its own queue limits (docs/security.md). One message larger than max_bytes is let in when the queue holds
+// no other message.
 //
 // Device messages and the other events (acknowledgements, link changes, HTTP exchanges, stop) wait in two
 // lanes, popped in arrival order. The loop can take only the other lane (pop_for with
@@ -48,7 +50,7 @@ class EventQueue final : public LinkEvents {
     return m.topic.size() + m.payload.size() + m.response_topic.size() + m.correlation_data.size();
   }
 
-  // LinkEvents, on Paho's threads: a received message waits for room, the rest never blocks.
+  // LinkEvents, on the link's network thread: a received message waits for room, the rest never blocks.
   void on_message(InboundMessage m) override { push(std::move(m)); }
   void on_publish_done(PublishDone d) override { push_nonblocking(d); }
   void on_link_up() override { push_nonblocking(LinkUp{}); }
@@ -75,7 +77,7 @@ class EventQueue final : public LinkEvents {
     not_empty_.notify_one();
   }
 
-  // Acknowledgements never block: they free capacity in Paho and must not wait behind a full queue.
+  // Acknowledgements never block: they free the publish window and must not wait behind a full queue.
   void push_nonblocking(Event e) {
     std::lock_guard lk(mu_);
     const bool message = std::holds_alternative<InboundMessage>(e);

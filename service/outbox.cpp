@@ -65,19 +65,20 @@ std::size_t Outbox::pump(std::size_t budget) {
   return n;
 }
 
-bool Outbox::on_publish_done(std::uint64_t tag, bool ok) {
+bool Outbox::on_publish_done(std::uint64_t tag, bool ok, bool refused) {
   auto it = in_flight_.find(tag);
   if (it == in_flight_.end()) return false;
   OutboxItem item = std::move(it->second);
   in_flight_.erase(it);
   if (!ok) {
-    if (item.expires_at && *item.expires_at <= clock_.now_ms()) {
-      // Expired on its way (the link drops a line past its deadline): nothing to publish again.
+    if (refused || (item.expires_at && *item.expires_at <= clock_.now_ms())) {
+      // Expired on its way (the link drops a line past its deadline), or refused (by the broker or the
+      // client library; the same line would be refused again): nothing to publish again.
       keys_.erase({item.command_id, item.hardware_id});
       ++counters_.dropped;
       return true;
     }
-    // Paho gave up (e.g. the connection dropped): publish again, same command id.
+    // Given up for another reason: publish again, same command id.
     queue_.push_front(std::move(item));
     ++counters_.retried;
     return true;

@@ -71,18 +71,19 @@ class Outbox {
   void enqueue(OutboxItem item);
   // Publishes up to budget items; returns how many were published.
   std::size_t pump(std::size_t budget);
-  // The broker acknowledged (ok) or Paho gave up on (!ok) the message tagged tag. False when the tag is
-  // not one of ours (an answer or an event). A failed item goes back to the front of the queue, unless it
-  // has expired (the link reports a line past its deadline as failed): it is dropped.
-  bool on_publish_done(std::uint64_t tag, bool ok);
+  // The broker acknowledged (ok) or the link gave up on (!ok) the message tagged tag. False when the tag
+  // is not one of ours (an answer or an event). A failed item goes back to the front of the queue, unless it
+  // has expired (the link reports a line past its deadline as failed) or was refused (PublishDone::refused:
+  // the same message would be refused again): it is dropped.
+  bool on_publish_done(std::uint64_t tag, bool ok, bool refused = false);
   // Hands each owner its acknowledged items (one call per owner with any).
   void hand_back();
 
   std::size_t size() const { return queue_.size(); }  // waiting, not in flight
   std::size_t in_flight() const { return in_flight_.size(); }
 
-  // Since start: messages handed to the publisher, acknowledged by the broker, given up on by Paho (and
-  // queued again), and dropped before publishing (expired, canceled, superseded).
+  // Since start: messages handed to the publisher, acknowledged by the broker, given up on by the link (and
+  // queued again), and dropped before publishing (expired, canceled, superseded, refused).
   struct Counters {
     std::uint64_t published = 0;
     std::uint64_t acknowledged = 0;

@@ -36,10 +36,14 @@ struct OutMessage {
   std::uint64_t tag = 0;  // echoed in PublishDone when non-zero
 };
 
-// The broker acknowledged (ok) or Paho gave up on (!ok) the publish tagged `tag`.
+// The broker acknowledged (ok) or the link gave up on (!ok) the publish tagged `tag`: its deadline passed
+// while it waited in the link's queue, or the message itself was refused (`refused`: by the client library,
+// e.g. larger than the broker's Maximum Packet Size, or by the broker, a PUBACK reason code of 0x80 or more),
+// so that publishing it again would fail again.
 struct PublishDone {
   std::uint64_t tag = 0;
   bool ok = false;
+  bool refused = false;
 };
 
 struct LinkUp {};

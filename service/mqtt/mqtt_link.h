@@ -1,39 +1,43 @@
-// MqttLink: the service's one MQTT connection, and the only place dispatchd touches Paho.
+// MqttLink: the service's one MQTT connection, and the only place dispatchd touches an MQTT library
+// (libmosquitto, the broker project's C client: one network thread, no copies beyond its own queue;
+// docs/performance.md measured Paho's two threads and per-message cost as a third of dispatchd's CPU).
 //
-// - MQTT 5, clean_start(false) with a session expiry so subscriptions survive reconnects; automatic
-//   reconnect, and every (re)connect re-subscribes (cheap, and covers a broker that lost the session).
-// - TCP_NODELAY is forced on the client socket after every connect (stack.md P4).
-// - Publishes are windowed: at most `max_inflight()` un-acknowledged QoS 1 publishes are handed to Paho; the
-//   rest wait in the link's own queue. The window is the broker's Receive Maximum from the first CONNACK
-//   (MQTT 5; absent means 65535), at most `max_inflight` when that is set, and at most `max_buffered` (Paho
-//   refuses more, stack.md P3). Never more than the Receive Maximum: Paho 1.3.12's send thread stalls for a
-//   second at a time when more QoS 1 publishes wait than the broker allows in flight (stack.md P2). MQTT
-//   3.1.1 has no Receive Maximum: the window is `max_inflight`, or 20 (mosquitto's default
+// - MQTT 5, clean start false with a session expiry so subscriptions survive reconnects; automatic
+//   reconnect (1 s, backing off to 10 s), and every (re)connect re-subscribes (cheap, and covers a broker
+//   that lost the session).
+// - TCP_NODELAY on the client socket (libmosquitto's MOSQ_OPT_TCP_NODELAY, stack.md P4).
+// - Publishes are windowed: at most `max_inflight()` un-acknowledged QoS 1 publishes are handed to
+//   libmosquitto; the rest wait in the link's own queue, where a deadline can still be checked. The window
+//   is the broker's Receive Maximum from the CONNACK (MQTT 5; absent means 65535), at most `max_inflight`
+//   when that is set, and at most `max_buffered`. Never more than the Receive Maximum (a publish beyond it
+//   would only wait in the client library, past our deadline check; stack.md P2 measured Paho stalling
+//   there). MQTT 3.1.1 has no Receive Maximum: the window is `max_inflight`, or 20 (mosquitto's default
 //   max_inflight_messages).
-// - A message past its deadline (OutMessage::not_after_ms) when its turn comes is not handed to Paho: it is
+// - A message past its deadline (OutMessage::not_after_ms) when its turn comes is not handed on: it is
 //   reported given up (PublishDone ok = false) and counted (expired_total).
 // - The link's queue is bounded by bytes with back-pressure, never by dropping: publish() always queues, and
 //   while the queued bytes are at or over `max_queued_bytes` has_room() is false and the owner stops feeding
 //   the link (the service loop takes no device message, whose answer would land here, and pumps no outbox
 //   item) until it drains.
-// - Paho callbacks only hand values to LinkEvents (the service's EventQueue); no exception crosses a
-//   callback.
+// - libmosquitto's callbacks (its network thread) only hand values to LinkEvents (the service's
+//   EventQueue); no exception crosses a callback.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "protocol/core/result.h"
 #include "service/mqtt/message.h"
 
-namespace mqtt {
-class async_client;
-}
+struct mosquitto;
+struct mqtt5__property;  // libmosquitto's mosquitto_property
 
 namespace dispatch::service {
 
@@ -71,15 +75,16 @@ class MqttLink {
   // client id (e.g. the plain form of a filter now subscribed as $share/<group>/…) would otherwise keep
   // delivering to this instance.
   void set_subscriptions(std::vector<std::string> filters, std::vector<std::string> stale = {});
-  // Connects, waiting up to timeout_ms for the first CONNACK; later drops are reconnected by Paho.
+  // Connects, waiting up to timeout_ms for the CONNACK; later drops are reconnected by the network thread.
+  // A failed attempt stops that thread: call connect() again to retry.
   core::Status connect(int timeout_ms);
   void disconnect(int timeout_ms);
   bool connected() const { return connected_.load(); }
 
-  // Queues a message, whatever the queued bytes (nothing is dropped); it is handed to Paho by pump()
+  // Queues a message, whatever the queued bytes (nothing is dropped); it is handed on by pump()
   // within the in-flight window. The owner stops producing while !has_room().
   void publish(OutMessage m);
-  // Bytes of the messages in the link's queue (not yet handed to Paho), as queued_size() counts them.
+  // Bytes of the messages in the link's queue (not yet handed on), as queued_size() counts them.
   std::size_t queued_bytes() const { return queued_bytes_; }
   std::size_t max_queued_bytes() const { return opts_.max_queued_bytes; }
   // False while the queued bytes are at or over max_queued_bytes: the owner must not feed the link.
@@ -93,14 +98,18 @@ class MqttLink {
   static std::size_t queued_size(const OutMessage& m) {
     return m.topic.size() + m.payload.size() + m.correlation_data.size() + m.response_topic.size();
   }
-  // Hands queued messages to Paho while the window allows. Call from the owner's loop.
+  // Hands queued messages to libmosquitto while the window allows. Call from the owner's loop.
   void pump();
   // Messages queued in the link or in flight to the broker.
   size_t backlog() const;
   std::uint64_t published_total() const { return published_total_.load(); }
   // Messages not published because their deadline (not_after_ms) passed while they waited in the queue.
   std::uint64_t expired_total() const { return expired_total_.load(); }
-  // QoS 1 publishes handed to Paho and not yet acknowledged (at most max_inflight()).
+  // Messages refused by libmosquitto (e.g. over the broker's Maximum Packet Size) or by the broker (a PUBACK
+  // reason code of 0x80 or more), reported given up with PublishDone::refused.
+  std::uint64_t refused_total() const { return refused_total_.load(); }
+  // Publishes handed to libmosquitto and not yet acknowledged (QoS 1) or written (QoS 0); at most
+  // max_inflight().
   int inflight() const { return inflight_.load(); }
   // The publish window (see the top of this file); before the first CONNACK, 20 within the options.
   int max_inflight() const { return window_.load(); }
@@ -109,23 +118,43 @@ class MqttLink {
   // The broker's Maximum Packet Size from the MQTT 5 CONNACK, bytes; 0 when it announced none (or 3.1.1).
   std::size_t max_packet_bytes() const { return max_packet_bytes_.load(); }
 
-  // Called by the owner on LinkUp: re-subscribes and re-applies TCP_NODELAY.
+  // Called by the owner on LinkUp: re-subscribes.
   void on_connected();
 
  private:
-  class Callbacks;
-  void on_publish_done(std::uint64_t tag, bool ok);
+  struct Callbacks;  // libmosquitto's callbacks (mqtt_link.cpp)
+  void on_publish_done(std::uint64_t tag, bool ok, bool refused = false);
+  void note_refused(const char* by, int code, const char* why);
+  void run_network();  // the network thread: (re)connects and runs libmosquitto's loop until stop_
+  void note_attempt_failed(std::string why);
+  void stop_network(int timeout_ms);
 
   LinkOptions opts_;
   LinkEvents& events_;
-  std::unique_ptr<mqtt::async_client> client_;
-  std::unique_ptr<Callbacks> callbacks_;
+  mosquitto* mosq_ = nullptr;
+  std::string setup_error_;  // a TLS setting libmosquitto refused: every connect() fails with it
+  std::thread network_;
+  std::atomic<bool> stop_{false};
+  // Connection attempts that failed (before a CONNACK accepted them), and why the last one did; the
+  // network thread writes them, connect() waits for them.
+  std::mutex connect_mu_;
+  std::condition_variable connect_cv_;
+  std::uint64_t failed_attempts_ = 0;
+  std::string last_error_;
+  std::string last_log_error_;  // libmosquitto's last error line, while no connection was ever accepted
+  bool accepted_this_attempt_ = false;  // network thread only
+  bool ever_accepted_ = false;          // network thread only
+  // Tags of the publishes in flight by message id: written under tags_mu_ together with the publish call,
+  // so the network thread's acknowledgement (which may come before the call returns) finds its tag.
+  std::mutex tags_mu_;
+  std::vector<std::uint64_t> tags_;  // 65536 entries, indexed by message id
   std::vector<std::string> subscriptions_;
   std::vector<std::string> stale_subscriptions_;
   std::atomic<bool> connected_{false};
   std::atomic<int> inflight_{0};
   std::atomic<std::uint64_t> published_total_{0};
   std::atomic<std::uint64_t> expired_total_{0};
+  std::atomic<std::uint64_t> refused_total_{0};
   std::atomic<std::size_t> max_packet_bytes_{0};
   std::atomic<int> window_{1};
   std::deque<OutMessage> queue_;  // owned by the loop thread

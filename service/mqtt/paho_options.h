@@ -8,23 +8,9 @@
 #include <chrono>
 #include <string>
 
+#include "service/mqtt/broker_uri.h"
+
 namespace dispatch::service {
-
-// True for the URI schemes that mean TLS (ssl://, mqtts://).
-inline bool is_tls_uri(const std::string& uri) {
-  return uri.rfind("ssl://", 0) == 0 || uri.rfind("mqtts://", 0) == 0;
-}
-
-// What to check when a connection to a TLS broker fails ("" for plain MQTT): Paho's error text ("TCP/TLS
-// connect failure") does not say whether the chain or the host name was refused.
-template <class Options>
-std::string tls_failure_hint(const Options& o) {
-  if (!is_tls_uri(o.uri)) return {};
-  std::string hint = " (TLS: the broker's certificate must chain to " +
-                     (o.ca_file.empty() ? std::string("the system's CA certificates") : o.ca_file);
-  if (o.tls_verify_hostname) hint += " and name the host in " + o.uri + ": host name verification is on";
-  return hint + ")";
-}
 
 // Fills b from o (LinkOptions or ClientOptions: keepalive_s, mqtt_version, clean_start,
 // session_expiry_s, username, password, uri, ca_file, cert_file, key_file, tls_verify_hostname): MQTT 5

@@ -1,16 +1,19 @@
-// The MQTT link (mqtt_link.h): its publish window (the broker's Receive Maximum, bounded by the options) and
-// its publish deadlines, against a real mosquitto.
+// The MQTT link (mqtt_link.h): its publish window (the broker's Receive Maximum, bounded by the options), its
+// publish deadlines, refused messages and connection failures, against a real mosquitto.
 #include "service/mqtt/mqtt_link.h"
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <map>
 #include <thread>
 #include <variant>
 
 #include "service/event_queue.h"
+#include "service/mqtt/broker_uri.h"
 #include "service/mqtt/mqtt_client.h"
 #include "tests/support/broker.h"
+#include "tests/support/process.h"
 
 using dispatch::service::LinkOptions;
 using dispatch::service::MqttLink;
@@ -33,7 +36,7 @@ TEST_CASE("MQTT 5: the window is the broker's Receive Maximum, at most mqtt.max_
   CHECK(MqttLink::window_for(options(5, 100), 20) == 20);    // never above the Receive Maximum (Paho stall)
 }
 
-TEST_CASE("MQTT 5 without a Receive Maximum means 65535, bounded by Paho's buffer", "[mqtt_link]") {
+TEST_CASE("MQTT 5 without a Receive Maximum means 65535, bounded by mqtt.max_buffered", "[mqtt_link]") {
   CHECK(MqttLink::window_for(options(5, 0), 0) == 10000);  // max_buffered: Paho refuses more (-12)
   CHECK(MqttLink::window_for(options(5, 0, 1000000), 0) == 65535);
   CHECK(MqttLink::window_for(options(5, 500), 0) == 500);
@@ -106,4 +109,148 @@ TEST_CASE("a message still queued in the link at its deadline is not published, 
   std::vector<std::string> got;
   while (auto m = device.next(got.size() < 2 ? 5000 : 300)) got.push_back(m->payload);
   CHECK(got == std::vector<std::string>{"new e true", "plain e true"});
+}
+
+TEST_CASE("broker URIs: scheme, host and port, with the default port of plain MQTT and of TLS",
+          "[mqtt_link]") {
+  using dispatch::service::parse_broker_uri;
+  auto a = parse_broker_uri("tcp://127.0.0.1:18830");
+  REQUIRE(a);
+  CHECK(a->host == "127.0.0.1");
+  CHECK(a->port == 18830);
+  CHECK_FALSE(a->tls);
+  CHECK(parse_broker_uri("mqtt://broker.example")->port == 1883);
+  auto t = parse_broker_uri("ssl://broker.example");
+  REQUIRE(t);
+  CHECK(t->tls);
+  CHECK(t->port == 8883);
+  CHECK(parse_broker_uri("mqtts://b:9000")->port == 9000);
+  auto v6 = parse_broker_uri("tcp://[::1]:1884");
+  REQUIRE(v6);
+  CHECK(v6->host == "::1");
+  CHECK(v6->port == 1884);
+  CHECK_FALSE(parse_broker_uri("ws://b:80"));
+  CHECK_FALSE(parse_broker_uri("127.0.0.1:1883"));
+  CHECK_FALSE(parse_broker_uri("tcp://:1883"));
+  CHECK_FALSE(parse_broker_uri("tcp://b:0"));
+  CHECK_FALSE(parse_broker_uri("tcp://b:65536"));
+  CHECK_FALSE(parse_broker_uri("tcp://b:12x"));
+}
+
+namespace {
+// Publishes the lines through a connected link and collects each tag's PublishDone.
+std::map<std::uint64_t, dispatch::service::PublishDone> publish_all(
+    dispatch::service::MqttLink& link, dispatch::service::EventQueue& events,
+    std::vector<dispatch::service::OutMessage> lines) {
+  using namespace dispatch::service;
+  const std::size_t n = lines.size();
+  for (auto& m : lines) link.publish(std::move(m));
+  std::map<std::uint64_t, PublishDone> done;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (done.size() < n && std::chrono::steady_clock::now() < deadline) {
+    link.pump();
+    if (auto ev = events.pop_for(std::chrono::milliseconds(100))) {
+      if (auto* d = std::get_if<PublishDone>(&*ev)) done[d->tag] = *d;
+      if (std::holds_alternative<LinkUp>(*ev)) link.on_connected();
+    }
+  }
+  return done;
+}
+
+dispatch::service::OutMessage out_line(const std::string& topic, std::string payload, std::uint64_t tag) {
+  dispatch::service::OutMessage m;
+  m.topic = topic;
+  m.payload = std::move(payload);
+  m.tag = tag;
+  return m;
+}
+}  // namespace
+
+TEST_CASE(
+    "a message over the broker's Maximum Packet Size is refused and given up while the next ones go out",
+    "[service][link]") {
+  using namespace dispatch::service;
+  dispatch::testing::Broker broker("max_packet_size 2000\n");
+  ClientOptions co;
+  co.uri = broker.uri();
+  co.client_id = "packet-device";
+  MqttClient device(co);
+  REQUIRE(device.connect(10000));
+  REQUIRE(device.subscribe("esthesis/command/request/#"));
+
+  EventQueue events;
+  LinkOptions o;
+  o.uri = broker.uri();
+  o.client_id = "packet-link";
+  o.clean_start = true;
+  MqttLink link(o, events);
+  REQUIRE(link.connect(10000));
+  CHECK(link.max_packet_bytes() == 2000);
+  auto done = publish_all(link, events,
+                          {out_line("esthesis/command/request/dev-1", "c-1 e " + std::string(5000, 'x'), 1),
+                           out_line("esthesis/command/request/dev-1", "c-2 e true", 2)});
+  REQUIRE(done.size() == 2);
+  CHECK_FALSE(done[1].ok);
+  CHECK(done[1].refused);
+  CHECK(done[2].ok);
+  CHECK_FALSE(done[2].refused);
+  CHECK(link.refused_total() == 1);
+  CHECK(link.backlog() == 0);
+  auto m = device.next(5000);
+  REQUIRE(m);
+  CHECK(m->payload == "c-2 e true");
+  CHECK_FALSE(device.next(300));
+}
+
+TEST_CASE(
+    "a publish the broker refuses (PUBACK 0x87, its ACL) is given up as refused while the allowed one is "
+    "acknowledged",
+    "[service][link]") {
+  using namespace dispatch::service;
+  dispatch::testing::TempDir dir;
+  {
+    std::ofstream acl(dir.path() + "/acl");
+    acl << "topic readwrite allowed/#\n";
+  }
+  dispatch::testing::Broker broker("acl_file " + dir.path() + "/acl\n");
+  EventQueue events;
+  LinkOptions o;
+  o.uri = broker.uri();
+  o.client_id = "acl-link";
+  o.clean_start = true;
+  MqttLink link(o, events);
+  REQUIRE(link.connect(10000));
+  auto done = publish_all(link, events, {out_line("denied/x", "no", 1), out_line("allowed/x", "yes", 2)});
+  REQUIRE(done.size() == 2);
+  CHECK_FALSE(done[1].ok);
+  CHECK(done[1].refused);
+  CHECK(done[2].ok);
+  CHECK(link.refused_total() == 1);
+  CHECK(link.published_total() == 1);
+}
+
+TEST_CASE("the link says why a connection fails: nothing listening, or not a broker URI", "[service][link]") {
+  using namespace dispatch::service;
+  EventQueue events;
+  int port = 0;
+  {
+    dispatch::testing::Broker probe;  // a free port: nothing listens on it once probe is gone
+    port = probe.port();
+  }
+  LinkOptions o;
+  o.uri = "tcp://127.0.0.1:" + std::to_string(port);
+  o.client_id = "late-link";
+  MqttLink link(o, events);
+  auto st = link.connect(3000);
+  REQUIRE_FALSE(st);
+  CHECK_THAT(st.error().message, Catch::Contains("cannot connect to " + o.uri));
+  CHECK_THAT(st.error().message, Catch::Contains("Connection refused"));
+  CHECK_FALSE(link.connected());
+
+  LinkOptions bad = o;
+  bad.uri = "ws://127.0.0.1:1";
+  MqttLink wrong(bad, events);
+  auto w = wrong.connect(1000);
+  REQUIRE_FALSE(w);
+  CHECK_THAT(w.error().message, Catch::Contains("not a broker URI"));
 }

@@ -104,6 +104,26 @@ TEST_CASE("an item's expiry is the link's deadline: an expired item the link gav
   CHECK(f.outbox.size() == 2);
 }
 
+TEST_CASE("an item the broker or the client library refused is dropped, not published again",
+          "[service][outbox]") {
+  OutboxFixture f;
+  ScriptedOwner owner;
+  f.add(owner, "c1", "dev-1");
+  f.add(owner, "c2", "dev-2");
+  REQUIRE(f.outbox.pump(10) == 2);
+  // c1 was refused (over the broker's Maximum Packet Size, or its ACL): the same line would be refused
+  // again, so it is not queued again (an endless publish loop otherwise); c2 was given up for another
+  // reason and goes out again.
+  CHECK(f.outbox.on_publish_done(f.pub.sent[0].tag, false, true));
+  CHECK(f.outbox.size() == 0);
+  CHECK(f.outbox.counters().dropped == 1);
+  CHECK(f.outbox.on_publish_done(f.pub.sent[1].tag, false));
+  CHECK(f.outbox.size() == 1);
+  CHECK(f.outbox.counters().retried == 1);
+  REQUIRE(f.outbox.pump(10) == 1);
+  CHECK(f.pub.sent.back().payload.rfind("c2 ", 0) == 0);
+}
+
 TEST_CASE("acknowledged items go back to their owner in batches", "[service][outbox]") {
   OutboxFixture f;
   ScriptedOwner commands, campaigns;
