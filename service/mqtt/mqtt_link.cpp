@@ -93,6 +93,9 @@ struct MqttLink::Callbacks {
     }
     link.connect_cv_.notify_all();
     link.events_.on_link_up();
+    // What waited in the queue while the link was down goes out now, not at the owner's next pump.
+    std::lock_guard lk(link.mu_);
+    link.pump_locked();
   }
 
   static void on_disconnect(mosquitto*, void* obj, int rc, const mosquitto_property*) {
@@ -106,16 +109,11 @@ struct MqttLink::Callbacks {
 
   static void on_publish(mosquitto*, void* obj, int mid, int reason_code, const mosquitto_property*) {
     auto& link = *static_cast<MqttLink*>(obj);
-    std::uint64_t tag = 0;
-    {
-      std::lock_guard lk(link.tags_mu_);
-      tag = link.tags_[static_cast<std::uint16_t>(mid)];
-    }
     // A PUBACK reason code of 0x80 or more: the broker did not accept the message (MQTT 5 §3.4.2.1), e.g.
     // 0x87 not authorized by its ACL; sending it again would meet the same answer.
     if (reason_code >= 0x80)
       link.note_refused("the broker", reason_code, mosquitto_reason_string(reason_code));
-    link.on_publish_done(tag, reason_code < 0x80, reason_code >= 0x80);
+    link.on_acknowledged(mid, reason_code < 0x80, reason_code >= 0x80);
   }
 
   static void on_message(mosquitto*, void* obj, const mosquitto_message* m, const mosquitto_property* props) {
@@ -343,7 +341,6 @@ void MqttLink::disconnect(int timeout_ms) { stop_network(timeout_ms); }
 
 void MqttLink::publish(OutMessage m) {
   const std::size_t size = queued_size(m);
-  queued_bytes_ += size;
   const std::int64_t minute = steady_minute();
   if (minute != largest_minute_) {
     largest_before_ = minute == largest_minute_ + 1 ? largest_now_ : 0;
@@ -351,7 +348,10 @@ void MqttLink::publish(OutMessage m) {
     largest_minute_ = minute;
   }
   largest_now_ = std::max(largest_now_, size);
+  std::lock_guard lk(mu_);
+  queued_bytes_ += size;
   queue_.push_back(std::move(m));
+  queue_length_.store(queue_.size());
 }
 
 std::size_t MqttLink::recent_largest() const {
@@ -360,11 +360,17 @@ std::size_t MqttLink::recent_largest() const {
   return minute == largest_minute_ + 1 ? largest_now_ : 0;
 }
 
-size_t MqttLink::backlog() const { return queue_.size() + static_cast<size_t>(inflight_.load()); }
+size_t MqttLink::backlog() const { return queue_length_.load() + static_cast<size_t>(inflight_.load()); }
 
-void MqttLink::on_publish_done(std::uint64_t tag, bool ok, bool refused) {
-  inflight_.fetch_sub(1);
-  published_total_.fetch_add(ok ? 1 : 0);
+void MqttLink::on_acknowledged(int mid, bool ok, bool refused) {
+  std::uint64_t tag = 0;
+  {
+    std::lock_guard lk(mu_);
+    tag = tags_[static_cast<std::uint16_t>(mid)];
+    inflight_.fetch_sub(1);
+    published_total_.fetch_add(ok ? 1 : 0);
+    pump_locked();  // the window opened: the next queued message goes out now
+  }
   events_.on_publish_done(PublishDone{tag, ok, refused});
 }
 
@@ -382,6 +388,11 @@ void MqttLink::note_refused(const char* by, int code, const char* why) {
 }
 
 void MqttLink::pump() {
+  std::lock_guard lk(mu_);
+  pump_locked();
+}
+
+void MqttLink::pump_locked() {
   const int window = window_.load();
   std::int64_t now_ms = 0;  // read once per pump, and only when a message has a deadline
   while (!queue_.empty() && connected_.load() && inflight_.load() < window) {
@@ -399,6 +410,7 @@ void MqttLink::pump() {
         const std::uint64_t tag = m.tag;
         queued_bytes_ -= queued_size(m);
         queue_.pop_front();
+        queue_length_.store(queue_.size());
         events_.on_publish_done(PublishDone{tag, false});
         continue;
       }
@@ -420,17 +432,15 @@ void MqttLink::pump() {
     }
     int rc = MOSQ_ERR_SUCCESS;
     inflight_.fetch_add(1);
-    {
-      // Held across the call: the acknowledgement may arrive on the network thread before it returns.
-      std::lock_guard lk(tags_mu_);
-      int mid = 0;
-      rc = mosquitto_publish_v5(mosq_, &mid, m.topic.c_str(), static_cast<int>(m.payload.size()),
-                                m.payload.data(), m.qos, m.retain, props.list);
-      if (rc == MOSQ_ERR_SUCCESS) tags_[static_cast<std::uint16_t>(mid)] = m.tag;
-    }
+    // mu_ is held across the call: the acknowledgement may arrive on the network thread before it returns.
+    int mid = 0;
+    rc = mosquitto_publish_v5(mosq_, &mid, m.topic.c_str(), static_cast<int>(m.payload.size()),
+                              m.payload.data(), m.qos, m.retain, props.list);
+    if (rc == MOSQ_ERR_SUCCESS) tags_[static_cast<std::uint16_t>(mid)] = m.tag;
     if (rc == MOSQ_ERR_SUCCESS) {
       queued_bytes_ -= queued_size(m);
       queue_.pop_front();
+      queue_length_.store(queue_.size());
       continue;
     }
     inflight_.fetch_sub(1);
@@ -445,6 +455,7 @@ void MqttLink::pump() {
     const std::uint64_t tag = m.tag;
     queued_bytes_ -= queued_size(m);
     queue_.pop_front();
+    queue_length_.store(queue_.size());
     events_.on_publish_done(PublishDone{tag, false, true});
   }
 }

@@ -7,12 +7,16 @@
 //   that lost the session).
 // - TCP_NODELAY on the client socket (libmosquitto's MOSQ_OPT_TCP_NODELAY, stack.md P4).
 // - Publishes are windowed: at most `max_inflight()` un-acknowledged QoS 1 publishes are handed to
-//   libmosquitto; the rest wait in the link's own queue, where a deadline can still be checked. The window
-//   is the broker's Receive Maximum from the CONNACK (MQTT 5; absent means 65535), at most `max_inflight`
-//   when that is set, and at most `max_buffered`. Never more than the Receive Maximum (a publish beyond it
-//   would only wait in the client library, past our deadline check; stack.md P2 measured Paho stalling
-//   there). MQTT 3.1.1 has no Receive Maximum: the window is `max_inflight`, or 20 (mosquitto's default
-//   max_inflight_messages).
+//   libmosquitto; the rest wait in the link's own queue, where a deadline can still be checked. The queue is
+//   drained from both sides: by pump() on the owner's thread, and by the network thread as soon as an
+//   acknowledgement (or a CONNACK) opens the window, so the window stays full while the owner's loop is busy
+//   (a commit's fsync, a batch of replies): every queued message is already durable where it must be
+//   (durable before visible is the owner's rule for what it queues). Messages leave in queue order. The
+//   window is the broker's Receive Maximum from the CONNACK (MQTT 5; absent means 65535), at most
+//   `max_inflight` when that is set, and at most `max_buffered`. Never more than the Receive Maximum (a
+//   publish beyond it would only wait in the client library, past our deadline check; stack.md P2 measured
+//   Paho stalling there). MQTT 3.1.1 has no Receive Maximum: the window is `max_inflight`, or 20 (mosquitto's
+//   default max_inflight_messages).
 // - A message past its deadline (OutMessage::not_after_ms) when its turn comes is not handed on: it is
 //   reported given up (PublishDone ok = false) and counted (expired_total).
 // - The link's queue is bounded by bytes with back-pressure, never by dropping: publish() always queues, and
@@ -85,11 +89,11 @@ class MqttLink {
   // within the in-flight window. The owner stops producing while !has_room().
   void publish(OutMessage m);
   // Bytes of the messages in the link's queue (not yet handed on), as queued_size() counts them.
-  std::size_t queued_bytes() const { return queued_bytes_; }
+  std::size_t queued_bytes() const { return queued_bytes_.load(); }
   std::size_t max_queued_bytes() const { return opts_.max_queued_bytes; }
   // False while the queued bytes are at or over max_queued_bytes: the owner must not feed the link.
   // One message larger than the budget is still queued; the link then has no room until it is sent.
-  bool has_room() const { return queued_bytes_ < opts_.max_queued_bytes; }
+  bool has_room() const { return queued_bytes_.load() < opts_.max_queued_bytes; }
   // The largest queued_size() of a message queued in the last one to two minutes (0 before the first):
   // the owner sizes its batches of device messages by it (device_message_allowance in daemon.h).
   std::size_t recent_largest() const;
@@ -98,7 +102,8 @@ class MqttLink {
   static std::size_t queued_size(const OutMessage& m) {
     return m.topic.size() + m.payload.size() + m.correlation_data.size() + m.response_topic.size();
   }
-  // Hands queued messages to libmosquitto while the window allows. Call from the owner's loop.
+  // Hands queued messages to libmosquitto while the window allows. Call from the owner's loop after
+  // publish(); the network thread also calls it whenever the window opens.
   void pump();
   // Messages queued in the link or in flight to the broker.
   size_t backlog() const;
@@ -122,8 +127,9 @@ class MqttLink {
   void on_connected();
 
  private:
-  struct Callbacks;  // libmosquitto's callbacks (mqtt_link.cpp)
-  void on_publish_done(std::uint64_t tag, bool ok, bool refused = false);
+  struct Callbacks;                                      // libmosquitto's callbacks (mqtt_link.cpp)
+  void on_acknowledged(int mid, bool ok, bool refused);  // network thread: a PUBACK (or a QoS 0 write)
+  void pump_locked();                                    // pump() with mu_ held
   void note_refused(const char* by, int code, const char* why);
   void run_network();  // the network thread: (re)connects and runs libmosquitto's loop until stop_
   void note_attempt_failed(std::string why);
@@ -144,9 +150,13 @@ class MqttLink {
   std::string last_log_error_;  // libmosquitto's last error line, while no connection was ever accepted
   bool accepted_this_attempt_ = false;  // network thread only
   bool ever_accepted_ = false;          // network thread only
-  // Tags of the publishes in flight by message id: written under tags_mu_ together with the publish call,
-  // so the network thread's acknowledgement (which may come before the call returns) finds its tag.
-  std::mutex tags_mu_;
+  // The queue, its bytes and the tags of the publishes in flight by message id, shared by the owner's thread
+  // and the network thread. A tag is written under mu_ together with its publish call, so the network
+  // thread's acknowledgement (which may come before the call returns) finds it.
+  std::mutex mu_;
+  std::deque<OutMessage> queue_;
+  std::atomic<std::size_t> queued_bytes_{0};  // queued_size() of queue_'s messages
+  std::atomic<std::size_t> queue_length_{0};
   std::vector<std::uint64_t> tags_;  // 65536 entries, indexed by message id
   std::vector<std::string> subscriptions_;
   std::vector<std::string> stale_subscriptions_;
@@ -157,8 +167,6 @@ class MqttLink {
   std::atomic<std::uint64_t> refused_total_{0};
   std::atomic<std::size_t> max_packet_bytes_{0};
   std::atomic<int> window_{1};
-  std::deque<OutMessage> queue_;  // owned by the loop thread
-  std::size_t queued_bytes_ = 0;  // queued_size() of queue_'s messages
   // Largest message queued in the current and the previous minute (recent_largest), loop thread only.
   std::size_t largest_now_ = 0;
   std::size_t largest_before_ = 0;
