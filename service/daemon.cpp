@@ -389,22 +389,18 @@ int run_daemon(const Config& config) {
     if (!room && !was_held) ++held_total;
     was_held = !room;
     const std::size_t message_allowance = device_message_allowance(link, events.producer_waiting());
-    std::size_t messages_taken = 0;
-    auto take = [&] {
-      return messages_taken < message_allowance ? EventQueue::Take::all : EventQueue::Take::control;
-    };
-    if (auto ev = events.pop_for(wait, take())) {
-      // Drain a batch of events: the messages are handled in one transaction (group commit).
+    // Drain a batch of events (up to 1000, under one lock): the messages are handled in one transaction
+    // (group commit).
+    if (auto events_batch = events.pop_batch(wait, 1000, message_allowance); !events_batch.empty()) {
       std::vector<InboundMessage> batch;
       std::vector<App::HttpEvent> http_events;
       std::vector<http::HttpExchange> ops_events;
-      int n = 0;
-      do {
+      for (auto& event : events_batch) {
+        Event* ev = &event;
         if (std::holds_alternative<StopRequested>(*ev)) {
           stopping = true;
         } else if (auto* m = std::get_if<InboundMessage>(&*ev)) {
           batch.push_back(std::move(*m));
-          ++messages_taken;
         } else if (auto* d = std::get_if<PublishDone>(&*ev)) {
           app->on_publish_done(d->tag, d->ok, d->refused);
         } else if (auto* x = std::get_if<http::HttpExchange>(&*ev)) {
@@ -424,9 +420,7 @@ int run_daemon(const Config& config) {
           spdlog::warn("MQTT link lost: {}; the link reconnects, the outbox waits", down->cause);
           mqtt_down_cause = down->cause;
         }
-        if (++n >= 1000 || stopping) break;
-        ev = events.pop_for(std::chrono::milliseconds(0), take());
-      } while (ev);
+      }
       if (auto st = app->handle_batch(batch, std::move(http_events)); !st) {
         spdlog::error("{}; its answers were dropped; rebuilding the service state from the database",
                       st.error().message);

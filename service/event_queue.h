@@ -22,6 +22,7 @@
 #include <string>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "service/http/http_exchange.h"
 #include "service/mqtt/message.h"
@@ -111,6 +112,43 @@ class EventQueue final : public LinkEvents {
       not_full_.notify_all();  // the freed bytes may let in a producer other than the first
     }
     return e;
+  }
+
+  // Up to max_events events in arrival order, at most max_messages of them device messages, under one lock
+  // (the loop's batch: pop_for per event took the lock and woke producers once per event). Waits up to
+  // timeout for the first as pop_for does: with Take::all when max_messages > 0, else with Take::control.
+  // Stops after a StopRequested. Empty when nothing came within the timeout.
+  std::vector<Event> pop_batch(std::chrono::milliseconds timeout, std::size_t max_events,
+                               std::size_t max_messages) {
+    std::vector<Event> out;
+    std::unique_lock lk(mu_);
+    auto ready = [&] {
+      if (closed_ || !control_.empty()) return true;
+      return max_messages > 0 ? !messages_.empty() : producers_waiting_ > 0;
+    };
+    if (!not_empty_.wait_for(lk, timeout, ready)) return out;
+    std::size_t taken = 0;
+    while (out.size() < max_events) {
+      std::deque<Entry>* lane = nullptr;
+      if (taken < max_messages && !messages_.empty() &&
+          (control_.empty() || messages_.front().seq < control_.front().seq)) {
+        lane = &messages_;
+      } else if (!control_.empty()) {
+        lane = &control_;
+      } else {
+        break;
+      }
+      out.push_back(std::move(lane->front().event));
+      lane->pop_front();
+      if (lane == &messages_) {
+        message_bytes_ -= message_bytes(std::get<InboundMessage>(out.back()));
+        ++taken;
+      } else if (std::holds_alternative<StopRequested>(out.back())) {
+        break;
+      }
+    }
+    if (taken > 0) not_full_.notify_all();  // the freed bytes may let in more than one producer
+    return out;
   }
 
   // A producer of device messages waits for room right now.

@@ -145,6 +145,42 @@ TEST_CASE("the event queue pops in arrival order across its two lanes", "[servic
   CHECK_FALSE(events.pop_for(0ms).has_value());
 }
 
+TEST_CASE("a batch pop keeps arrival order, its message allowance, its size, and ends at a stop",
+          "[service][link]") {
+  EventQueue events;
+  events.push(Event{request(1)});
+  events.push_nonblocking(LinkUp{});
+  events.push(Event{request(2)});
+  events.push_nonblocking(PublishDone{7, true});
+  events.push(Event{request(3)});
+  events.push_nonblocking(PublishDone{8, true});
+  // An allowance of 1 message: request 1, then only the other lane (LinkUp and both acknowledgements).
+  auto first = events.pop_batch(0ms, 1000, 1);
+  REQUIRE(first.size() == 4);
+  CHECK(std::get<InboundMessage>(first[0]).payload == "{\"n\":1}");
+  CHECK(std::holds_alternative<LinkUp>(first[1]));
+  CHECK(std::get<PublishDone>(first[2]).tag == 7);
+  CHECK(std::get<PublishDone>(first[3]).tag == 8);
+  CHECK(events.size() == 2);
+  // At most max_events; the held messages come next, in their order.
+  auto second = events.pop_batch(0ms, 1, 1000);
+  REQUIRE(second.size() == 1);
+  CHECK(std::get<InboundMessage>(second[0]).payload == "{\"n\":2}");
+  events.push_nonblocking(StopRequested{});
+  events.push_nonblocking(PublishDone{9, true});
+  auto third = events.pop_batch(0ms, 1000, 1000);
+  REQUIRE(third.size() == 2);  // request 3, then the stop: nothing after it
+  CHECK(std::get<InboundMessage>(third[0]).payload == "{\"n\":3}");
+  CHECK(std::holds_alternative<StopRequested>(third[1]));
+  CHECK(events.size() == 1);
+  CHECK(events.bytes() == 0);
+  // No message allowance and nothing else: nothing within the timeout.
+  events.push(Event{request(4)});
+  CHECK(events.pop_batch(0ms, 1000, 0).size() == 1);  // the acknowledgement 9, not request 4
+  CHECK(events.pop_batch(10ms, 1000, 0).empty());
+  CHECK(events.size() == 1);
+}
+
 TEST_CASE("the event queue holds device messages up to its byte bound, then their producer waits",
           "[service][event_queue]") {
   EventQueue events(1000, 1000);  // room for 1,000 messages, but only 1,000 bytes of them
