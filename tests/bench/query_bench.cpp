@@ -4,6 +4,7 @@
 // the same bytes. Starts its own mosquitto and dispatchd.
 //
 //   query_bench [--only query|download] [--devices 16] [--queries 150] [--rounds 5] [--package-mib 4]
+//               [--dispatchd PATH]
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -94,6 +95,7 @@ double run_parallel(int n, F fn) {
 
 int main(int argc, char** argv) {
   std::string only;
+  std::string dispatchd = std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd";
   int devices = 16, queries = 150, package_mib = 4, rounds = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
@@ -107,6 +109,8 @@ int main(int argc, char** argv) {
       rounds = std::max(1, std::atoi(argv[i + 1]));
     } else if (k == "--package-mib") {
       package_mib = std::atoi(argv[i + 1]);
+    } else if (k == "--dispatchd") {
+      dispatchd = argv[i + 1];  // another build, for a side-by-side comparison
     } else {
       die("unknown option " + k);
     }
@@ -117,10 +121,9 @@ int main(int argc, char** argv) {
   testing::Broker broker;
   testing::TempDir dir;
   testing::Process daemon(
-      {std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd", "--mqtt.uri", broker.uri(),
-       "--mqtt.client_id", "dispatchd-bench", "--storage.path", dir.path() + "/db", "--storage.data_dir",
-       dir.path() + "/pkgs", "--provisioning.rate_limit", "1000000", "--log.level", "warn",
-       "--http.ops_listen", "off"},
+      {dispatchd, "--mqtt.uri", broker.uri(), "--mqtt.client_id", "dispatchd-bench", "--storage.path",
+       dir.path() + "/db", "--storage.data_dir", dir.path() + "/pkgs", "--provisioning.rate_limit", "1000000",
+       "--log.level", "warn", "--http.ops_listen", "off"},
       {}, dir.path() + "/dispatchd.log");
   auto platform = connect(broker.uri());
   for (int i = 0;; ++i) {
