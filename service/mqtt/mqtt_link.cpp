@@ -55,9 +55,14 @@ struct MqttLink::Callbacks {
   static void on_connect(mosquitto*, void* obj, int rc, int, const mosquitto_property* props) {
     auto& link = *static_cast<MqttLink*>(obj);
     if (rc != 0) {
-      link.note_attempt_failed(fmt::format(
-          "the broker refused the connection: {}",
-          link.opts_.mqtt_version == 5 ? mosquitto_reason_string(rc) : mosquitto_connack_string(rc)));
+      // The attempt ends when the loop returns (run_network reports it): keep the broker's reason for it.
+      try {
+        std::lock_guard lk(link.connect_mu_);
+        link.connack_refusal_ = fmt::format(
+            "the broker refused the connection: {}",
+            link.opts_.mqtt_version == 5 ? mosquitto_reason_string(rc) : mosquitto_connack_string(rc));
+      } catch (...) {
+      }
       return;
     }
     // MQTT 5 CONNACK: the broker's Maximum Packet Size, when it sets one (a larger publish would make the
@@ -149,8 +154,11 @@ struct MqttLink::Callbacks {
   static void on_log(mosquitto*, void* obj, int level, const char* text) {
     if ((level & MOSQ_LOG_ERR) == 0 || text == nullptr) return;
     auto& link = *static_cast<MqttLink*>(obj);
-    std::lock_guard lk(link.connect_mu_);
-    link.last_log_error_ = text;
+    try {
+      std::lock_guard lk(link.connect_mu_);
+      link.last_log_error_ = text;
+    } catch (...) {
+    }
   }
 };
 
@@ -243,8 +251,13 @@ void MqttLink::run_network() {
     std::string why = describe(rc);
     {
       std::lock_guard lk(connect_mu_);
-      if (!last_log_error_.empty()) why += " (" + last_log_error_ + ")";
+      if (!connack_refusal_.empty()) {
+        why = std::move(connack_refusal_);  // libmosquitto's error for it only says "protocol error"
+      } else if (!last_log_error_.empty()) {
+        why += " (" + last_log_error_ + ")";
+      }
       last_log_error_.clear();
+      connack_refusal_.clear();
     }
     note_attempt_failed(std::move(why));
     // Until a connection was accepted once, every second (the owner reports each failure); after that,

@@ -147,7 +147,8 @@ class MqttLink {
   std::condition_variable connect_cv_;
   std::uint64_t failed_attempts_ = 0;
   std::string last_error_;
-  std::string last_log_error_;  // libmosquitto's last error line, while no connection was ever accepted
+  std::string last_log_error_;   // libmosquitto's last error line, while no connection was ever accepted
+  std::string connack_refusal_;  // the reason of a CONNACK that refused the current attempt
   bool accepted_this_attempt_ = false;  // network thread only
   bool ever_accepted_ = false;          // network thread only
   // The queue, its bytes and the tags of the publishes in flight by message id, shared by the owner's thread

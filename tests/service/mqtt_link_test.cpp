@@ -229,7 +229,8 @@ TEST_CASE(
   CHECK(link.published_total() == 1);
 }
 
-TEST_CASE("the link says why a connection fails: nothing listening, or not a broker URI", "[service][link]") {
+TEST_CASE("the link says why a connection fails: nothing listening, a refused CONNACK, not a broker URI",
+          "[service][link]") {
   using namespace dispatch::service;
   EventQueue events;
   int port = 0;
@@ -246,6 +247,16 @@ TEST_CASE("the link says why a connection fails: nothing listening, or not a bro
   CHECK_THAT(st.error().message, Catch::Contains("cannot connect to " + o.uri));
   CHECK_THAT(st.error().message, Catch::Contains("Connection refused"));
   CHECK_FALSE(link.connected());
+
+  // A broker that refuses the CONNACK: its reason is in the error.
+  dispatch::testing::Broker closed("allow_anonymous false\n");
+  LinkOptions refused = o;
+  refused.uri = closed.uri();
+  MqttLink turned_away(refused, events);
+  auto r = turned_away.connect(5000);
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.error().message, Catch::Contains("the broker refused the connection: "));
+  CHECK_FALSE(turned_away.connected());
 
   LinkOptions bad = o;
   bad.uri = "ws://127.0.0.1:1";
