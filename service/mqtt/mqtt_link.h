@@ -41,7 +41,6 @@
 #include "service/mqtt/message.h"
 
 struct mosquitto;
-struct mqtt5__property;  // libmosquitto's mosquitto_property
 
 namespace dispatch::service {
 
@@ -79,8 +78,10 @@ class MqttLink {
   // client id (e.g. the plain form of a filter now subscribed as $share/<group>/…) would otherwise keep
   // delivering to this instance.
   void set_subscriptions(std::vector<std::string> filters, std::vector<std::string> stale = {});
-  // Connects, waiting up to timeout_ms for the CONNACK; later drops are reconnected by the network thread.
-  // A failed attempt stops that thread: call connect() again to retry.
+  // Starts the network thread (once) and waits up to timeout_ms for a CONNACK that accepts the connection,
+  // or for the next attempt to fail (its reason is in the error). The thread keeps trying in the background
+  // (every second until a connection is accepted, then reconnecting after every loss); connect() again
+  // waits for its next result.
   core::Status connect(int timeout_ms);
   void disconnect(int timeout_ms);
   bool connected() const { return connected_.load(); }
