@@ -169,7 +169,7 @@ TEST_CASE("/metrics counts a command fan-out, its replies and refused input by t
   }
 }
 
-TEST_CASE("/healthz answers while the loop runs; /readyz follows the broker with the reason",
+TEST_CASE("/healthz answers while the loop runs, /readyz follows the broker with the reason",
           "[integration][ops]") {
   Broker broker;
   Daemon daemon(broker);
@@ -206,7 +206,7 @@ TEST_CASE("/healthz answers while the loop runs; /readyz follows the broker with
   CHECK(up.body == "ready\n");
 }
 
-TEST_CASE("/readyz says why before the broker ever answered; other paths 404, other methods 405",
+TEST_CASE("/readyz says why before the broker ever answered, other paths 404, other methods 405",
           "[integration][ops]") {
   Broker broker;
   broker.stop();

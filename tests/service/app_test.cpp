@@ -262,7 +262,7 @@ TEST_CASE("campaign attempts are listed by the pending pull and re-published by 
   }
 }
 
-TEST_CASE("a reply over the output limit is recorded cut and trimmed; over the transport limit it is dropped",
+TEST_CASE("a reply over the output limit is recorded cut and trimmed, over the transport limit it is dropped",
           "[service][app]") {
   service::Config config;
   config.commands_max_output_bytes = 1000;

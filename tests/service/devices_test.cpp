@@ -29,7 +29,7 @@ class DevicesFixture : public testing::ModuleFixture {
 
 }  // namespace
 
-TEST_CASE("register creates, then updates; get returns what was stored", "[service][devices]") {
+TEST_CASE("register creates, then updates, get returns what was stored", "[service][devices]") {
   DevicesFixture f;
   auto a = f.api("devices/register", {{"hardware_id", "dev-1"},
                                       {"public_key", f.pem()},
@@ -68,7 +68,7 @@ TEST_CASE("bad device requests are answered with bad_request", "[service][device
   }
 }
 
-TEST_CASE("list pages by hardware id and filters by tag; delete removes", "[service][devices]") {
+TEST_CASE("list pages by hardware id and filters by tag, delete removes", "[service][devices]") {
   DevicesFixture f;
   for (const char* hw : {"dev-1", "dev-2", "dev-3"})
     f.register_device(hw, {std::string(hw) == "dev-2" ? "odd" : "t"});
@@ -108,7 +108,7 @@ TEST_CASE("metadata merges into the properties and reports the firmware version"
   CHECK(versions.size() == 1);
 }
 
-TEST_CASE("presence is written as last_seen in batches; a read sees every message before it",
+TEST_CASE("presence is written as last_seen in batches, a read sees every message before it",
           "[service][devices]") {
   DevicesFixture f;
   f.register_device("dev-1");
@@ -120,13 +120,13 @@ TEST_CASE("presence is written as last_seen in batches; a read sees every messag
   CHECK(store.get("dev-1")->last_seen.has_value());
   f.register_device("dev-2");
   f.device(TopicKind::ping, "dev-2", "");
-  auto listed = f.api("devices/list", {})["devices"];
+  auto listed = f.api("devices/list", nlohmann::json::object())["devices"];
   REQUIRE(listed.size() == 2);
   CHECK(listed[1]["hardware_id"] == "dev-2");
   CHECK(listed[1]["last_seen"].is_string());
 }
 
-TEST_CASE("metadata properties stop at devices.max_properties; the rest is dropped and counted",
+TEST_CASE("metadata properties stop at devices.max_properties, the rest is dropped and counted",
           "[service][devices]") {
   DevicesFixture f;
   f.config.devices_max_properties = 10;

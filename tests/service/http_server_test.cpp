@@ -177,7 +177,7 @@ TEST_CASE("HttpServer: a request reaches the loop as an HttpExchange and the loo
 }
 
 TEST_CASE(
-    "HttpServer: a loop that never answers gives 503 after the reply timeout; a late answer is refused") {
+    "HttpServer: a loop that never answers gives 503 after the reply timeout, a late answer is refused") {
   EventQueue q;
   HttpServerOptions opt;
   opt.reply_timeout = 300ms;

@@ -200,7 +200,7 @@ TEST_CASE("mark_sent marks a loop's batch of acknowledgements in a few statement
   CHECK(store.mark_sent({}, 11).value() == 0);
 }
 
-TEST_CASE("record_reply returns the send time; counts_all and command_count count every command",
+TEST_CASE("record_reply returns the send time, counts_all and command_count count every command",
           "[storage][commands]") {
   TestDb t(GENERATE(backends()));
   CommandStore store(*t);

@@ -89,7 +89,7 @@ TEST_CASE("properties merge and last_seen only moves forward", "[storage][device
   CHECK(store.get("dev-a")->last_seen == 50);
 }
 
-TEST_CASE("properties stay within their count and byte bounds; what passes them is dropped and counted",
+TEST_CASE("properties stay within their count and byte bounds, what passes them is dropped and counted",
           "[storage][devices]") {
   TestDb t(GENERATE(backends()));
   DeviceStore store(*t);

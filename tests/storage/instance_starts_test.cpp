@@ -18,7 +18,7 @@ using test::TestDb;
 
 constexpr core::TimeMs k_t0 = 1'790'000'000'000;
 
-TEST_CASE("the newest start of any instance is the newest recorded; a restart replaces its own row",
+TEST_CASE("the newest start of any instance is the newest recorded, a restart replaces its own row",
           "[storage][instance_starts]") {
   TestDb t(GENERATE(test::backends()));
   InstanceStartStore starts(*t);

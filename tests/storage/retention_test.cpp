@@ -56,7 +56,7 @@ void campaign(Database& db, const std::string& id, const std::string& state,
   }
 }
 
-TEST_CASE("finished old commands are purged with their deliveries; young and open ones stay",
+TEST_CASE("finished old commands are purged with their deliveries, young and open ones stay",
           "[storage][retention]") {
   TestDb t(GENERATE(backends()));
   command(*t, "old-done", 100, {"succeeded", "failed", "expired", "canceled"});
