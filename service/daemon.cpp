@@ -441,6 +441,9 @@ int run_daemon(const Config& config) {
         for (const auto& x : ops_events) answer_ops(x);
         continue;
       }
+      // The batch's answers go to the client library now, not after the flushes and timers below (each
+      // may be a commit of its own): a request's round trip is not made to wait for unrelated writes.
+      link.pump();
       // After the batch's commit, so that a scrape counts what the batch did.
       for (const auto& x : ops_events) answer_ops(x);
     }

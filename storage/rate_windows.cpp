@@ -1,6 +1,7 @@
 #include "storage/rate_windows.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 namespace dispatch::storage {
@@ -10,11 +11,23 @@ using core::Status;
 using core::TimeMs;
 
 Status RateWindowStore::record_event(const std::string& key, TimeMs t) {
+  return record_event(key, t, std::numeric_limits<TimeMs>::min(), true);
+}
+
+Status RateWindowStore::record_event(const std::string& key, TimeMs t, TimeMs expired_before,
+                                     bool over_limit) {
   return db_.transaction([&]() -> Status {
     auto q = db_.prepare("INSERT INTO rate_events(key, t) VALUES(?, ?)");
     q->bind(1, key);
     q->bind(2, t);
     q->exec();
+    if (expired_before != std::numeric_limits<TimeMs>::min()) {
+      auto expired = db_.prepare("DELETE FROM rate_events WHERE key = ? AND t < ?");
+      expired->bind(1, key);
+      expired->bind(2, expired_before);
+      expired->exec();
+    }
+    if (!over_limit) return {};
     // Everything older than the max_per_key-th newest event goes: an index walk of at most max_per_key
     // entries (a NOT IN over the key's rowids cost a temporary b-tree per event).
     auto trim = db_.prepare(
@@ -52,7 +65,10 @@ Result<core::RateDecision> RateWindowStore::hit(const std::string& key, TimeMs n
     if (!earlier) return earlier.error();
     std::vector<TimeMs> times = std::move(*earlier);
     const core::RateDecision before = core::decide(times, now, limit, window_ms);
-    if (auto st = record_event(key, now); !st) return st.error();
+    // An allowed hit had fewer than limit (< max_per_key - 1) events in the window: only the expired ones
+    // need to go for the bound to hold.
+    if (auto st = record_event(key, now, now - window_ms + 1, !before.allowed || limit >= max_per_key_); !st)
+      return st.error();
     if (before.allowed) return before;
     times.insert(std::upper_bound(times.begin(), times.end(), now), now);
     return core::decide(times, now, limit, window_ms);

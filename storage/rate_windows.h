@@ -18,8 +18,15 @@ class RateWindowStore {
   explicit RateWindowStore(Database& db, int max_per_key = 1024) : db_(db), max_per_key_(max_per_key) {}
 
   // Records an event at t; then keeps only the newest max_per_key events of key (events tied in time
-  // with the oldest kept one stay too).
+  // with the oldest kept one stay too). That bound costs an index walk of up to max_per_key entries.
   core::Status record_event(const std::string& key, core::TimeMs t);
+  // Records an event at t and drops the key's events older than expired_before (an index range of just
+  // the rows deleted). The walk that keeps the newest max_per_key runs only when over_limit is set: a
+  // caller whose window held fewer than max_per_key - 1 events before this one (an allowed hit, when
+  // max_per_key is the limit + 1) keeps the bound without it. Hot path: one query costs O(1) rows, not
+  // O(limit).
+  core::Status record_event(const std::string& key, core::TimeMs t, core::TimeMs expired_before,
+                            bool over_limit);
   // Times of key's newest (at most max_per_key) events with t >= since, ascending.
   core::Result<std::vector<core::TimeMs>> events(const std::string& key, core::TimeMs since);
   // The limit decided in the database, exact across connections and instances: records an event for key

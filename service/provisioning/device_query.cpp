@@ -166,7 +166,12 @@ Status DeviceQuery::count_query(const std::string& hw, core::TimeMs now) {
     limiter_.restore(key, std::move(*events));
   }
   const core::RateDecision decision = limiter_.hit(key);
-  if (auto st = rate_.record_event(key, now); !st) return st;
+  // Allowed: the window held fewer than the limit, so the key's rows stay within rate_'s bound (limit + 1)
+  // once the expired ones go; only a refusal pays for the walk that enforces it.
+  if (auto st = rate_.record_event(key, now, now - config_.provisioning_rate_window_s * 1000 + 1,
+                                   !decision.allowed);
+      !st)
+    return st;
   if (decision.allowed) return {};
   // hit() measured the wait with this refused query counted.
   Error e = make_error(ErrorCode::rate_limited, "too many package queries; retry later");

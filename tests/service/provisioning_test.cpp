@@ -481,6 +481,25 @@ TEST_CASE("rate limit: exact sliding window, counted before crypto, kept across 
     f.open(f.dir.path() + "/dispatch.db");
     CHECK(code_of(f.signed_query("dev-1", {{"version", "1.0.0"}})) == "rate_limited");
   }
+  SECTION("the stored events stay within limit + 1 per device, and expired ones go") {
+    auto stored = [&] {
+      auto q = f.db->prepare("SELECT count(*) FROM rate_events WHERE key = 'prov:dev-1'");
+      REQUIRE(q->executeStep());
+      return q->getColumn(0).getInt();
+    };
+    for (int i = 0; i < 5; ++i)
+      CHECK(f.signed_query("dev-1", {{"version", "1.0.0"}})["status"] == "up_to_date");
+    CHECK(stored() == 5);
+    for (int i = 0; i < 20; ++i) {
+      f.clock.advance_ms(1);  // events tied in time with the oldest kept one would stay too
+      CHECK(code_of(f.signed_query("dev-1", {{"version", "1.0.0"}})) == "rate_limited");
+    }
+    CHECK(stored() == 6);
+    // A whole window later the next (allowed) query drops every expired event: only itself stays.
+    f.clock.advance_s(301);
+    CHECK(f.signed_query("dev-1", {{"version", "1.0.0"}})["status"] == "up_to_date");
+    CHECK(stored() == 1);
+  }
   SECTION("each device has its own window") {
     f.add_device("dev-2");
     for (int i = 0; i < 5; ++i)

@@ -41,6 +41,27 @@ TEST_CASE("rate windows keep events per key, bounded and prunable", "[storage][r
   CHECK(store.events("dev-a", 0).value() == Times{30, 40});
 }
 
+TEST_CASE("rate windows drop expired events per key and enforce the count bound only when asked",
+          "[storage][rate_windows]") {
+  TestDb t(GENERATE(backends()));
+  RateWindowStore store(*t, 3);
+  constexpr core::TimeMs keep_all = 0;
+  for (core::TimeMs when : {10, 20, 30}) REQUIRE(store.record_event("dev-a", when, keep_all, false).ok());
+  REQUIRE(store.record_event("dev-b", 15, keep_all, false).ok());
+  CHECK(store.events("dev-a", 0).value() == Times{10, 20, 30});
+  // Events older than expired_before go, of this key only.
+  REQUIRE(store.record_event("dev-a", 40, 25, false).ok());
+  CHECK(store.events("dev-a", 0).value() == Times{30, 40});
+  CHECK(store.events("dev-b", 0).value() == Times{15});
+  // Over the limit: only the newest max_per_key stay.
+  REQUIRE(store.record_event("dev-a", 50, keep_all, false).ok());
+  REQUIRE(store.record_event("dev-a", 60, keep_all, true).ok());
+  CHECK(store.events("dev-a", 0).value() == Times{40, 50, 60});
+  // Not over the limit: no walk, so nothing is trimmed (the caller vouches for the bound).
+  for (core::TimeMs when : {1, 2, 3, 4, 5}) REQUIRE(store.record_event("dev-c", when, keep_all, false).ok());
+  CHECK(store.prune(1000).value() == 3 + 1 + 5);
+}
+
 TEST_CASE("a nonce is accepted once until pruned", "[storage][nonces]") {
   TestDb t(GENERATE(backends()));
   NonceStore store(*t);
