@@ -565,6 +565,44 @@ TEST_CASE("a restart resumes with identical statistics and republishes every una
   for (const auto& [hw, cid] : ids) CHECK(f.attempt_ids(id, hw) == std::vector<std::string>{cid});
 }
 
+TEST_CASE("a started campaign runs in memory as it would after reading it back from the database",
+          "[service][campaigns]") {
+  // campaigns/start keeps the rows it committed instead of reading them back: their order must be the
+  // store's (group, then hardware id), whatever order the document named the devices in.
+  const std::vector<std::string> first = {"dev-zz", "dev-ab", "dev-m0", "dev-aa", "dev-q7"};
+  const std::vector<std::string> second = {"dev-y1", "dev-b2", "dev-k3"};
+  json doc = exec_doc(json::array({{{"hardware_ids", first}}, {{"hardware_ids", second}}}));
+  doc["batch_size"] = 3;
+  auto sends_of = [&](bool read_back) {
+    dispatch::testing::TempDir dir;
+    Fixture f(dir.path() + "/db");
+    for (const auto& hw : first) f.add_device(hw);
+    for (const auto& hw : second) f.add_device(hw);
+    const std::string id = f.create(doc);
+    REQUIRE(f.call("start", id).ok());
+    const json started = f.get(id);
+    if (read_back) {
+      f.open();
+      CHECK(f.get(id) == started);
+    }
+    std::vector<std::string> order;
+    for (int turn = 0; turn < 8 && order.size() < first.size() + second.size(); ++turn) {
+      f.service().tick();
+      auto sends = f.pump();
+      f.ack(sends);
+      for (const auto& s : sends) {
+        order.push_back(s.hw);
+        f.reply(s, true);
+      }
+      f.flush();
+    }
+    return order;
+  };
+  const auto in_memory = sends_of(false);
+  CHECK(in_memory.size() == first.size() + second.size());
+  CHECK(in_memory == sends_of(true));
+}
+
 TEST_CASE("verify_version with the latest package needs a version newer than the one reported at send",
           "[service][campaigns]") {
   Fixture f;
