@@ -81,10 +81,25 @@ Error error_from_exception(const std::exception& e) {
   return make_error(ErrorCode::internal, std::string("storage: ") + e.what());
 }
 
+namespace {
+
+// SQLite's process-wide setting, once, before its first connection: no memory statistics. With them (the
+// default) every allocation SQLite makes takes a global mutex to count itself; nothing of ours reads them.
+// Too late (the library already initialized by another user in the process) is harmless: it stays on.
+void configure_sqlite_once() {
+  static const int done = [] { return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }();
+  (void)done;
+}
+
+}  // namespace
+
 Database::Database(const std::string& location, Backend backend) : path_(location), backend_(backend) {
   if (backend == Backend::sqlite) {
-    sqlite_ = std::make_unique<SQLite::Database>(location, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
-                                                 k_busy_timeout_ms);
+    configure_sqlite_once();
+    // OPEN_NOMUTEX: a Database is one thread's at a time (the service loop's, or one thread's in a tool or
+    // test), never shared concurrently, so SQLite's per-call connection mutex is pure cost.
+    sqlite_ = std::make_unique<SQLite::Database>(
+        location, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX, k_busy_timeout_ms);
   } else {
     pg_ = std::make_unique<detail::PgConnection>(location);
   }
