@@ -153,13 +153,13 @@ core::Status CommandsModule::start() {
   return {};
 }
 
-void CommandsModule::enqueue(const std::string& command_id, const std::string& hw, const std::string& line,
+void CommandsModule::enqueue(std::string command_id, std::string hw, std::string line,
                              std::optional<core::TimeMs> expires_at) {
   OutboxItem item;
   item.owner = this;
-  item.command_id = command_id;
-  item.hardware_id = hw;
-  item.payload = line;
+  item.command_id = std::move(command_id);
+  item.hardware_id = std::move(hw);
+  item.payload = std::move(line);
   item.expires_at = expires_at;
   outbox_.enqueue(std::move(item));
   ++counters_.deliveries_enqueued;
@@ -396,14 +396,17 @@ Result<json> CommandsModule::send(const json& body) {
   if (!known) return known.error();
   auto tagged = devices_->hardware_ids_with_tags(req->tags);
   if (!tagged) return tagged.error();
-  std::set<std::string> targets(known->begin(), known->end());
-  targets.insert(tagged->begin(), tagged->end());
+  std::vector<std::string> targets = std::move(*known);
+  targets.insert(targets.end(), std::make_move_iterator(tagged->begin()),
+                 std::make_move_iterator(tagged->end()));
+  std::sort(targets.begin(), targets.end());
+  targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+  // The ids the request named that are no target (each once, sorted): unknown devices.
   std::vector<std::string> unknown;
   {
-    std::set<std::string> known_set(known->begin(), known->end());
     std::set<std::string> asked(req->hardware_ids.begin(), req->hardware_ids.end());
     for (const auto& id : asked) {
-      if (!known_set.count(id)) unknown.push_back(id);
+      if (!std::binary_search(targets.begin(), targets.end(), id)) unknown.push_back(id);
     }
   }
   if (targets.empty()) {
@@ -416,10 +419,10 @@ Result<json> CommandsModule::send(const json& body) {
 
   std::vector<storage::DeliveryRow> deliveries;
   deliveries.reserve(targets.size());
-  for (const auto& hw : targets) {
+  for (auto& hw : targets) {
     storage::DeliveryRow d;
     d.command_id = row.id;
-    d.hardware_id = hw;
+    d.hardware_id = std::move(hw);
     d.command_line = *text;
     d.expires_at = row.expires_at;
     d.created_at = now;
@@ -437,7 +440,9 @@ Result<json> CommandsModule::send(const json& body) {
   });
   if (!st) return idempotency_.after_failed_create("commands/send", req->request_id, body, st.error());
   effects_.note("after_delivery_commit");
-  for (auto& d : deliveries) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
+  // The rows are not needed any more: their strings move into the outbox.
+  for (auto& d : deliveries)
+    enqueue(std::move(d.command_id), std::move(d.hardware_id), std::move(d.command_line), d.expires_at);
   log_info({{"command_id", row.id}, {"request_id", row.request_id.value_or("")}},
            "command ({}) scheduled for {} devices", row.type, deliveries.size());
   return answer;

@@ -130,7 +130,7 @@ class CommandsModule final : private OutboxOwner {
  private:
   bool still_wanted(const OutboxItem& item) override;
   void acknowledged(std::vector<OutboxItem> items) override;
-  void enqueue(const std::string& command_id, const std::string& hw, const std::string& line,
+  void enqueue(std::string command_id, std::string hw, std::string line,
                std::optional<core::TimeMs> expires_at);
   void take_over_lapsed(core::TimeMs now);
   // Records the lapse of instance other's lease (expired_at) as a restart epoch, once per lapse.

@@ -536,8 +536,10 @@ ALTER TABLE download_tokens ADD COLUMN pulled_bytes BIGINT NOT NULL DEFAULT 0;
 // every row it checks (OpenEphemeral; only lists of up to 2 are compared directly): about 5 µs per insert
 // and per UPDATE of state, a fifth of a campaign's database time. The same rule as equalities costs
 // nothing measurable. SQLite cannot alter a CHECK, so both tables are rebuilt (rows, rowids and indexes
-// kept) in the migration's transaction; nothing references them. PostgreSQL plans IN lists well: no
-// change there (v11 is empty, so that both backends keep one version number).
+// kept) in the migration's transaction; nothing references them. PostgreSQL plans IN lists well: its
+// CHECKs stay. On both backends deliveries_queued goes: deliveries_queued_by_owner holds the same rows (the
+// queued ones) and serves every reader of them (the reload at a start scans it and sorts, once); one
+// index fewer to write per delivery sent, marked sent and answered (about 15% of a fan-out's inserts).
 constexpr const char* k_schema_v11 = R"sql(
 CREATE TABLE deliveries_v11(
   command_id   TEXT NOT NULL REFERENCES commands(id) ON DELETE CASCADE,
@@ -563,7 +565,6 @@ INSERT INTO deliveries_v11(rowid, command_id, hardware_id, command_line, state, 
 DROP TABLE deliveries;
 ALTER TABLE deliveries_v11 RENAME TO deliveries;
 CREATE INDEX deliveries_by_device ON deliveries(hardware_id, created_at);
-CREATE INDEX deliveries_queued ON deliveries(created_at) WHERE state = 'queued';
 CREATE INDEX deliveries_open_expiry ON deliveries(expires_at) WHERE state IN ('queued', 'sent');
 CREATE INDEX deliveries_queued_by_owner ON deliveries(owner, created_at) WHERE state = 'queued';
 
@@ -603,7 +604,7 @@ CREATE INDEX campaign_executions_open_by_device ON campaign_executions(hardware_
 )sql";
 
 constexpr const char* k_pg_schema_v11 = R"sql(
-SELECT 1;
+DROP INDEX deliveries_queued;
 )sql";
 
 }  // namespace

@@ -179,7 +179,6 @@ index CREATE UNIQUE INDEX commands_request_id_key ON commands USING btree (reque
 index CREATE INDEX deliveries_by_device ON deliveries USING btree (hardware_id, created_at)
 index CREATE INDEX deliveries_open_expiry ON deliveries USING btree (expires_at) WHERE (state = ANY (ARRAY['queued'::text, 'sent'::text]))
 index CREATE UNIQUE INDEX deliveries_pkey ON deliveries USING btree (command_id, hardware_id)
-index CREATE INDEX deliveries_queued ON deliveries USING btree (created_at) WHERE (state = 'queued'::text)
 index CREATE INDEX deliveries_queued_by_owner ON deliveries USING btree (owner, created_at) WHERE (state = 'queued'::text)
 index CREATE INDEX device_tags_by_tag ON device_tags USING btree (tag, hardware_id)
 index CREATE UNIQUE INDEX device_tags_pkey ON device_tags USING btree (hardware_id, tag)

@@ -3,7 +3,6 @@ CREATE INDEX campaign_executions_open_by_device ON campaign_executions(hardware_
 CREATE INDEX commands_by_created ON commands(created_at);
 CREATE INDEX deliveries_by_device ON deliveries(hardware_id, created_at);
 CREATE INDEX deliveries_open_expiry ON deliveries(expires_at) WHERE state IN ('queued', 'sent');
-CREATE INDEX deliveries_queued ON deliveries(created_at) WHERE state = 'queued';
 CREATE INDEX deliveries_queued_by_owner ON deliveries(owner, created_at) WHERE state = 'queued';
 CREATE INDEX device_tags_by_tag ON device_tags(tag, hardware_id);
 CREATE INDEX download_tokens_by_expiry ON download_tokens(expires_at);
