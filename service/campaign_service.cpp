@@ -136,7 +136,6 @@ class StoreLookup final : public campaigns::MemberLookup {
 struct Side {
   std::string output;
   std::optional<TimeMs> replied_at;
-  int published_attempt = 0;
   // Presence redelivery of the current attempt (memory only): which attempt, how often it was published
   // again, and its last hand-over (a re-publication or a pending pull) after its first send.
   std::string resent_id;
@@ -361,7 +360,6 @@ struct CampaignService::Impl final : OutboxOwner {
   std::set<std::string> lost_;
   TimeMs last_lease_scan_ = 0;
   TimeMs last_inbox_poll_ = 0;
-  std::vector<storage::AttemptRecord> acked_;
   bool replies_since_tick_ = false;
   TimeMs last_tick_at_ = 0;
   TimeMs last_write_at_ = 0;
@@ -433,7 +431,6 @@ struct CampaignService::Impl final : OutboxOwner {
         Side side;
         side.output = r.output;
         side.replied_at = r.replied_at;
-        side.published_attempt = r.published_attempt;
         a->side.push_back(std::move(side));
         if (r.command_id) a->by_command_id.emplace(*r.command_id, s.executions.size() - 1);
       }
@@ -778,18 +775,11 @@ struct CampaignService::Impl final : OutboxOwner {
     return e.state == ExecState::sent && e.command_id == item.command_id && e.sent_at.has_value();
   }
 
-  void acknowledged(std::vector<OutboxItem> items) override {
-    for (const auto& s : items) {
-      if (Active* a = loaded(s.group)) {
-        auto idx = a->snap.index_by_hardware_id.find(s.hardware_id);
-        if (idx != a->snap.index_by_hardware_id.end()) {
-          auto& side = a->side[idx->second];
-          side.published_attempt = std::max(side.published_attempt, s.attempt);
-        }
-      }
-      acked_.push_back(storage::AttemptRecord{s.group, s.hardware_id, s.attempt, {}});
-    }
-  }
+  // Nothing to record: a restart publishes every unanswered send again whether or not the broker had
+  // acknowledged it (PROTOCOL §1.3's restart exception), so an acknowledgement decides nothing. (Until
+  // session 9 it was written to campaign_executions.published_attempt, a column nothing has read since
+  // the restart rule changed: one UPDATE per send, 5% of a campaign's loop.)
+  void acknowledged(std::vector<OutboxItem>) override {}
 
   // ---- committing ----
 
@@ -854,13 +844,13 @@ struct CampaignService::Impl final : OutboxOwner {
     return {};
   }
 
-  // Writes every campaign's reply changes and the acknowledged publishes in one transaction.
+  // Writes every campaign's reply changes in one transaction.
   void write_batched() {
     const TimeMs now = clock_.now_ms();
     bool any_dirty = false;
     for (auto& [id, a] : active_)
       any_dirty = any_dirty || !a->dirty.empty() || !a->inbox_applied.empty() || !a->versions_applied.empty();
-    if (!any_dirty && acked_.empty()) return;
+    if (!any_dirty) return;
     last_write_at_ = now;
     std::set<std::string> fenced_out;
     auto st = db_.transaction([&]() -> Status {
@@ -879,16 +869,11 @@ struct CampaignService::Impl final : OutboxOwner {
         for (std::size_t i : a->dirty) rows.push_back(to_row(id, a->snap.executions[i], a->side[i], now));
         if (auto s = store_.update_executions(rows); !s) return s;
       }
-      if (!acked_.empty()) {
-        auto n = store_.mark_published(acked_);
-        if (!n) return n.error();
-      }
       return {};
     });
     if (!st) {
-      // Kept in memory and written by the next flush or commit; an unwritten ack only means the send
-      // is published again (same command id) after a crash.
-      spdlog::error("campaigns: cannot write replies and acknowledgements: {}", st.error().message);
+      // Kept in memory and written by the next flush or commit.
+      spdlog::error("campaigns: cannot write replies: {}", st.error().message);
       return;
     }
     for (auto& [id, a] : active_) {
@@ -897,7 +882,6 @@ struct CampaignService::Impl final : OutboxOwner {
       a->inbox_applied.clear();
       a->versions_applied.clear();
     }
-    acked_.clear();
     drop_lost();
   }
 

@@ -304,24 +304,6 @@ Status CampaignStore::record_attempts(const std::vector<AttemptRecord>& records)
   });
 }
 
-Result<int> CampaignStore::mark_published(const std::vector<AttemptRecord>& records) {
-  return db_.transaction([&]() -> Result<int> {
-    auto q = db_.prepare(
-        "UPDATE campaign_executions SET published_attempt = ? "
-        "WHERE campaign_id = ? AND hardware_id = ? AND published_attempt < ?");
-    int changed = 0;
-    for (const AttemptRecord& r : records) {
-      q->reset();
-      q->bind(1, r.attempt);
-      q->bindNoCopy(2, r.campaign_id);
-      q->bindNoCopy(3, r.hardware_id);
-      q->bind(4, r.attempt);
-      changed += q->exec();
-    }
-    return changed;
-  });
-}
-
 Result<std::optional<AttemptRef>> CampaignStore::execution_by_command_id(const std::string& command_id) {
   return db_.read([&]() -> Result<std::optional<AttemptRef>> {
     auto q =

@@ -49,8 +49,9 @@ struct ExecutionRow {
   std::optional<core::TimeMs> first_sent_at;  // send time of attempt 1
   std::optional<core::TimeMs> finished_at;    // when the execution became terminal
   bool reply_ok = false;                      // success reply received, version report outstanding
-  // The highest attempt whose publish the broker acknowledged. Read-only here: insert writes 0,
-  // update_executions leaves it alone, mark_published raises it.
+  // Written by builds before session 9 (the highest attempt the broker acknowledged); nothing reads it
+  // for a decision since a restart publishes every unanswered send again, and nothing writes it now
+  // (insert writes 0). Kept: dropping a column means rebuilding the table.
   int published_attempt = 0;
   // Schema v3. verify_version: the device's reported version when the current attempt was sent.
   std::optional<std::string> version_at_send;
@@ -160,9 +161,6 @@ class CampaignStore {
                               const std::string& command_id);
   // record_attempt for every record, in one transaction (all or nothing, same errors).
   core::Status record_attempts(const std::vector<AttemptRecord>& records);
-  // Sets published_attempt = max(published_attempt, attempt) for each record, in one transaction;
-  // records naming no execution are ignored. Returns how many rows changed.
-  core::Result<int> mark_published(const std::vector<AttemptRecord>& records);
   // The attempt that uses command_id, if any.
   core::Result<std::optional<AttemptRef>> execution_by_command_id(const std::string& command_id);
   // All recorded attempts of one device in a campaign, ordered by attempt.
