@@ -30,7 +30,7 @@ class Process {
   int status_ = -1;
 };
 
-// A free TCP port on 127.0.0.1 (bound, then released).
+// A free TCP port on 127.0.0.1 (bound, then released), never one this process was given before.
 int free_port();
 // Polls until something accepts TCP connections on 127.0.0.1:port.
 bool wait_for_port(int port, int timeout_ms);
