@@ -420,13 +420,16 @@ struct CampaignService::Impl final : OutboxOwner {
     if (auto st = read_engine_state(row.engine_state, s); !st) return st.error();
     if (s.missing_per_group.size() != s.doc.groups.size()) s.missing_per_group.resize(s.doc.groups.size(), 0);
     if (*state != State::created) {
-      Result<std::vector<storage::ExecutionRow>> read = std::vector<storage::ExecutionRow>{};
-      if (!known) read = store_.executions(row.id);
-      if (!read) return read.error();
-      const std::vector<storage::ExecutionRow>& rows = known ? *known : *read;
-      s.executions.reserve(rows.size());
-      a->side.reserve(rows.size());
-      for (const auto& r : rows) {
+      std::vector<storage::ExecutionRow> read;
+      if (!known) {
+        auto stored = store_.executions(row.id);
+        if (!stored) return stored.error();
+        read = std::move(*stored);
+        known = &read;
+      }
+      s.executions.reserve(known->size());
+      a->side.reserve(known->size());
+      for (const auto& r : *known) {
         s.executions.push_back(from_row(r));
         Side side;
         side.output = r.output;
@@ -1071,9 +1074,11 @@ struct CampaignService::Impl final : OutboxOwner {
     // The rows just committed are what the store holds (a row that already existed, never expected here,
     // sends us back to reading them): sorted as the store returns them, they become the campaign in
     // memory without reading 100,000s of rows back.
-    std::sort(rows.begin(), rows.end(), [](const storage::ExecutionRow& l, const storage::ExecutionRow& r) {
-      return l.group_index != r.group_index ? l.group_index < r.group_index : l.hardware_id < r.hardware_id;
-    });
+    if (all_inserted) {
+      std::sort(rows.begin(), rows.end(), [](const storage::ExecutionRow& l, const storage::ExecutionRow& r) {
+        return l.group_index != r.group_index ? l.group_index < r.group_index : l.hardware_id < r.hardware_id;
+      });
+    }
     auto fresh = load(row, all_inserted ? &rows : nullptr);
     if (!fresh) return fresh.error();
     const std::string id = a.snap.id;

@@ -21,12 +21,10 @@ Status RateWindowStore::record_event(const std::string& key, TimeMs t, TimeMs ex
     q->bind(1, key);
     q->bind(2, t);
     q->exec();
-    if (expired_before != std::numeric_limits<TimeMs>::min()) {
-      auto expired = db_.prepare("DELETE FROM rate_events WHERE key = ? AND t < ?");
-      expired->bind(1, key);
-      expired->bind(2, expired_before);
-      expired->exec();
-    }
+    auto expired = db_.prepare("DELETE FROM rate_events WHERE key = ? AND t < ?");
+    expired->bind(1, key);
+    expired->bind(2, expired_before);
+    expired->exec();
     if (!over_limit) return {};
     // Everything older than the max_per_key-th newest event goes: an index walk of at most max_per_key
     // entries (a NOT IN over the key's rowids cost a temporary b-tree per event).

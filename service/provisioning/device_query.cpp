@@ -178,18 +178,16 @@ Status DeviceQuery::count_query(const std::string& hw, core::TimeMs now) {
     e.retry_after_s = std::max<std::int64_t>(decision->retry_after_s, 1);
     return e;
   }
+  const core::TimeMs window_start = now - config_.provisioning_rate_window_s * 1000 + 1;
   if (!limiter_.contains(key)) {
-    auto events = rate_.events(key, now - config_.provisioning_rate_window_s * 1000 + 1);
+    auto events = rate_.events(key, window_start);
     if (!events) return events.error();
     limiter_.restore(key, std::move(*events));
   }
   const core::RateDecision decision = limiter_.hit(key);
   // Allowed: the window held fewer than the limit, so the key's rows stay within rate_'s bound (limit + 1)
   // once the expired ones go; only a refusal pays for the walk that enforces it.
-  if (auto st = rate_.record_event(key, now, now - config_.provisioning_rate_window_s * 1000 + 1,
-                                   !decision.allowed);
-      !st)
-    return st;
+  if (auto st = rate_.record_event(key, now, window_start, !decision.allowed); !st) return st;
   if (decision.allowed) return {};
   // hit() measured the wait with this refused query counted.
   Error e = make_error(ErrorCode::rate_limited, "too many package queries; retry later");

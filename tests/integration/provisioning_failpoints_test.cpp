@@ -318,9 +318,12 @@ class Walk {
         if (c.header.contains("error")) {
           INFO("chunk at " << at << ": " << c.header.dump());
           CHECK(c.header["error"]["code"] == "token_invalid");
-          // Only the crash between the spend's commit and the last chunk's publish loses a chunk of a
-          // token that the device received: the last one, after a restart.
-          CHECK(failpoint_ == "after_token_spend_commit");
+          // Only a crash around the spend of the last chunk loses a chunk of a token the device received:
+          // between the spend's commit and the chunk's publish, or just before the commit when libmosquitto
+          // had not yet written the request's PUBACK, so the broker hands the request to the restarted
+          // service, which spends the token answering the correlation id the device abandoned
+          // (docs/protocol.md, "Known limit"). The last chunk only, after a restart.
+          CHECK((failpoint_ == "after_token_spend_commit" || failpoint_ == "before_token_spend_commit"));
           CHECK(at + k_chunk >= k_size);
           CHECK(restarts_ > restarts_before);
           complete = false;
