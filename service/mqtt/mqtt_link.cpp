@@ -3,7 +3,13 @@
 #include <fmt/format.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -20,7 +26,7 @@ namespace {
 // Mosquitto's default max_inflight_messages: the window for MQTT 3.1.1 (no Receive Maximum), and until the
 // first CONNACK has told the broker's.
 constexpr int k_default_window = 20;
-// How long the network thread waits in one select(): the longest a stop waits for it.
+// How long the network thread waits in one poll(): the longest a stop waits for it.
 constexpr int k_loop_timeout_ms = 100;
 
 void init_library() {
@@ -180,8 +186,15 @@ MqttLink::MqttLink(LinkOptions options, LinkEvents& events)
     return;
   }
   // Publishes come from the service loop while the network thread reads and writes the socket:
-  // libmosquitto then only queues them and wakes its loop.
+  // libmosquitto then only queues them; the network thread (run_network's own loop) writes them once woken
+  // by wake().
   mosquitto_threaded_set(mosq_, true);
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) {
+    setup_error_ =
+        fmt::format("cannot create the network thread's wake-up descriptor: {}", std::strerror(errno));
+    return;
+  }
   mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION,
                        opts_.mqtt_version == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
   mosquitto_int_option(mosq_, MOSQ_OPT_TCP_NODELAY, 1);
@@ -218,6 +231,43 @@ MqttLink::MqttLink(LinkOptions options, LinkEvents& events)
 MqttLink::~MqttLink() {
   stop_network(2000);
   if (mosq_ != nullptr) mosquitto_destroy(mosq_);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void MqttLink::wake() {
+  const std::uint64_t one = 1;
+  // A full counter (never, at 2^64 - 2) or EAGAIN still leaves the descriptor readable: the thread wakes.
+  [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
+}
+
+int MqttLink::loop_once(int timeout_ms) {
+  const int sock = mosquitto_socket(mosq_);
+  if (sock < 0) return MOSQ_ERR_NO_CONN;
+  loop_passes_.fetch_add(1, std::memory_order_relaxed);
+  pollfd fds[2] = {{sock, static_cast<short>(POLLIN | (mosquitto_want_write(mosq_) ? POLLOUT : 0)), 0},
+                   {wake_fd_, POLLIN, 0}};
+  if (::poll(fds, 2, timeout_ms) < 0) return errno == EINTR ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ERRNO;
+  if ((fds[1].revents & POLLIN) != 0) {
+    std::uint64_t count = 0;
+    [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &count, sizeof count);
+  }
+  if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+    if (int rc = mosquitto_loop_read(mosq_, 1); rc != MOSQ_ERR_SUCCESS) return rc;
+  }
+  // Whatever the read queued (PUBACKs, the publishes the acknowledgements let into the window) and
+  // whatever the owner queued before waking us goes out now, in as few TCP segments as the kernel makes
+  // of them: corked, the writes of one pass are one segment where they fit (each would be its own with
+  // TCP_NODELAY), which is what the broker's reads and both sides' TCP stacks pay per.
+  if (mosquitto_want_write(mosq_)) {
+    const int on = 1;
+    const int off = 0;
+    const bool corked = ::setsockopt(sock, IPPROTO_TCP, TCP_CORK, &on, sizeof on) == 0;
+    const int rc = mosquitto_loop_write(mosq_, 1);
+    if (corked && mosquitto_socket(mosq_) == sock)
+      ::setsockopt(sock, IPPROTO_TCP, TCP_CORK, &off, sizeof off);
+    if (rc != MOSQ_ERR_SUCCESS) return rc;
+  }
+  return mosquitto_loop_misc(mosq_);
 }
 
 void MqttLink::set_subscriptions(std::vector<std::string> filters, std::vector<std::string> stale) {
@@ -279,11 +329,10 @@ void MqttLink::run_network() {
       continue;
     }
     int loop_rc = MOSQ_ERR_SUCCESS;
-    while (loop_rc == MOSQ_ERR_SUCCESS && !stop_.load())
-      loop_rc = mosquitto_loop(mosq_, k_loop_timeout_ms, 1);
+    while (loop_rc == MOSQ_ERR_SUCCESS && !stop_.load()) loop_rc = loop_once(k_loop_timeout_ms);
     if (stop_.load()) {
       // disconnect() queued DISCONNECT: let the loop write it (the socket then closes).
-      for (int i = 0; i < 10 && loop_rc == MOSQ_ERR_SUCCESS; ++i) loop_rc = mosquitto_loop(mosq_, 50, 1);
+      for (int i = 0; i < 10 && loop_rc == MOSQ_ERR_SUCCESS; ++i) loop_rc = loop_once(50);
       break;
     }
     if (accepted_this_attempt_) {
@@ -335,6 +384,7 @@ void MqttLink::on_connected() {
     if (int rc = mosquitto_subscribe_v5(mosq_, nullptr, f.c_str(), 1, 0, nullptr); rc != MOSQ_ERR_SUCCESS)
       spdlog::error("subscribe {} failed: {}", f, describe(rc));
   }
+  wake();
 }
 
 void MqttLink::stop_network(int timeout_ms) {
@@ -344,8 +394,9 @@ void MqttLink::stop_network(int timeout_ms) {
     stop_.store(true);
   }
   connect_cv_.notify_all();
-  if (mosq_ != nullptr) mosquitto_disconnect(mosq_);  // wakes the loop; DISCONNECT is written if connected
-  (void)timeout_ms;  // the thread sees stop_ within one select() (k_loop_timeout_ms) plus the DISCONNECT
+  if (mosq_ != nullptr) mosquitto_disconnect(mosq_);  // DISCONNECT is written if connected
+  wake();
+  (void)timeout_ms;  // the thread sees stop_ at once (woken), or within one poll() (k_loop_timeout_ms)
   network_.join();
   connected_.store(false);
 }
@@ -402,11 +453,12 @@ void MqttLink::note_refused(const char* by, int code, const char* why) {
 
 void MqttLink::pump() {
   std::lock_guard lk(mu_);
-  pump_locked();
+  if (pump_locked() > 0) wake();
 }
 
-void MqttLink::pump_locked() {
+int MqttLink::pump_locked() {
   const int window = window_.load();
+  int handed = 0;
   std::int64_t now_ms = 0;  // read once per pump, and only when a message has a deadline
   while (!queue_.empty() && connected_.load() && inflight_.load() < window) {
     OutMessage& m = queue_.front();
@@ -454,13 +506,14 @@ void MqttLink::pump_locked() {
       queued_bytes_ -= queued_size(m);
       queue_.pop_front();
       queue_length_.store(queue_.size());
+      ++handed;
       continue;
     }
     inflight_.fetch_sub(1);
     if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_NOMEM) {
       // Disconnected meanwhile: keep the message and try again on the next pump.
       spdlog::debug("publish to {} deferred: {}", m.topic, describe(rc));
-      return;
+      return handed;
     }
     // The message itself is refused (a topic or payload libmosquitto rejects, larger than the broker's
     // Maximum Packet Size): it can never be published; report it given up.
@@ -471,6 +524,7 @@ void MqttLink::pump_locked() {
     queue_length_.store(queue_.size());
     events_.on_publish_done(PublishDone{tag, false, true});
   }
+  return handed;
 }
 
 }  // namespace dispatch::service

@@ -124,13 +124,22 @@ class MqttLink {
   // The broker's Maximum Packet Size from the MQTT 5 CONNACK, bytes; 0 when it announced none (or 3.1.1).
   std::size_t max_packet_bytes() const { return max_packet_bytes_.load(); }
 
+  // Passes of the network thread's loop since start (one poll() each): tests read it to see that a batch of
+  // publishes costs a wake-up, not one per message.
+  std::uint64_t loop_passes() const { return loop_passes_.load(); }
+
   // Called by the owner on LinkUp: re-subscribes.
   void on_connected();
 
  private:
   struct Callbacks;                                      // libmosquitto's callbacks (mqtt_link.cpp)
   void on_acknowledged(int mid, bool ok, bool refused);  // network thread: a PUBACK (or a QoS 0 write)
-  void pump_locked();                                    // pump() with mu_ held
+  int pump_locked();  // pump() with mu_ held: how many messages it handed to libmosquitto
+  // The network thread's loop: one poll() of the socket and wake_fd_ (at most timeout_ms), then
+  // libmosquitto's read, write and keep-alive steps. Returns libmosquitto's error that ends the connection.
+  int loop_once(int timeout_ms);
+  // Wakes the network thread from its poll() (after the owner's thread queued packets in libmosquitto).
+  void wake();
   void note_refused(const char* by, int code, const char* why);
   void run_network();  // the network thread: (re)connects and runs libmosquitto's loop until stop_
   void note_attempt_failed(std::string why);
@@ -140,6 +149,11 @@ class MqttLink {
   LinkEvents& events_;
   mosquitto* mosq_ = nullptr;
   std::string setup_error_;  // a TLS setting libmosquitto refused: every connect() fails with it
+  // An eventfd: the owner's thread writes it once per pump() that handed messages on. (libmosquitto also
+  // writes a byte to its own socket pair for every packet it queues, for mosquitto_loop()'s select(), which
+  // then read one byte per pass: a wake-up and two system calls per packet. Our loop does not watch that
+  // pair; once its buffer is full, each of those writes fails at once with EAGAIN.)
+  int wake_fd_ = -1;
   std::thread network_;
   std::atomic<bool> stop_{false};
   // Connection attempts that failed (before a CONNACK accepted them), and why the last one did; the
@@ -167,6 +181,7 @@ class MqttLink {
   std::atomic<std::uint64_t> published_total_{0};
   std::atomic<std::uint64_t> expired_total_{0};
   std::atomic<std::uint64_t> refused_total_{0};
+  std::atomic<std::uint64_t> loop_passes_{0};
   std::atomic<std::size_t> max_packet_bytes_{0};
   std::atomic<int> window_{1};
   // Largest message queued in the current and the previous minute (recent_largest), loop thread only.

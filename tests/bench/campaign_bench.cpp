@@ -12,6 +12,8 @@
 // Reports dispatchd's peak RSS (VmHWM) and the database size, per device too (the 1,000,000-device run).
 // Usage: campaign_bench [--devices N] [--batch B] [--rounds 3] [--raw-connections 1]
 //                       [--dispatchd-arg "--key value"]... [--dispatchd PATH]
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -85,6 +87,21 @@ std::int64_t status_kb(pid_t pid, const std::string& field) {
   return 0;
 }
 
+// CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat; 0 when unreadable.
+double cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return 0;
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(line.substr(close + 2));
+  std::vector<std::string> f;
+  for (std::string t; rest >> t;) f.push_back(t);
+  if (f.size() < 13) return 0;
+  // After the command: state(0) … utime(11) stime(12), in clock ticks.
+  return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 // Bytes of the SQLite database with its write-ahead log.
 std::uintmax_t database_bytes(const std::string& path) {
   std::uintmax_t total = 0;
@@ -154,6 +171,8 @@ int main(int argc, char** argv) {
 
   struct Round {
     double campaign_rate = 0, raw_rate = 0, start_s = 0, campaign_s = 0;
+    // CPU per device: dispatchd's over the campaign, the broker's over the campaign and over the raw run.
+    double dispatchd_us = 0, broker_campaign_us = 0, broker_raw_us = 0;
   };
   std::vector<Round> results;
   int window = 0;
@@ -171,6 +190,8 @@ int main(int argc, char** argv) {
       auto created = platform->request("esthesis/api/v1/campaigns/create", doc.dump(), 10000);
       if (!created) std::exit(1);
       const nlohmann::json id_body{{"id", nlohmann::json::parse(*created).value("id", "")}};
+      const double dispatchd_cpu0 = cpu_seconds(daemon.pid());
+      const double broker_cpu0 = cpu_seconds(broker.pid());
       const auto t0 = Clock::now();
       if (!platform->request("esthesis/api/v1/campaigns/start", id_body.dump(), 120000)) std::exit(1);
       res.start_s = seconds(t0, Clock::now());
@@ -188,11 +209,14 @@ int main(int argc, char** argv) {
         std::exit(1);
       }
       res.campaign_s = seconds(t0, t_end);
+      res.dispatchd_us = (cpu_seconds(daemon.pid()) - dispatchd_cpu0) * 1e6 / static_cast<double>(devices);
+      res.broker_campaign_us = (cpu_seconds(broker.pid()) - broker_cpu0) * 1e6 / static_cast<double>(devices);
       res.campaign_rate =
           static_cast<double>(last["stats"]["succeeded"].get<std::int64_t>()) / res.campaign_s;
     };
     auto run_raw = [&] {
       replies.reset();
+      const double broker_cpu0 = cpu_seconds(broker.pid());
       const auto t0 = Clock::now();
       // Command ids unique per round (the fleet answers each id once), as long as dispatchd's (26).
       bench::raw_publish(
@@ -205,6 +229,7 @@ int main(int argc, char** argv) {
           &window);
       if (!replies.wait_for(devices, 300)) std::fprintf(stderr, "raw: only %zu answers\n", replies.count());
       res.raw_rate = static_cast<double>(replies.count()) / seconds(t0, replies.last());
+      res.broker_raw_us = (cpu_seconds(broker.pid()) - broker_cpu0) * 1e6 / static_cast<double>(devices);
     };
     if (r % 2 == 0) {
       run_raw();
@@ -215,9 +240,10 @@ int main(int argc, char** argv) {
     }
     results.push_back(res);
     std::printf(
-        "round %d: campaign %.0f devices/s (%.2f s, start answered in %.3f s), raw %.0f/s, ratio %.2f\n",
-        r + 1, res.campaign_rate, res.campaign_s, res.start_s, res.raw_rate,
-        res.campaign_rate / res.raw_rate);
+        "round %d: campaign %.0f devices/s (%.2f s, start answered in %.3f s), raw %.0f/s, ratio %.2f; "
+        "CPU per device: dispatchd %.1f us, broker %.1f us (raw run: %.1f us)\n",
+        r + 1, res.campaign_rate, res.campaign_s, res.start_s, res.raw_rate, res.campaign_rate / res.raw_rate,
+        res.dispatchd_us, res.broker_campaign_us, res.broker_raw_us);
     std::fflush(stdout);
   }
   // Measured before the stop: the peak resident set over the whole run, and the database as it is after
@@ -233,11 +259,13 @@ int main(int argc, char** argv) {
               devices, batch, window, raw_connections);
   std::printf(
       "| round | campaign devices/s (start -> completed) | seconds | start answered, s | raw publish + fleet "
-      "reply /s | ratio |\n|---|---|---|---|---|---|\n");
+      "reply /s | ratio | dispatchd CPU per device, us | broker CPU per device, us (campaign / raw) |\n"
+      "|---|---|---|---|---|---|---|---|\n");
   for (size_t i = 0; i < results.size(); ++i)
-    std::printf("| %zu | %.0f | %.2f | %.3f | %.0f | %.2f |\n", i + 1, results[i].campaign_rate,
-                results[i].campaign_s, results[i].start_s, results[i].raw_rate,
-                results[i].campaign_rate / results[i].raw_rate);
+    std::printf("| %zu | %.0f | %.2f | %.3f | %.0f | %.2f | %.1f | %.1f / %.1f |\n", i + 1,
+                results[i].campaign_rate, results[i].campaign_s, results[i].start_s, results[i].raw_rate,
+                results[i].campaign_rate / results[i].raw_rate, results[i].dispatchd_us,
+                results[i].broker_campaign_us, results[i].broker_raw_us);
   std::printf("median ratio campaign / raw = %.2f (goal >= 0.8); fleet saw %zu command lines, answered %zu\n",
               ratios[ratios.size() / 2], fleet.requests(), fleet.answered());
   std::printf(

@@ -2,6 +2,7 @@
 // publish deadlines, refused messages and connection failures, against a real mosquitto.
 #include "service/mqtt/mqtt_link.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
@@ -109,6 +110,73 @@ TEST_CASE("a message still queued in the link at its deadline is not published, 
   std::vector<std::string> got;
   while (auto m = device.next(got.size() < 2 ? 5000 : 300)) got.push_back(m->payload);
   CHECK(got == std::vector<std::string>{"new e true", "plain e true"});
+}
+
+TEST_CASE("a pump of many publishes wakes the network thread once, and a lone publish leaves at once",
+          "[service][link]") {
+  using namespace dispatch::service;
+  // A window of 1000: the whole batch is handed to libmosquitto in one pump.
+  dispatch::testing::Broker broker("max_inflight_messages 1000\n");
+  ClientOptions co;
+  co.uri = broker.uri();
+  co.client_id = "passes-device";
+  MqttClient device(co);
+  REQUIRE(device.connect(10000));
+  REQUIRE(device.subscribe("passes/#"));
+
+  EventQueue events;
+  LinkOptions o;
+  o.uri = broker.uri();
+  o.client_id = "passes-link";
+  o.clean_start = true;
+  MqttLink link(o, events);
+  REQUIRE(link.connect(10000));
+  REQUIRE(link.max_inflight() == 1000);
+  const auto wait_done = [&](std::size_t n) {
+    std::size_t done = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (done < n && std::chrono::steady_clock::now() < deadline) {
+      if (auto ev = events.pop_for(std::chrono::milliseconds(100)))
+        done += std::holds_alternative<PublishDone>(*ev) ? 1 : 0;
+    }
+    return done;
+  };
+  // libmosquitto's own loop (mosquitto_loop) runs one pass per packet queued from another thread, each
+  // with a select() and a read of its socket pair; ours one per wake-up and per batch of acknowledgements.
+  constexpr int k_batch = 1000;
+  for (int i = 0; i < k_batch; ++i) {
+    OutMessage m;
+    m.topic = "passes/" + std::to_string(i);
+    m.payload = "line " + std::to_string(i);
+    link.publish(std::move(m));
+  }
+  const std::uint64_t before = link.loop_passes();
+  link.pump();
+  REQUIRE(wait_done(k_batch) == k_batch);
+  const std::uint64_t passes = link.loop_passes() - before;
+  INFO("network loop passes for " << k_batch << " publishes: " << passes);
+  CHECK(passes < k_batch / 4);
+  std::size_t got = 0;
+  while (got < k_batch && device.next(5000)) ++got;
+  CHECK(got == k_batch);
+
+  // The owner's pump wakes the thread from its poll() (100 ms long): a lone line does not wait for it.
+  std::vector<double> ms;
+  for (int i = 0; i < 15; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the thread is back in its poll()
+    OutMessage m;
+    m.topic = "passes/lone";
+    m.payload = "lone " + std::to_string(i);
+    const auto t0 = std::chrono::steady_clock::now();
+    link.publish(std::move(m));
+    link.pump();
+    REQUIRE(device.next(5000));
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    REQUIRE(wait_done(1) == 1);
+  }
+  std::sort(ms.begin(), ms.end());
+  INFO("median publish-to-delivery " << ms[ms.size() / 2] << " ms");
+  CHECK(ms[ms.size() / 2] < 30.0);
 }
 
 TEST_CASE("broker URIs: scheme, host and port, with the default port of plain MQTT and of TLS",
