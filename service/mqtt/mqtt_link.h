@@ -5,7 +5,13 @@
 // - MQTT 5, clean start false with a session expiry so subscriptions survive reconnects; automatic
 //   reconnect (1 s, backing off to 10 s), and every (re)connect re-subscribes (cheap, and covers a broker
 //   that lost the session).
-// - TCP_NODELAY on the client socket (libmosquitto's MOSQ_OPT_TCP_NODELAY, stack.md P4).
+// - TCP_NODELAY on the client socket (libmosquitto's MOSQ_OPT_TCP_NODELAY, stack.md P4), and the writes of
+//   one pass of the network thread corked (TCP_CORK) and pushed together at its end: one segment for a
+//   batch of small packets instead of one each, with no added wait.
+// - The network thread runs its own loop (loop_once: poll() of the socket and of an eventfd, then
+//   libmosquitto's read, write and keep-alive steps), woken by the owner once per pump() that handed
+//   messages on. mosquitto_loop() wakes on a socket pair libmosquitto writes one byte to per packet queued
+//   and reads one byte per pass: a select() pass per packet (1000 publishes: 667 passes; ours: 89).
 // - Publishes are windowed: at most `max_inflight()` un-acknowledged QoS 1 publishes are handed to
 //   libmosquitto; the rest wait in the link's own queue, where a deadline can still be checked. The queue is
 //   drained from both sides: by pump() on the owner's thread, and by the network thread as soon as an

@@ -12,7 +12,6 @@
 // Reports dispatchd's peak RSS (VmHWM) and the database size, per device too (the 1,000,000-device run).
 // Usage: campaign_bench [--devices N] [--batch B] [--rounds 3] [--raw-connections 1]
 //                       [--dispatchd-arg "--key value"]... [--dispatchd PATH]
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -30,6 +29,7 @@
 #include "service/mqtt/mqtt_client.h"
 #include "storage/database.h"
 #include "storage/devices.h"
+#include "tests/bench/proc_cpu.h"
 #include "tests/bench/raw/raw_mqtt.h"
 #include "tests/support/broker.h"
 #include "tests/support/process.h"
@@ -85,21 +85,6 @@ std::int64_t status_kb(pid_t pid, const std::string& field) {
     if (line.rfind(field + ":", 0) == 0) return std::strtoll(line.c_str() + field.size() + 1, nullptr, 10);
   }
   return 0;
-}
-
-// CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat; 0 when unreadable.
-double cpu_seconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return 0;
-  const auto close = line.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(line.substr(close + 2));
-  std::vector<std::string> f;
-  for (std::string t; rest >> t;) f.push_back(t);
-  if (f.size() < 13) return 0;
-  // After the command: state(0) … utime(11) stime(12), in clock ticks.
-  return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 // Bytes of the SQLite database with its write-ahead log.
@@ -190,8 +175,8 @@ int main(int argc, char** argv) {
       auto created = platform->request("esthesis/api/v1/campaigns/create", doc.dump(), 10000);
       if (!created) std::exit(1);
       const nlohmann::json id_body{{"id", nlohmann::json::parse(*created).value("id", "")}};
-      const double dispatchd_cpu0 = cpu_seconds(daemon.pid());
-      const double broker_cpu0 = cpu_seconds(broker.pid());
+      const double dispatchd_cpu0 = bench::cpu_seconds(daemon.pid());
+      const double broker_cpu0 = bench::cpu_seconds(broker.pid());
       const auto t0 = Clock::now();
       if (!platform->request("esthesis/api/v1/campaigns/start", id_body.dump(), 120000)) std::exit(1);
       res.start_s = seconds(t0, Clock::now());
@@ -209,14 +194,16 @@ int main(int argc, char** argv) {
         std::exit(1);
       }
       res.campaign_s = seconds(t0, t_end);
-      res.dispatchd_us = (cpu_seconds(daemon.pid()) - dispatchd_cpu0) * 1e6 / static_cast<double>(devices);
-      res.broker_campaign_us = (cpu_seconds(broker.pid()) - broker_cpu0) * 1e6 / static_cast<double>(devices);
+      res.dispatchd_us =
+          (bench::cpu_seconds(daemon.pid()) - dispatchd_cpu0) * 1e6 / static_cast<double>(devices);
+      res.broker_campaign_us =
+          (bench::cpu_seconds(broker.pid()) - broker_cpu0) * 1e6 / static_cast<double>(devices);
       res.campaign_rate =
           static_cast<double>(last["stats"]["succeeded"].get<std::int64_t>()) / res.campaign_s;
     };
     auto run_raw = [&] {
       replies.reset();
-      const double broker_cpu0 = cpu_seconds(broker.pid());
+      const double broker_cpu0 = bench::cpu_seconds(broker.pid());
       const auto t0 = Clock::now();
       // Command ids unique per round (the fleet answers each id once), as long as dispatchd's (26).
       bench::raw_publish(
@@ -229,7 +216,8 @@ int main(int argc, char** argv) {
           &window);
       if (!replies.wait_for(devices, 300)) std::fprintf(stderr, "raw: only %zu answers\n", replies.count());
       res.raw_rate = static_cast<double>(replies.count()) / seconds(t0, replies.last());
-      res.broker_raw_us = (cpu_seconds(broker.pid()) - broker_cpu0) * 1e6 / static_cast<double>(devices);
+      res.broker_raw_us =
+          (bench::cpu_seconds(broker.pid()) - broker_cpu0) * 1e6 / static_cast<double>(devices);
     };
     if (r % 2 == 0) {
       run_raw();

@@ -27,6 +27,7 @@
 #include "service/mqtt/mqtt_client.h"
 #include "storage/database.h"
 #include "storage/devices.h"
+#include "tests/bench/proc_cpu.h"
 #include "tests/bench/raw/raw_mqtt.h"
 #include "tests/support/broker.h"
 #include "tests/support/process.h"
@@ -150,6 +151,7 @@ int main(int argc, char** argv) {
 
   struct Round {
     double dispatch_rate = 0, raw_rate = 0, api_s = 0;
+    double dispatchd_us = 0;  // dispatchd's CPU per line, from commands/send to the last line received
   };
   std::vector<Round> results;
   int window = 0;
@@ -159,6 +161,7 @@ int main(int argc, char** argv) {
     Round res;
     auto run_dispatch = [&] {
       counter.reset();
+      const double cpu0 = bench::cpu_seconds(daemon.pid());
       const auto t0 = Clock::now();
       auto answer =
           platform->request("esthesis/api/v1/commands/send", R"({"type":"reboot","tags":["fleet"]})", 120000);
@@ -171,6 +174,7 @@ int main(int argc, char** argv) {
       if (!counter.wait_for(devices, 300))
         std::fprintf(stderr, "dispatch: only %zu received\n", counter.count());
       res.dispatch_rate = static_cast<double>(counter.count()) / seconds(t0, counter.last());
+      res.dispatchd_us = (bench::cpu_seconds(daemon.pid()) - cpu0) * 1e6 / static_cast<double>(devices);
     };
     auto run_raw = [&] {
       counter.reset();
@@ -190,8 +194,10 @@ int main(int argc, char** argv) {
     }
     results.push_back(res);
     std::printf(
-        "round %d: dispatch %.0f msg/s, raw %.0f msg/s, ratio %.2f (commands/send answered in %.3f s)\n",
-        r + 1, res.dispatch_rate, res.raw_rate, res.dispatch_rate / res.raw_rate, res.api_s);
+        "round %d: dispatch %.0f msg/s, raw %.0f msg/s, ratio %.2f (commands/send answered in %.3f s; "
+        "dispatchd CPU %.1f us per line)\n",
+        r + 1, res.dispatch_rate, res.raw_rate, res.dispatch_rate / res.raw_rate, res.api_s,
+        res.dispatchd_us);
     std::fflush(stdout);
   }
 
@@ -219,10 +225,12 @@ int main(int argc, char** argv) {
                                        .c_str(),
               window, raw_connections);
   std::printf(
-      "| round | dispatch msg/s | raw msg/s | ratio | commands/send answered, s |\n|---|---|---|---|---|\n");
+      "| round | dispatch msg/s | raw msg/s | ratio | commands/send answered, s | dispatchd CPU per line, us "
+      "|\n|---|---|---|---|---|---|\n");
   for (size_t i = 0; i < results.size(); ++i)
-    std::printf("| %zu | %.0f | %.0f | %.2f | %.3f |\n", i + 1, results[i].dispatch_rate, results[i].raw_rate,
-                results[i].dispatch_rate / results[i].raw_rate, results[i].api_s);
+    std::printf("| %zu | %.0f | %.0f | %.2f | %.3f | %.1f |\n", i + 1, results[i].dispatch_rate,
+                results[i].raw_rate, results[i].dispatch_rate / results[i].raw_rate, results[i].api_s,
+                results[i].dispatchd_us);
   std::printf("fan-out of %zu QoS 1 lines: median ratio dispatch / raw = %.2f (goal >= 0.9)\n\n", devices,
               ratios[ratios.size() / 2]);
   std::printf("| round trip, %d alternating requests | p50 ms | p99 ms |\n|---|---|---|\n", roundtrips);
