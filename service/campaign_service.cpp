@@ -134,6 +134,7 @@ class StoreLookup final : public campaigns::MemberLookup {
 
 // What the storage row holds beyond the engine's Execution.
 struct Side {
+  std::int64_t rowid = 0;  // the execution row's (storage::ExecutionRow::rowid)
   std::string output;
   std::optional<TimeMs> replied_at;
   // Presence redelivery of the current attempt (memory only): which attempt, how often it was published
@@ -179,6 +180,7 @@ storage::ExecutionRow to_row(const std::string& campaign_id, const Execution& e,
   r.finished_at = e.finished_at;
   r.reply_ok = e.reply_ok;
   r.version_at_send = e.version_at_send;
+  r.rowid = side.rowid;
   return r;
 }
 
@@ -432,6 +434,7 @@ struct CampaignService::Impl final : OutboxOwner {
       for (const auto& r : *known) {
         s.executions.push_back(from_row(r));
         Side side;
+        side.rowid = r.rowid;
         side.output = r.output;
         side.replied_at = r.replied_at;
         a->side.push_back(std::move(side));
@@ -1062,9 +1065,11 @@ struct CampaignService::Impl final : OutboxOwner {
     auto st = db_.transaction([&]() -> Status {
       if (auto f = fence(a); !f) return f;
       if (auto s = store_.update(row); !s) return s;
-      auto n = store_.insert_executions(rows);
+      std::vector<std::int64_t> rowids;
+      auto n = store_.insert_executions(rows, &rowids);
       if (!n) return n.error();
       all_inserted = static_cast<std::size_t>(*n) == rows.size();
+      for (std::size_t i = 0; i < rows.size(); ++i) rows[i].rowid = rowids[i];
       return {};
     });
     if (!st) return st.error();

@@ -1,6 +1,7 @@
 #include "storage/campaigns.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "storage/sql_util.h"
 
@@ -24,6 +25,7 @@ constexpr const char* k_execution_columns =
     "campaign_id, hardware_id, group_index, state, attempt, command_id, sent_at, replied_at, "
     "next_attempt_at, output, version_verified, updated_at, first_sent_at, finished_at, reply_ok, "
     "published_attempt, version_at_send";
+constexpr int k_execution_column_count = 17;
 
 CampaignRow read_campaign(Statement& q) {
   CampaignRow row;
@@ -163,7 +165,9 @@ Status CampaignStore::remove(const std::string& id) {
   });
 }
 
-Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& rows) {
+Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& rows,
+                                             std::vector<std::int64_t>* rowids) {
+  if (rowids != nullptr) rowids->assign(rows.size(), 0);
   return db_.transaction([&]() -> Result<int> {
     auto bind_row = [&](Statement& q, int p, const ExecutionRow& r) {
       q.bindNoCopy(p + 1, r.campaign_id);
@@ -190,10 +194,12 @@ Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& ro
     int inserted = 0;
     if (db_.backend() == Backend::sqlite) {
       auto q = db_.prepare(insert_rows + row_placeholders + ignore_existing);
-      for (const ExecutionRow& r : rows) {
+      for (std::size_t i = 0; i < rows.size(); ++i) {
         q->reset();
-        bind_row(*q, 0, r);
-        inserted += q->exec();
+        bind_row(*q, 0, rows[i]);
+        const int n = q->exec();
+        inserted += n;
+        if (n > 0 && rowids != nullptr) (*rowids)[i] = db_.db().getLastInsertRowid();
       }
       return inserted;
     }
@@ -213,12 +219,16 @@ Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& ro
 
 Result<std::vector<ExecutionRow>> CampaignStore::executions(const std::string& campaign_id) {
   return db_.read([&]() -> Result<std::vector<ExecutionRow>> {
-    auto q = db_.prepare(std::string("SELECT ") + k_execution_columns +
+    const bool sqlite = db_.backend() == Backend::sqlite;
+    auto q = db_.prepare(std::string("SELECT ") + k_execution_columns + (sqlite ? ", rowid" : "") +
                          " FROM campaign_executions WHERE campaign_id = ? "
                          "ORDER BY group_index, hardware_id");
     q->bind(1, campaign_id);
     std::vector<ExecutionRow> rows;
-    while (q->executeStep()) rows.push_back(read_execution(*q));
+    while (q->executeStep()) {
+      rows.push_back(read_execution(*q));
+      if (sqlite) rows.back().rowid = q->getColumn(k_execution_column_count).getInt64();
+    }
     return rows;
   });
 }
@@ -240,12 +250,20 @@ Result<ExecutionRow> CampaignStore::execution(const std::string& campaign_id,
 
 Status CampaignStore::update_executions(const std::vector<ExecutionRow>& rows) {
   return db_.transaction([&]() -> Status {
-    auto q = db_.prepare(
+    const std::string set =
         "UPDATE campaign_executions SET group_index = ?, state = ?, attempt = ?, "
         "command_id = ?, sent_at = ?, replied_at = ?, next_attempt_at = ?, output = ?, "
         "version_verified = ?, updated_at = ?, first_sent_at = ?, finished_at = ?, reply_ok = ?, "
-        "version_at_send = ? WHERE campaign_id = ? AND hardware_id = ?");
+        "version_at_send = ? WHERE campaign_id = ? AND hardware_id = ?";
+    // A known rowid: one b-tree search by an integer, not one of the primary key's index by two strings
+    // and then one by the rowid it found (SQLite's plan: SEARCH USING INTEGER PRIMARY KEY).
+    std::optional<Database::Lease> by_key;
+    std::optional<Database::Lease> by_rowid;
     for (const ExecutionRow& r : rows) {
+      const bool use_rowid = r.rowid > 0 && db_.backend() == Backend::sqlite;
+      std::optional<Database::Lease>& slot = use_rowid ? by_rowid : by_key;
+      if (!slot) slot.emplace(db_.prepare(use_rowid ? set + " AND rowid = ?" : set));
+      Statement* q = &**slot;
       q->reset();
       q->bind(1, r.group_index);
       q->bindNoCopy(2, r.state);
@@ -263,6 +281,7 @@ Status CampaignStore::update_executions(const std::vector<ExecutionRow>& rows) {
       bind_opt(*q, 14, r.version_at_send);
       q->bindNoCopy(15, r.campaign_id);
       q->bindNoCopy(16, r.hardware_id);
+      if (use_rowid) q->bind(17, r.rowid);
       if (q->exec() == 0) {
         return make_error(ErrorCode::not_found,
                           "no execution of campaign " + r.campaign_id + " for " + r.hardware_id);

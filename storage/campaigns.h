@@ -55,6 +55,10 @@ struct ExecutionRow {
   int published_attempt = 0;
   // Schema v3. verify_version: the device's reported version when the current attempt was sent.
   std::optional<std::string> version_at_send;
+  // SQLite's rowid of the row when known (0: unknown, and always on PostgreSQL): executions() reads it and
+  // insert_executions() reports it. update_executions() then finds the row by it instead of searching the
+  // primary key's index (whose keys are two strings), and still checks campaign_id and hardware_id.
+  std::int64_t rowid = 0;
 };
 
 // One attempt's command id (record_attempts) or one acknowledged publish (mark_published).
@@ -145,9 +149,11 @@ class CampaignStore {
 
   // Inserts executions in one transaction; a row whose (campaign_id, hardware_id) exists is skipped
   // (the existing row is kept). Returns how many rows were inserted. not_found when a row names an
-  // unknown campaign (nothing is written then).
-  core::Result<int> insert_executions(const std::vector<ExecutionRow>& rows);
-  // All executions of the campaign ordered by (group_index, hardware_id).
+  // unknown campaign (nothing is written then). When rowids is given it gets each row's rowid, in order
+  // (ExecutionRow::rowid; 0 for a skipped row, and every row on PostgreSQL).
+  core::Result<int> insert_executions(const std::vector<ExecutionRow>& rows,
+                                      std::vector<std::int64_t>* rowids = nullptr);
+  // All executions of the campaign ordered by (group_index, hardware_id), with their rowids (SQLite).
   core::Result<std::vector<ExecutionRow>> executions(const std::string& campaign_id);
   // not_found when no such execution.
   core::Result<ExecutionRow> execution(const std::string& campaign_id, const std::string& hardware_id);

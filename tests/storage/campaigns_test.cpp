@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,63 @@ TEST_CASE("campaigns are counted per state", "[storage][campaigns]") {
   REQUIRE(store.insert(running).ok());
   using Rows = std::vector<std::pair<std::string, std::int64_t>>;
   CHECK(store.count_by_state().value() == Rows{{"created", 2}, {"running", 1}});
+}
+
+TEST_CASE("executions carry their rowids, an update finds its row by it and never writes another row",
+          "[storage][campaigns]") {
+  TestDb t(GENERATE(backends()));
+  const bool sqlite = (*t).backend() == Backend::sqlite;
+  CampaignStore store(*t);
+  REQUIRE(store.insert(make_campaign("k1")).ok());
+  REQUIRE(store.insert_executions({make_execution("k1", "dev-0")}).ok());
+  std::vector<std::int64_t> rowids;
+  const std::vector<ExecutionRow> rows = {make_execution("k1", "dev-a"), make_execution("k1", "dev-0"),
+                                          make_execution("k1", "dev-b")};
+  REQUIRE(store.insert_executions(rows, &rowids).value() == 2);
+  REQUIRE(rowids.size() == 3);
+  CHECK(rowids[1] == 0);  // dev-0 existed: skipped
+  if (sqlite) {
+    CHECK(rowids[0] > 0);
+    CHECK(rowids[2] > 0);
+    CHECK(rowids[0] != rowids[2]);
+  } else {
+    CHECK(rowids == std::vector<std::int64_t>{0, 0, 0});
+  }
+  // executions() reads them back with the rows.
+  auto stored = store.executions("k1");
+  REQUIRE(stored.ok());
+  REQUIRE(stored->size() == 3);
+  std::map<std::string, std::int64_t> by_hw;
+  for (const auto& r : *stored) by_hw[r.hardware_id] = r.rowid;
+  CHECK(by_hw["dev-a"] == rowids[0]);
+  CHECK(by_hw["dev-b"] == rowids[2]);
+  if (sqlite) CHECK(by_hw["dev-0"] > 0);
+
+  // An update by a known rowid writes that row.
+  ExecutionRow a = stored->at(1);
+  REQUIRE(a.hardware_id == "dev-a");
+  a.state = "sent";
+  a.attempt = 1;
+  REQUIRE(store.update_executions({a}).ok());
+  CHECK(store.execution("k1", "dev-a")->state == "sent");
+  if (sqlite) {
+    // A rowid that names another device's row (never expected: a stale snapshot) writes nothing: the
+    // key columns are still checked.
+    ExecutionRow wrong = a;
+    wrong.rowid = by_hw["dev-b"];
+    wrong.state = "succeeded";
+    auto st = store.update_executions({wrong});
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().code == ErrorCode::not_found);
+    CHECK(store.execution("k1", "dev-a")->state == "sent");
+    CHECK(store.execution("k1", "dev-b")->state == "queued");
+  }
+  // Without a rowid the key finds the row, on both backends.
+  ExecutionRow b = store.execution("k1", "dev-b").value();
+  b.rowid = 0;
+  b.state = "sent";
+  REQUIRE(store.update_executions({b}).ok());
+  CHECK(store.execution("k1", "dev-b")->state == "sent");
 }
 
 TEST_CASE("a device has one execution per campaign and one command id per attempt", "[storage][campaigns]") {
