@@ -256,36 +256,39 @@ Status CampaignStore::update_executions(const std::vector<ExecutionRow>& rows) {
         "version_verified = ?, updated_at = ?, first_sent_at = ?, finished_at = ?, reply_ok = ?, "
         "version_at_send = ? WHERE campaign_id = ? AND hardware_id = ?";
     // A known rowid: one b-tree search by an integer, not one of the primary key's index by two strings
-    // and then one by the rowid it found (SQLite's plan: SEARCH USING INTEGER PRIMARY KEY).
+    // and then one by the rowid it found (SQLite's plan: SEARCH USING INTEGER PRIMARY KEY). A rowid that
+    // finds no row of this key (never expected: a VACUUM by hand may renumber rows) falls back to the key.
     std::optional<Database::Lease> by_key;
     std::optional<Database::Lease> by_rowid;
-    for (const ExecutionRow& r : rows) {
-      const bool use_rowid = r.rowid > 0 && db_.backend() == Backend::sqlite;
+    const auto write = [&](const ExecutionRow& r, bool use_rowid) {
       std::optional<Database::Lease>& slot = use_rowid ? by_rowid : by_key;
       if (!slot) slot.emplace(db_.prepare(use_rowid ? set + " AND rowid = ?" : set));
-      Statement* q = &**slot;
-      q->reset();
-      q->bind(1, r.group_index);
-      q->bindNoCopy(2, r.state);
-      q->bind(3, r.attempt);
-      bind_opt(*q, 4, r.command_id);
-      bind_opt(*q, 5, r.sent_at);
-      bind_opt(*q, 6, r.replied_at);
-      bind_opt(*q, 7, r.next_attempt_at);
-      q->bindNoCopy(8, r.output);
-      q->bind(9, r.version_verified ? 1 : 0);
-      q->bind(10, r.updated_at);
-      bind_opt(*q, 11, r.first_sent_at);
-      bind_opt(*q, 12, r.finished_at);
-      q->bind(13, r.reply_ok ? 1 : 0);
-      bind_opt(*q, 14, r.version_at_send);
-      q->bindNoCopy(15, r.campaign_id);
-      q->bindNoCopy(16, r.hardware_id);
-      if (use_rowid) q->bind(17, r.rowid);
-      if (q->exec() == 0) {
-        return make_error(ErrorCode::not_found,
-                          "no execution of campaign " + r.campaign_id + " for " + r.hardware_id);
-      }
+      Statement& q = **slot;
+      q.reset();
+      q.bind(1, r.group_index);
+      q.bindNoCopy(2, r.state);
+      q.bind(3, r.attempt);
+      bind_opt(q, 4, r.command_id);
+      bind_opt(q, 5, r.sent_at);
+      bind_opt(q, 6, r.replied_at);
+      bind_opt(q, 7, r.next_attempt_at);
+      q.bindNoCopy(8, r.output);
+      q.bind(9, r.version_verified ? 1 : 0);
+      q.bind(10, r.updated_at);
+      bind_opt(q, 11, r.first_sent_at);
+      bind_opt(q, 12, r.finished_at);
+      q.bind(13, r.reply_ok ? 1 : 0);
+      bind_opt(q, 14, r.version_at_send);
+      q.bindNoCopy(15, r.campaign_id);
+      q.bindNoCopy(16, r.hardware_id);
+      if (use_rowid) q.bind(17, r.rowid);
+      return q.exec() > 0;
+    };
+    for (const ExecutionRow& r : rows) {
+      const bool use_rowid = r.rowid > 0 && db_.backend() == Backend::sqlite;
+      if ((use_rowid && write(r, true)) || write(r, false)) continue;
+      return make_error(ErrorCode::not_found,
+                        "no execution of campaign " + r.campaign_id + " for " + r.hardware_id);
     }
     return {};
   });
