@@ -1,7 +1,13 @@
 // dispatchd: the dispatch service. See `dispatchd --help`.
+#include <spdlog/spdlog.h>
+
 #include <cstdio>
 #include <string>
 #include <vector>
+
+#ifdef DISPATCH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 
 #include "service/config.h"
 #include "service/daemon.h"
@@ -9,6 +15,23 @@
 #include "service/migrate.h"
 
 extern char** environ;
+
+namespace {
+
+// The allocator this build uses (CMake's DISPATCH_JEMALLOC), for the start-up log.
+std::string allocator_name() {
+#ifdef DISPATCH_JEMALLOC
+  const char* version = nullptr;
+  size_t size = sizeof version;
+  if (mallctl("version", &version, &size, nullptr, 0) == 0 && version != nullptr)
+    return std::string("jemalloc ") + version;
+  return "jemalloc";
+#else
+  return "glibc malloc";
+#endif
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -43,5 +66,6 @@ int main(int argc, char** argv) {
   dispatch::service::setup_logging(std::string(to_string(config->log_format)),
                                    std::string(to_string(config->log_level)), config->log_rate_limit_burst,
                                    config->log_rate_limit_window_s * 1000);
+  spdlog::info("dispatchd {} (memory allocator: {})", DISPATCH_VERSION, allocator_name());
   return dispatch::service::run_daemon(*config);
 }

@@ -169,6 +169,24 @@ TEST_CASE("/metrics counts a command fan-out, its replies and refused input by t
   }
 }
 
+TEST_CASE("dispatchd runs on the allocator it was built with and names it in its start-up log",
+          "[integration][ops]") {
+  Broker broker;
+  Daemon daemon(broker);
+  auto platform = connected_client(broker);
+  REQUIRE(daemon.wait_ready(*platform));
+  // The libraries mapped into the running process.
+  const std::string maps = read_file("/proc/" + std::to_string(daemon.process().pid()) + "/maps");
+  REQUIRE_FALSE(maps.empty());
+#ifdef DISPATCH_EXPECT_JEMALLOC
+  CHECK(maps.find("libjemalloc") != std::string::npos);
+  CHECK_THAT(daemon.log(), Catch::Contains("(memory allocator: jemalloc 5."));
+#else
+  CHECK(maps.find("libjemalloc") == std::string::npos);
+  CHECK_THAT(daemon.log(), Catch::Contains("(memory allocator: glibc malloc)"));
+#endif
+}
+
 TEST_CASE("/healthz answers while the loop runs, /readyz follows the broker with the reason",
           "[integration][ops]") {
   Broker broker;
