@@ -7,6 +7,7 @@
 #include <chrono>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <thread>
 #include <variant>
 
@@ -26,6 +27,28 @@ LinkOptions options(int version, int max_inflight, int max_buffered = 10000) {
   o.max_inflight = max_inflight;
   o.max_buffered = max_buffered;
   return o;
+}
+
+// The link's options for a fresh session (clean start) on the broker.
+LinkOptions fresh_link(const dispatch::testing::Broker& broker, const std::string& client_id) {
+  LinkOptions o;
+  o.uri = broker.uri();
+  o.client_id = client_id;
+  o.clean_start = true;
+  return o;
+}
+
+// A device's client of the broker (the tools' Paho client), connected and subscribed to filter.
+std::unique_ptr<dispatch::service::MqttClient> subscribed_device(const dispatch::testing::Broker& broker,
+                                                                 const std::string& client_id,
+                                                                 const std::string& filter) {
+  dispatch::service::ClientOptions co;
+  co.uri = broker.uri();
+  co.client_id = client_id;
+  auto device = std::make_unique<dispatch::service::MqttClient>(co);
+  REQUIRE(device->connect(10000));
+  REQUIRE(device->subscribe(filter));
+  return device;
 }
 }  // namespace
 
@@ -55,19 +78,10 @@ TEST_CASE("a message still queued in the link at its deadline is not published, 
           "[service][link]") {
   using namespace dispatch::service;
   dispatch::testing::Broker broker;
-  ClientOptions co;
-  co.uri = broker.uri();
-  co.client_id = "deadline-device";
-  MqttClient device(co);
-  REQUIRE(device.connect(10000));
-  REQUIRE(device.subscribe("esthesis/command/request/#"));
+  auto device = subscribed_device(broker, "deadline-device", "esthesis/command/request/#");
 
   EventQueue events;
-  LinkOptions o;
-  o.uri = broker.uri();
-  o.client_id = "deadline-link";
-  o.clean_start = true;
-  MqttLink link(o, events);
+  MqttLink link(fresh_link(broker, "deadline-link"), events);
   const auto now_ms = [] {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
@@ -108,7 +122,7 @@ TEST_CASE("a message still queued in the link at its deadline is not published, 
   CHECK(link.queued_bytes() == 0);
   // The device got the two live lines, in order, and never the expired one.
   std::vector<std::string> got;
-  while (auto m = device.next(got.size() < 2 ? 5000 : 300)) got.push_back(m->payload);
+  while (auto m = device->next(got.size() < 2 ? 5000 : 300)) got.push_back(m->payload);
   CHECK(got == std::vector<std::string>{"new e true", "plain e true"});
 }
 
@@ -117,19 +131,10 @@ TEST_CASE("a pump of many publishes wakes the network thread once, and a lone pu
   using namespace dispatch::service;
   // A window of 1000: the whole batch is handed to libmosquitto in one pump.
   dispatch::testing::Broker broker("max_inflight_messages 1000\n");
-  ClientOptions co;
-  co.uri = broker.uri();
-  co.client_id = "passes-device";
-  MqttClient device(co);
-  REQUIRE(device.connect(10000));
-  REQUIRE(device.subscribe("passes/#"));
+  auto device = subscribed_device(broker, "passes-device", "passes/#");
 
   EventQueue events;
-  LinkOptions o;
-  o.uri = broker.uri();
-  o.client_id = "passes-link";
-  o.clean_start = true;
-  MqttLink link(o, events);
+  MqttLink link(fresh_link(broker, "passes-link"), events);
   REQUIRE(link.connect(10000));
   REQUIRE(link.max_inflight() == 1000);
   const auto wait_done = [&](std::size_t n) {
@@ -157,7 +162,7 @@ TEST_CASE("a pump of many publishes wakes the network thread once, and a lone pu
   INFO("network loop passes for " << k_batch << " publishes: " << passes);
   CHECK(passes < k_batch / 4);
   std::size_t got = 0;
-  while (got < k_batch && device.next(5000)) ++got;
+  while (got < k_batch && device->next(5000)) ++got;
   CHECK(got == k_batch);
 
   // The owner's pump wakes the thread from its poll() (100 ms long): a lone line does not wait for it.
@@ -170,7 +175,7 @@ TEST_CASE("a pump of many publishes wakes the network thread once, and a lone pu
     const auto t0 = std::chrono::steady_clock::now();
     link.publish(std::move(m));
     link.pump();
-    REQUIRE(device.next(5000));
+    REQUIRE(device->next(5000));
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     REQUIRE(wait_done(1) == 1);
   }
@@ -239,19 +244,10 @@ TEST_CASE(
     "[service][link]") {
   using namespace dispatch::service;
   dispatch::testing::Broker broker("max_packet_size 2000\n");
-  ClientOptions co;
-  co.uri = broker.uri();
-  co.client_id = "packet-device";
-  MqttClient device(co);
-  REQUIRE(device.connect(10000));
-  REQUIRE(device.subscribe("esthesis/command/request/#"));
+  auto device = subscribed_device(broker, "packet-device", "esthesis/command/request/#");
 
   EventQueue events;
-  LinkOptions o;
-  o.uri = broker.uri();
-  o.client_id = "packet-link";
-  o.clean_start = true;
-  MqttLink link(o, events);
+  MqttLink link(fresh_link(broker, "packet-link"), events);
   REQUIRE(link.connect(10000));
   CHECK(link.max_packet_bytes() == 2000);
   auto done = publish_all(link, events,
@@ -264,10 +260,10 @@ TEST_CASE(
   CHECK_FALSE(done[2].refused);
   CHECK(link.refused_total() == 1);
   CHECK(link.backlog() == 0);
-  auto m = device.next(5000);
+  auto m = device->next(5000);
   REQUIRE(m);
   CHECK(m->payload == "c-2 e true");
-  CHECK_FALSE(device.next(300));
+  CHECK_FALSE(device->next(300));
 }
 
 TEST_CASE(
@@ -282,11 +278,7 @@ TEST_CASE(
   }
   dispatch::testing::Broker broker("acl_file " + dir.path() + "/acl\n");
   EventQueue events;
-  LinkOptions o;
-  o.uri = broker.uri();
-  o.client_id = "acl-link";
-  o.clean_start = true;
-  MqttLink link(o, events);
+  MqttLink link(fresh_link(broker, "acl-link"), events);
   REQUIRE(link.connect(10000));
   auto done = publish_all(link, events, {out_line("denied/x", "no", 1), out_line("allowed/x", "yes", 2)});
   REQUIRE(done.size() == 2);
