@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "protocol/core/encoding.h"
 #include "protocol/core/secrets.h"
 #include "service/logging.h"
 
@@ -18,6 +19,10 @@ using core::Status;
 
 namespace {
 
+constexpr std::size_t k_prefix_bytes = 8;
+constexpr std::size_t k_random_bytes = 32;
+constexpr std::size_t k_token_chars = 54;  // Base64url of 40 bytes, no padding
+
 core::Error invalid() {
   return make_error(ErrorCode::token_invalid, "download token is invalid, spent or expired");
 }
@@ -27,13 +32,31 @@ core::Error invalid() {
 DownloadTokens::DownloadTokens(storage::Database& db, core::TimeMs ttl_ms, std::int64_t max_download_factor)
     : store_(db), ttl_ms_(ttl_ms), factor_(std::max<std::int64_t>(max_download_factor, 1)) {}
 
+std::string DownloadTokens::key_of(std::string_view token) {
+  // Only a token of the ordered format's length is decoded; anything else is looked up by its SHA-256 as
+  // before (and an unknown one is simply not found).
+  if (token.size() == k_token_chars) {
+    if (auto raw = core::base64url_decode(token); raw && raw->size() == k_prefix_bytes + k_random_bytes) {
+      return core::hex_encode(std::string_view(*raw).substr(0, k_prefix_bytes)) + core::sha256_hex(token);
+    }
+  }
+  return core::sha256_hex(token);
+}
+
 Result<DownloadTokens::Issued> DownloadTokens::issue(const std::string& hw, const std::string& package_id,
                                                      core::TimeMs now) {
+  // The prefix: big-endian (now << 16 | counter), so that keys sort by issue.
+  const auto order = (static_cast<std::uint64_t>(std::max<core::TimeMs>(now, 0)) << 16) | issued_in_ms_++;
+  std::string raw(k_prefix_bytes, '\0');
+  for (std::size_t i = 0; i < k_prefix_bytes; ++i) {
+    raw[i] = static_cast<char>((order >> (8 * (k_prefix_bytes - 1 - i))) & 0xff);
+  }
+  raw += core::random_bytes(k_random_bytes);
   Issued issued;
-  issued.token = core::random_token();
+  issued.token = core::base64url_encode(raw);
   issued.expires_at = now + ttl_ms_;
   storage::DownloadTokenRow row;
-  row.token_hash = core::sha256_hex(issued.token);
+  row.token_hash = key_of(issued.token);
   row.hardware_id = hw;
   row.package_id = package_id;
   row.created_at = now;
@@ -44,7 +67,7 @@ Result<DownloadTokens::Issued> DownloadTokens::issue(const std::string& hw, cons
 
 Result<storage::DownloadTokenRow> DownloadTokens::check(const std::string& token, const std::string& hw,
                                                         core::TimeMs now) {
-  auto row = store_.get_by_hash(core::sha256_hex(token));
+  auto row = store_.get_by_hash(key_of(token));
   if (!row) {
     if (row.error().code == ErrorCode::not_found) return invalid();
     return row.error();
@@ -54,7 +77,7 @@ Result<storage::DownloadTokenRow> DownloadTokens::check(const std::string& token
 }
 
 Result<storage::DownloadTokenRow> DownloadTokens::check(const std::string& token, core::TimeMs now) {
-  auto row = store_.get_by_hash(core::sha256_hex(token));
+  auto row = store_.get_by_hash(key_of(token));
   if (!row) {
     if (row.error().code == ErrorCode::not_found) return invalid();
     return row.error();

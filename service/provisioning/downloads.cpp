@@ -114,7 +114,7 @@ Result<Downloads::Stream> Downloads::begin_stream(const std::string& token) {
 
 std::optional<std::uint64_t> Downloads::stream_in_progress(const std::string& token) const {
   if (streams_.empty() || token.empty()) return std::nullopt;
-  const std::string hash = core::sha256_hex(token);
+  const std::string hash = DownloadTokens::key_of(token);
   for (const auto& [tag, s] : streams_) {
     if (s.token.token_hash == hash) return tag;
   }

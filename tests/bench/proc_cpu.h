@@ -28,4 +28,16 @@ inline double cpu_seconds(pid_t pid) {
   return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// Bytes the process has caused to be written to storage so far (/proc/<pid>/io write_bytes: file writes as
+// they reach the page cache, e.g. SQLite's WAL frames and checkpoints); 0 when unreadable.
+inline double written_bytes(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/io");
+  std::string key;
+  double value = 0;
+  while (in >> key >> value) {
+    if (key == "write_bytes:") return value;
+  }
+  return 0;
+}
+
 }  // namespace dispatch::bench

@@ -4,7 +4,7 @@
 // the same bytes. Starts its own mosquitto and dispatchd.
 //
 //   query_bench [--only query|download] [--devices 16] [--queries 150] [--rounds 5] [--package-mib 4]
-//               [--dispatchd PATH]
+//               [--dispatchd PATH] [--ops-listen HOST:PORT]
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -22,6 +22,7 @@
 #include "protocol/core/time.h"
 #include "protocol/frame.h"
 #include "service/mqtt/mqtt_client.h"
+#include "tests/bench/proc_cpu.h"
 #include "tests/bench/raw/raw_mqtt.h"
 #include "tests/support/broker.h"
 #include "tests/support/process.h"
@@ -58,11 +59,16 @@ json call(service::MqttClient& c, const std::string& action, const json& body) {
 
 struct Stats {
   double seconds = 0;
+  // CPU seconds over the round: dispatchd's, the broker's and this benchmark's (its clients).
+  double dispatchd_cpu = 0, broker_cpu = 0, bench_cpu = 0;
+  double dispatchd_written = 0;  // bytes dispatchd wrote to storage (its database) over the round
   std::size_t count = 0;
   std::uint64_t bytes = 0;
   std::vector<double> latencies_ms;
   double rate() const { return count / seconds; }
   double mbps() const { return bytes / seconds / (1024.0 * 1024.0); }
+  // Microseconds of CPU per request.
+  double per(double cpu) const { return count ? cpu * 1e6 / static_cast<double>(count) : 0; }
   double pct(double p) {
     if (latencies_ms.empty()) return 0;
     std::sort(latencies_ms.begin(), latencies_ms.end());
@@ -97,6 +103,7 @@ int main(int argc, char** argv) {
   std::string only;
   std::string dispatchd = std::string(DISPATCH_BINARY_DIR) + "/service/dispatchd";
   int devices = 16, queries = 150, package_mib = 4, rounds = 5;
+  std::string ops_listen = "off";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     if (k == "--only") {
@@ -109,6 +116,8 @@ int main(int argc, char** argv) {
       rounds = std::max(1, std::atoi(argv[i + 1]));
     } else if (k == "--package-mib") {
       package_mib = std::atoi(argv[i + 1]);
+    } else if (k == "--ops-listen") {
+      ops_listen = argv[i + 1];  // dispatchd's /metrics, to read its batch sizes during a run
     } else if (k == "--dispatchd") {
       dispatchd = argv[i + 1];  // another build, for a side-by-side comparison
     } else {
@@ -123,7 +132,7 @@ int main(int argc, char** argv) {
   testing::Process daemon(
       {dispatchd, "--mqtt.uri", broker.uri(), "--mqtt.client_id", "dispatchd-bench", "--storage.path",
        dir.path() + "/db", "--storage.data_dir", dir.path() + "/pkgs", "--provisioning.rate_limit", "1000000",
-       "--log.level", "warn", "--http.ops_listen", "off"},
+       "--log.level", "warn", "--http.ops_listen", ops_listen},
       {}, dir.path() + "/dispatchd.log");
   auto platform = connect(broker.uri());
   for (int i = 0;; ++i) {
@@ -205,6 +214,9 @@ int main(int argc, char** argv) {
     };
     auto bench = [&](const std::vector<std::vector<std::string>>& payloads, bool raw) {
       std::vector<Stats> stats(devices);
+      const double cpu0[3] = {bench::cpu_seconds(daemon.pid()), bench::cpu_seconds(broker.pid()),
+                              bench::cpu_seconds(getpid())};
+      const double written0 = bench::written_bytes(daemon.pid());
       const double wall = run_parallel(devices, [&](int i) {
         auto& c = *clients[i];
         for (int q = 0; q < queries; ++q) {
@@ -222,6 +234,10 @@ int main(int argc, char** argv) {
       });
       Stats all;
       all.seconds = wall;
+      all.dispatchd_cpu = bench::cpu_seconds(daemon.pid()) - cpu0[0];
+      all.broker_cpu = bench::cpu_seconds(broker.pid()) - cpu0[1];
+      all.bench_cpu = bench::cpu_seconds(getpid()) - cpu0[2];
+      all.dispatchd_written = bench::written_bytes(daemon.pid()) - written0;
       for (auto& s : stats) {
         all.count += s.latencies_ms.size();
         all.latencies_ms.insert(all.latencies_ms.end(), s.latencies_ms.begin(), s.latencies_ms.end());
@@ -234,8 +250,9 @@ int main(int argc, char** argv) {
                 queries, rounds);
     std::printf(
         "| round | dispatchd req/s | p50 ms | p99 ms | raw libmosquitto echo req/s | p50 ms | p99 ms | ratio "
-        "|\n");
-    std::printf("|---|---|---|---|---|---|---|---|\n");
+        "| CPU µs per query: dispatchd / broker / clients | raw: echo process / broker / clients | dispatchd "
+        "bytes written per query |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
     std::vector<double> ratios;
     for (int r = 0; r < rounds; ++r) {
       const auto payloads = sign_round(r);
@@ -248,8 +265,13 @@ int main(int argc, char** argv) {
         raw = bench(payloads, true);
       }
       ratios.push_back(svc.rate() / raw.rate());
-      std::printf("| %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2f |\n", r + 1, svc.rate(),
-                  svc.pct(0.5), svc.pct(0.99), raw.rate(), raw.pct(0.5), raw.pct(0.99), ratios.back());
+      // The raw echo runs in this process: its CPU is in the clients' column of the raw side.
+      std::printf(
+          "| %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2f | %.0f / %.0f / %.0f | - / %.0f / %.0f | "
+          "%.0f |\n",
+          r + 1, svc.rate(), svc.pct(0.5), svc.pct(0.99), raw.rate(), raw.pct(0.5), raw.pct(0.99),
+          ratios.back(), svc.per(svc.dispatchd_cpu), svc.per(svc.broker_cpu), svc.per(svc.bench_cpu),
+          raw.per(raw.broker_cpu), raw.per(raw.bench_cpu), svc.per(svc.dispatchd_written) / 1e6);
       std::fflush(stdout);
     }
     std::sort(ratios.begin(), ratios.end());

@@ -23,6 +23,7 @@
 #include "protocol/core/signature.h"
 #include "protocol/core/time.h"
 #include "protocol/frame.h"
+#include "service/provisioning/download_tokens.h"
 #include "tests/integration/command_fleet.h"
 #include "tests/integration/daemon_fixture.h"
 
@@ -1038,7 +1039,7 @@ TEST_CASE("cluster: the bytes one download token pulls are bounded across instan
   pqxx::connection conn(c.db.url());
   pqxx::work tx(conn);
   auto row = tx.exec1("SELECT spent, pulled_bytes FROM download_tokens WHERE token_hash = " +
-                      tx.quote(dispatch::core::sha256_hex(token)));
+                      tx.quote(dispatch::service::provisioning::DownloadTokens::key_of(token)));
   CHECK(row[0].as<int>() == 1);
   CHECK(row[1].as<std::int64_t>() == 800);
 }

@@ -24,6 +24,7 @@
 #include "protocol/core/signature.h"
 #include "protocol/core/time.h"
 #include "protocol/frame.h"
+#include "service/provisioning/download_tokens.h"
 #include "tests/integration/daemon_fixture.h"
 
 using dispatch::core::KeyType;
@@ -390,7 +391,8 @@ class Walk {
     CHECK(db.execAndGet("SELECT count(*) FROM packages WHERE state = 'ready'").getInt() == 2);
 
     std::map<std::string, const Received*> by_hash;
-    for (const auto& r : received_) by_hash[sha256_hex(r.token)] = &r;
+    for (const auto& r : received_)
+      by_hash[dispatch::service::provisioning::DownloadTokens::key_of(r.token)] = &r;
     SQLite::Statement q(
         db, "SELECT token_hash, hardware_id, package_id, spent, served_bytes FROM download_tokens");
     int never_received = 0;

@@ -10,6 +10,7 @@
 #include "protocol/core/signature.h"
 #include "protocol/core/time.h"
 #include "protocol/frame.h"
+#include "service/provisioning/download_tokens.h"
 #include "tests/integration/daemon_fixture.h"
 
 using dispatch::core::KeyType;
@@ -170,7 +171,9 @@ TEST_CASE("secrets: tokens, signatures and private keys never reach the log or t
   // Controls: the log is verbose and the dump holds what the service stores.
   REQUIRE(log.find(hw) != std::string::npos);
   REQUIRE(db.find(output_canary) != std::string::npos);
-  CHECK(db.find(dispatch::core::sha256_hex(download_token)) != std::string::npos);
+  // Its database key (the ordering prefix and its SHA-256), never the token itself.
+  CHECK(db.find(dispatch::service::provisioning::DownloadTokens::key_of(download_token)) !=
+        std::string::npos);
 
   struct {
     const char* rule;

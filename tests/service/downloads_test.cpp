@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "protocol/core/encoding.h"
 #include "protocol/core/secrets.h"
 #include "protocol/frame.h"
 #include "storage/packages.h"
@@ -68,7 +69,7 @@ struct Fixture {
   }
   // The token's row as the database holds it.
   storage::DownloadTokenRow row(const std::string& token) {
-    return storage::TokenStore(*db).get_by_hash(core::sha256_hex(token)).value();
+    return storage::TokenStore(*db).get_by_hash(service::provisioning::DownloadTokens::key_of(token)).value();
   }
 };
 
@@ -261,4 +262,51 @@ TEST_CASE("downloads: an HTTP stream is refused at its start when the count leav
   CHECK(s.error().code == ErrorCode::token_invalid);
   CHECK(s.error().message == exhausted_message(10, 1));
   CHECK(f.row(t).spent);
+}
+
+TEST_CASE("download tokens: 40 bytes whose keys sort by issue, older 32-byte tokens still found",
+          "[provisioning][downloads]") {
+  Fixture f;
+  // Three tokens in one millisecond and one a millisecond later: each key sorts after the one before, so
+  // the index takes them at its end (the counter orders those of one millisecond).
+  std::vector<std::string> issued, keys;
+  for (int i = 0; i < 4; ++i) {
+    if (i == 3) f.clock.advance_ms(1);
+    issued.push_back(f.token());
+    keys.push_back(service::provisioning::DownloadTokens::key_of(issued.back()));
+  }
+  for (std::size_t i = 0; i < issued.size(); ++i) {
+    INFO("token " << i);
+    CHECK(issued[i].size() == 54);
+    const auto raw = core::base64url_decode(issued[i]);
+    REQUIRE(raw.has_value());
+    CHECK(raw->size() == 40);
+    // The key: the 8-byte prefix in hex, then the token's SHA-256; the token itself is not in it.
+    CHECK(keys[i] == core::hex_encode(raw->substr(0, 8)) + core::sha256_hex(issued[i]));
+    CHECK(f.row(issued[i]).token_hash == keys[i]);
+    if (i > 0) CHECK(keys[i - 1] < keys[i]);
+  }
+  // 256 random bits after the prefix: two tokens of one millisecond share at most the time part.
+  CHECK(issued[0].substr(12) != issued[1].substr(12));
+
+  // A token with a changed prefix (the same random part) is another token: not found.
+  std::string forged = *core::base64url_decode(issued[0]);
+  forged[7] = static_cast<char>(forged[7] ^ 1);
+  CHECK(f.get(core::base64url_encode(forged), 0, 4).first["error"]["code"] == "token_invalid");
+
+  // A token of the earlier format (Base64url of 32 random bytes, keyed by its plain SHA-256) that a
+  // service before this one issued still serves its download until it expires.
+  const std::string legacy = core::random_token();
+  REQUIRE(legacy.size() == 43);
+  CHECK(service::provisioning::DownloadTokens::key_of(legacy) == core::sha256_hex(legacy));
+  storage::DownloadTokenRow row;
+  row.token_hash = core::sha256_hex(legacy);
+  row.hardware_id = "dev-1";
+  row.package_id = f.id;
+  row.created_at = f.clock.now_ms();
+  row.expires_at = f.clock.now_ms() + 60'000;
+  REQUIRE(storage::TokenStore(*f.db).insert(row).ok());
+  auto [h, bytes] = f.get(legacy, 0, 4);
+  REQUIRE_FALSE(h.contains("error"));
+  CHECK(bytes == "0123");
 }
