@@ -159,7 +159,8 @@ class Walk {
     if (m.topic.rfind("esthesis/provisioning/reply/", 0) != 0) return;
     auto j = json::parse(m.payload, nullptr, false);
     if (!j.is_object() || !j.contains("package") || !j["package"].contains("download_token")) return;
-    stale_tokens_.insert(sha256_hex(j["package"]["download_token"].get<std::string>()));
+    stale_tokens_.insert(dispatch::service::provisioning::DownloadTokens::key_of(
+        j["package"]["download_token"].get<std::string>()));
   }
 
   std::string next_id(const char* what) { return fmt::format("{}-{}", what, ++counter_); }
@@ -436,7 +437,7 @@ class Walk {
   std::vector<Package> packages_;
   std::vector<Device> devices_;
   std::vector<Received> received_;
-  std::set<std::string> stale_tokens_;  // sha256 of tokens in answers the device no longer waited for
+  std::set<std::string> stale_tokens_;  // keys of tokens in answers the device no longer waited for
   int restarts_ = 0;
   int counter_ = 0;
 };

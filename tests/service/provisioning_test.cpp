@@ -532,7 +532,7 @@ TEST_CASE("query answers: selection, package_id, external url", "[provisioning]"
   CHECK(a["package"]["type"] == "internal");
   CHECK(a["package"]["size"] == 20);
   CHECK(a["package"]["sha256"] == core::sha256_hex(bytes_of(20)));
-  CHECK(a["package"]["download_token"].get<std::string>().size() == 43);
+  CHECK(a["package"]["download_token"].get<std::string>().size() == 54);  // Base64url of 40 bytes
   CHECK(a["package"]["expires_at"] == core::format_rfc3339(f.clock.now_ms() + 3600'000));
   CHECK(f.signed_query("dev-1", {{"version", "1.5.0"}})["package"]["id"] == v3);
   CHECK(f.signed_query("dev-1", {{"version", "2.0.0"}})["status"] == "up_to_date");
