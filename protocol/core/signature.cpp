@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include <array>
@@ -142,16 +143,72 @@ int PublicKey::bits() const {
   return EVP_PKEY_get_bits(key_.get());
 }
 
-bool PublicKey::verify(std::string_view message, std::string_view signature_base64) const {
+namespace {
+
+// PublicKey::verify: a new context per call.
+bool verify_once(EVP_PKEY* key, KeyType type, std::string_view message, std::string_view signature_base64) {
   const auto signature = base64_decode(signature_base64);
   if (!signature || signature->empty()) return false;
   MdCtxPtr ctx(EVP_MD_CTX_new());
   if (!ctx) return false;
-  const bool ok = EVP_DigestVerifyInit(ctx.get(), nullptr, digest_for(type_), nullptr, key_.get()) == 1 &&
+  const bool ok = EVP_DigestVerifyInit(ctx.get(), nullptr, digest_for(type), nullptr, key) == 1 &&
                   EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature->data()),
                                    signature->size(), reinterpret_cast<const unsigned char*>(message.data()),
                                    message.size()) == 1;
   // A bad signature is an ordinary outcome here, not an error to leave on the queue.
+  ERR_clear_error();
+  return ok;
+}
+
+}  // namespace
+
+bool PublicKey::verify(std::string_view message, std::string_view signature_base64) const {
+  return verify_once(key_.get(), type_, message, signature_base64);
+}
+
+struct Verifier::Prepared {
+  EVP_PKEY_CTX* ctx = nullptr;
+  ~Prepared() { EVP_PKEY_CTX_free(ctx); }
+};
+
+namespace {
+
+// SHA-256, looked up once (EVP_sha256() in a call looks the provider's implementation up every time).
+const EVP_MD* sha256_md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+
+}  // namespace
+
+Verifier::Verifier(const PublicKey& key) : type_(key.type_) {
+  EVP_PKEY_up_ref(key.key_.get());
+  key_.reset(key.key_.get());
+  if (type_ == KeyType::ed25519 || sha256_md() == nullptr) return;
+  auto prepared = std::make_unique<Prepared>();
+  prepared->ctx = EVP_PKEY_CTX_new_from_pkey(nullptr, key_.get(), nullptr);
+  bool ok = prepared->ctx != nullptr && EVP_PKEY_verify_init(prepared->ctx) == 1 &&
+            EVP_PKEY_CTX_set_signature_md(prepared->ctx, sha256_md()) == 1;
+  // RSASSA-PKCS1-v1_5, as EVP_DigestVerify uses for RSA by default.
+  if (ok && type_ == KeyType::rsa) ok = EVP_PKEY_CTX_set_rsa_padding(prepared->ctx, RSA_PKCS1_PADDING) == 1;
+  ERR_clear_error();
+  if (ok) prepared_ = std::move(prepared);  // else every call takes PublicKey::verify's path
+}
+
+Verifier::~Verifier() = default;
+Verifier::Verifier(Verifier&& other) noexcept = default;
+Verifier& Verifier::operator=(Verifier&& other) noexcept = default;
+
+bool Verifier::verify(std::string_view message, std::string_view signature_base64) {
+  if (!prepared_) return verify_once(key_.get(), type_, message, signature_base64);
+  const auto signature = base64_decode(signature_base64);
+  if (!signature || signature->empty()) return false;
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int digest_len = 0;
+  const bool ok =
+      EVP_Digest(message.data(), message.size(), digest.data(), &digest_len, sha256_md(), nullptr) == 1 &&
+      EVP_PKEY_verify(prepared_->ctx, reinterpret_cast<const unsigned char*>(signature->data()),
+                      signature->size(), digest.data(), digest_len) == 1;
   ERR_clear_error();
   return ok;
 }

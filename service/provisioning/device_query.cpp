@@ -87,7 +87,8 @@ DeviceQuery::DeviceQuery(const Config& config, core::Clock& clock, storage::Data
       nonces_(db),
       devices_(db),
       limiter_(clock, config.provisioning_rate_limit, config.provisioning_rate_window_s * 1000,
-               static_cast<std::size_t>(config.provisioning_max_tracked_devices)) {
+               static_cast<std::size_t>(config.provisioning_max_tracked_devices)),
+      decoy_(decoy_key()) {
   limits_.max_bytes = static_cast<std::size_t>(config.api_max_request_bytes);
   limits_.max_depth = config.api_max_depth;
 }
@@ -99,7 +100,6 @@ Status DeviceQuery::start() {
         "*** provisioning.token = off: package queries are answered WITHOUT any device signature. "
         "Use this only on a trusted network. ***");
   }
-  (void)decoy_key();
   return {};
 }
 
@@ -205,11 +205,11 @@ Status DeviceQuery::verify(const std::string& hw, const std::optional<storage::D
   }
   const std::string message = q.ts ? core::fresh_token_message(hw, *q.ts, *q.nonce) : hw;
   bool verified = false;
-  const core::PublicKey* key = keyed ? device_key(hw, device->public_key_pem) : nullptr;
+  core::Verifier* key = keyed ? device_key(hw, device->public_key_pem) : nullptr;
   if (key) {
     verified = key->verify(message, *q.token);
   } else {
-    (void)decoy_key().verify(message, *q.token);
+    (void)decoy_.verify(message, *q.token);
   }
   if (!verified) return make_error(ErrorCode::unauthorized, std::string(k_unauthorized));
   if (q.nonce) {
@@ -253,7 +253,7 @@ Result<Json> DeviceQuery::answer_query(const std::string& hw, const Result<Json>
 
 // The parsed key of a registered device, or null when its PEM does not parse (refused like a bad
 // signature).
-const core::PublicKey* DeviceQuery::device_key(const std::string& hw, const std::string& pem) {
+core::Verifier* DeviceQuery::device_key(const std::string& hw, const std::string& pem) {
   if (auto it = keys_.find(hw); it != keys_.end()) {
     if (it->second.pem == pem) return &it->second.key;
     keys_.erase(it);
@@ -261,7 +261,7 @@ const core::PublicKey* DeviceQuery::device_key(const std::string& hw, const std:
   auto key = core::PublicKey::from_pem(pem);
   if (!key) return nullptr;
   if (keys_.size() >= k_key_cache_size) keys_.erase(keys_.begin());  // any entry: a miss only costs a parse
-  return &keys_.emplace(hw, ParsedKey{pem, std::move(*key)}).first->second.key;
+  return &keys_.emplace(hw, ParsedKey{pem, core::Verifier(*key)}).first->second.key;
 }
 
 Result<std::optional<storage::PackageRow>> DeviceQuery::select(const storage::DeviceRow& device,

@@ -75,6 +75,16 @@ TEST_CASE("a good signature verifies for every key type", "[core][signature]") {
     CHECK(pub.verify(k_message, priv.sign_base64(k_message)));
     CHECK(pub.verify("", priv.sign_base64("")));
     CHECK(priv.public_key().verify(k_message, priv.sign_base64(k_message)));
+    // A Verifier holds its own reference to the key (made here from a temporary) and verifies again and
+    // again with one prepared context.
+    Verifier v(public_of(priv));
+    for (int i = 0; i < 3; ++i) {
+      const std::string m = k_message + std::to_string(i);
+      CHECK(v.verify(m, priv.sign_base64(m)));
+    }
+    CHECK(v.verify("", priv.sign_base64("")));
+    Verifier moved = std::move(v);
+    CHECK(moved.verify(k_message, priv.sign_base64(k_message)));
   }
 }
 
@@ -118,11 +128,17 @@ TEST_CASE("bad signatures are false, never a crash", "[core][signature]") {
         {"empty signature", k_message, ""},
         {"zero bytes", k_message, base64_encode(std::string(raw.size(), '\0'))},
     };
+    // One Verifier through every case: the same answers as PublicKey::verify, and a good signature after
+    // all the bad ones still verifies (a failed check leaves the prepared context usable).
+    Verifier v(pub);
     for (const auto& c : cases) {
       INFO(to_string(type) << ": " << c.rule);
       CHECK_FALSE(pub.verify(c.message, c.signature));
       CHECK(ERR_peek_error() == 0);
+      CHECK_FALSE(v.verify(c.message, c.signature));
+      CHECK(ERR_peek_error() == 0);
     }
+    CHECK(v.verify(k_message, good));
   }
 }
 
@@ -132,6 +148,9 @@ TEST_CASE("a signature of one key type never verifies under another", "[core][si
       if (signer == verifier) continue;
       INFO(to_string(signer) << " signature against " << to_string(verifier) << " key");
       CHECK_FALSE(public_of(key_of(verifier)).verify(k_message, key_of(signer).sign_base64(k_message)));
+      CHECK(ERR_peek_error() == 0);
+      CHECK_FALSE(
+          Verifier(public_of(key_of(verifier))).verify(k_message, key_of(signer).sign_base64(k_message)));
       CHECK(ERR_peek_error() == 0);
     }
   }
