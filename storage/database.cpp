@@ -83,25 +83,11 @@ Error error_from_exception(const std::exception& e) {
 
 namespace {
 
-// SQLite's process-wide settings, once, before its first connection. Too late (the library already
-// initialized by another user in the process) is harmless: SQLite's defaults stay.
-// - No memory statistics. With them (the default) every allocation SQLite makes takes a global mutex to
-//   count itself; nothing of ours reads them.
-// - Sub-journals in memory up to k_subjournal_spill_bytes. Every handler runs in a savepoint (and each store
-//   call in one of its own), and SQLite copies each page a savepoint changes for the first time into the
-//   sub-journal, to roll the savepoint back. Past the default 64 KiB it spills to a temporary file, which a
-//   batch of package queries passed: a file created, written and deleted per batch (docs/performance.md).
-//   The in-memory sub-journal is emptied whenever the last savepoint is released, so it holds the pages of
-//   one handler; one that changes more spills to a file as before. Not larger: SQLite allocates an
-//   in-memory sub-journal in chunks of this size (16 MiB measured slower than the file).
-constexpr int k_subjournal_spill_bytes = 256 * 1024;
-
+// SQLite's process-wide setting, once, before its first connection: no memory statistics. With them (the
+// default) every allocation SQLite makes takes a global mutex to count itself; nothing of ours reads them.
+// Too late (the library already initialized by another user in the process) is harmless: it stays on.
 void configure_sqlite_once() {
-  static const bool done = [] {
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-    sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, k_subjournal_spill_bytes);
-    return true;
-  }();
+  static const int done = [] { return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }();
   (void)done;
 }
 

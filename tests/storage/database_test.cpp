@@ -6,7 +6,6 @@
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -51,43 +50,6 @@ TEST_CASE("open applies the explicit pragmas", "[storage][database]") {
     INFO(c.rule);
     CHECK(pragma(**db, c.pragma) == c.expected);
   }
-}
-
-// The temporary files SQLite has open in this process (it deletes them at once, so only /proc shows them).
-int open_sqlite_temp_files() {
-  int n = 0;
-  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-    std::error_code ec;
-    const auto target = std::filesystem::read_symlink(e.path(), ec).string();
-    if (!ec && target.find("etilqs_") != std::string::npos) ++n;
-  }
-  return n;
-}
-
-TEST_CASE("a savepoint's sub-journal stays in memory: no temporary file for a handler's pages",
-          "[storage][database]") {
-  dispatch::testing::TempDir dir;
-  auto db = Database::open(dir.path() + "/s.db");
-  REQUIRE(db.ok());
-  Database& d = **db;
-  d.exec("CREATE TABLE blobs(x BLOB)");
-  REQUIRE(d.transaction([&]() -> core::Status {
-             for (int i = 0; i < 60; ++i) d.exec("INSERT INTO blobs(x) VALUES(randomblob(2000))");
-             return {};
-           }).ok());
-  // A transaction whose savepoint (as every handler's) rewrites about 30 existing pages: SQLite copies
-  // each into the sub-journal, about 120 KiB, past SQLite's default spill of 64 KiB (a temporary file
-  // created, written and deleted) and within ours (storage/database.cpp).
-  int temp_files = -1;
-  REQUIRE(d.transaction([&]() -> core::Status {
-             return d.transaction([&]() -> core::Status {
-               d.exec("UPDATE blobs SET x = randomblob(2000)");
-               temp_files = open_sqlite_temp_files();
-               return {};
-             });
-           }).ok());
-  CHECK(temp_files == 0);
-  CHECK(count_rows(d, "blobs") == 60);
 }
 
 TEST_CASE("a fresh database gets every migration and reopening keeps it", "[storage][database]") {
