@@ -32,12 +32,21 @@ core::Error invalid() {
 DownloadTokens::DownloadTokens(storage::Database& db, core::TimeMs ttl_ms, std::int64_t max_download_factor)
     : store_(db), ttl_ms_(ttl_ms), factor_(std::max<std::int64_t>(max_download_factor, 1)) {}
 
+namespace {
+
+// The key of a token of the ordered format, from its raw bytes and its Base64url text.
+std::string ordered_key(std::string_view raw, std::string_view token) {
+  return core::hex_encode(raw.substr(0, k_prefix_bytes)) + core::sha256_hex(token);
+}
+
+}  // namespace
+
 std::string DownloadTokens::key_of(std::string_view token) {
   // Only a token of the ordered format's length is decoded; anything else is looked up by its SHA-256 as
   // before (and an unknown one is simply not found).
   if (token.size() == k_token_chars) {
     if (auto raw = core::base64url_decode(token); raw && raw->size() == k_prefix_bytes + k_random_bytes) {
-      return core::hex_encode(std::string_view(*raw).substr(0, k_prefix_bytes)) + core::sha256_hex(token);
+      return ordered_key(*raw, token);
     }
   }
   return core::sha256_hex(token);
@@ -56,7 +65,7 @@ Result<DownloadTokens::Issued> DownloadTokens::issue(const std::string& hw, cons
   issued.token = core::base64url_encode(raw);
   issued.expires_at = now + ttl_ms_;
   storage::DownloadTokenRow row;
-  row.token_hash = key_of(issued.token);
+  row.token_hash = ordered_key(raw, issued.token);
   row.hardware_id = hw;
   row.package_id = package_id;
   row.created_at = now;
@@ -82,7 +91,9 @@ Result<storage::DownloadTokenRow> DownloadTokens::check(const std::string& token
     if (row.error().code == ErrorCode::not_found) return invalid();
     return row.error();
   }
-  return check(token, row->hardware_id, now);
+  // The token's own device: the row just read, not a second lookup.
+  if (row->spent || now >= row->expires_at) return invalid();
+  return row;
 }
 
 std::int64_t DownloadTokens::bound(std::int64_t total) const {
