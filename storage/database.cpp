@@ -83,11 +83,31 @@ Error error_from_exception(const std::exception& e) {
 
 namespace {
 
-// SQLite's process-wide setting, once, before its first connection: no memory statistics. With them (the
-// default) every allocation SQLite makes takes a global mutex to count itself; nothing of ours reads them.
-// Too late (the library already initialized by another user in the process) is harmless: it stays on.
+// SQLite's process-wide settings, once, before its first connection. Too late (the library already
+// initialized by another user in the process) is harmless: SQLite's defaults stay.
+// - No memory statistics. With them (the default) every allocation SQLite makes takes a global mutex to
+//   count itself; nothing of ours reads them.
+// - Sub-journals in memory up to k_subjournal_spill_bytes. Every handler runs in a savepoint, and SQLite
+//   copies each page a savepoint changes for the first time into the sub-journal, to roll the savepoint
+//   back. Past SQLite's default 64 KiB it spills to a temporary file, which a batch of package queries
+//   passed: a file created, written and deleted per batch (docs/performance.md). The in-memory
+//   sub-journal is emptied when the last savepoint is released; one that grows past the limit spills to a
+//   file as before.
+//   The limit must stay below 128 KiB. SQLite holds an in-memory sub-journal in chunks of the limit's size
+//   and writes each chunk to the file in one call when it spills, and its unix VFS writes at most
+//   128 KiB - 1 bytes per call (seekAndWriteFd masks the length with 0x1ffff): a 128 KiB chunk is written
+//   as 0 bytes and the statement fails with SQLITE_FULL, "database or disk is full". 256 KiB, tried first,
+//   failed every commit of a 20,000-device campaign tick that way.
+constexpr int k_subjournal_spill_bytes = 124 * 1024;
+static_assert(k_subjournal_spill_bytes <= 0x1ffff,
+              "a spilled chunk must fit in one write of SQLite's unix VFS");
+
 void configure_sqlite_once() {
-  static const int done = [] { return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }();
+  static const bool done = [] {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, k_subjournal_spill_bytes);
+    return true;
+  }();
   (void)done;
 }
 

@@ -97,10 +97,24 @@ class Database {
   }
 
   // Like transaction() but starts a deferred (read) transaction at the outermost level: a consistent
-  // snapshot for several SELECTs without taking the write lock (PostgreSQL: REPEATABLE READ).
+  // snapshot for several SELECTs without taking the write lock (PostgreSQL: REPEATABLE READ). Inside a
+  // transaction on SQLite it opens no savepoint: f changes nothing, so there is nothing to roll back, and
+  // it reads the enclosing transaction's snapshot either way.
   template <class F>
   auto read(F&& f) -> std::invoke_result_t<F> {
+    if (sqlite_ && depth_ > 0) return run_unwrapped(std::forward<F>(f));
     return run_in_transaction(false, std::forward<F>(f));
+  }
+
+  // Like transaction() for an f that changes the database with one SQL statement and nothing after it
+  // that can fail. Inside a transaction on SQLite it opens no savepoint: SQLite backs out the changes of
+  // a statement that fails by itself, so a savepoint would only cost two more statements and a second
+  // copy of each page the statement changes (docs/performance.md). On PostgreSQL a failed statement
+  // aborts the whole enclosing transaction unless a savepoint bounds it, so there it is transaction().
+  template <class F>
+  auto statement(F&& f) -> std::invoke_result_t<F> {
+    if (sqlite_ && depth_ > 0) return run_unwrapped(std::forward<F>(f));
+    return run_in_transaction(true, std::forward<F>(f));
   }
 
   // Runs SQLite's integrity check; "ok" when the file is sound, otherwise SQLite's first findings.
@@ -176,6 +190,16 @@ class Database {
       return result;
     } catch (const std::exception& e) {
       rollback();
+      return R(error_from_exception(e));
+    }
+  }
+
+  template <class F>
+  auto run_unwrapped(F&& f) -> std::invoke_result_t<F> {
+    using R = std::invoke_result_t<F>;
+    try {
+      return f();
+    } catch (const std::exception& e) {
       return R(error_from_exception(e));
     }
   }

@@ -6,7 +6,7 @@ using core::Result;
 using core::TimeMs;
 
 Result<bool> NonceStore::insert_if_new(const std::string& nonce_key, TimeMs t) {
-  return db_.transaction([&]() -> Result<bool> {
+  return db_.statement([&]() -> Result<bool> {
     auto q = db_.prepare("INSERT INTO nonces(nonce_key, t) VALUES(?, ?) ON CONFLICT DO NOTHING");
     q->bind(1, nonce_key);
     q->bind(2, t);

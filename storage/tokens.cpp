@@ -19,7 +19,7 @@ core::Error invalid() { return make_error(ErrorCode::token_invalid, "download to
 }  // namespace
 
 Status TokenStore::insert(const DownloadTokenRow& row) {
-  return db_.transaction([&]() -> Status {
+  return db_.statement([&]() -> Status {
     auto q = db_.prepare(
         "INSERT INTO download_tokens(token_hash, hardware_id, package_id, created_at, "
         "expires_at, spent, served_bytes, pulled_bytes) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");

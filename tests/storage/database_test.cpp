@@ -1,13 +1,17 @@
 #include "storage/database.h"
 
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "storage/commands.h"
 #include "storage/nonces.h"
@@ -50,6 +54,89 @@ TEST_CASE("open applies the explicit pragmas", "[storage][database]") {
     INFO(c.rule);
     CHECK(pragma(**db, c.pragma) == c.expected);
   }
+}
+
+// The temporary files SQLite has open in this process (it deletes them at once, so only /proc shows them).
+int open_sqlite_temp_files() {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (!ec && target.find("etilqs_") != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// Fills blobs with rows of 2,000 bytes: two to a 4 KiB page.
+void fill_blobs(Database& d, int rows) {
+  d.exec("CREATE TABLE blobs(x BLOB)");
+  REQUIRE(d.transaction([&]() -> core::Status {
+             for (int i = 0; i < rows; ++i) d.exec("INSERT INTO blobs(x) VALUES(randomblob(2000))");
+             return {};
+           }).ok());
+}
+
+TEST_CASE("a savepoint's sub-journal stays in memory: no temporary file for a handler's pages",
+          "[storage][database]") {
+  dispatch::testing::TempDir dir;
+  auto db = Database::open(dir.path() + "/s.db");
+  REQUIRE(db.ok());
+  Database& d = **db;
+  fill_blobs(d, 50);
+  // A transaction whose savepoint (as every handler's) rewrites 25 existing pages: SQLite copies each into
+  // the sub-journal, about 100 KiB, past SQLite's default spill of 64 KiB (a temporary file created,
+  // written and deleted) and within ours (storage/database.cpp).
+  int temp_files = -1;
+  REQUIRE(d.transaction([&]() -> core::Status {
+             return d.transaction([&]() -> core::Status {
+               d.exec("UPDATE blobs SET x = randomblob(2000)");
+               temp_files = open_sqlite_temp_files();
+               return {};
+             });
+           }).ok());
+  CHECK(temp_files == 0);
+  CHECK(count_rows(d, "blobs") == 50);
+}
+
+TEST_CASE("a savepoint larger than the in-memory sub-journal spills to a file, commits and rolls back",
+          "[storage][database]") {
+  // Regression: with the sub-journal limit at 256 KiB, spilling wrote a 256 KiB chunk in one call, which
+  // SQLite's unix VFS truncates to 0 bytes, and every such savepoint failed with "database or disk is
+  // full" (a 20,000-device campaign tick did).
+  dispatch::testing::TempDir dir;
+  auto db = Database::open(dir.path() + "/big.db");
+  REQUIRE(db.ok());
+  Database& d = **db;
+  fill_blobs(d, 300);
+  auto checksum = [&] {
+    return d.db().execAndGet("SELECT sum(length(x) + unicode(x)) FROM blobs").getInt64();
+  };
+  const std::int64_t before = checksum();
+
+  // 150 pages, about 600 KiB of sub-journal: past the in-memory limit, so it goes to a temporary file.
+  int temp_files = -1;
+  const core::Status rolled_back = d.transaction([&]() -> core::Status {
+    const core::Status inner = d.transaction([&]() -> core::Status {
+      d.exec("UPDATE blobs SET x = randomblob(2001)");
+      temp_files = open_sqlite_temp_files();
+      return core::make_error(ErrorCode::conflict, "undo the savepoint");
+    });
+    REQUIRE(!inner.ok());
+    CHECK(inner.error().code == ErrorCode::conflict);
+    return {};
+  });
+  REQUIRE(rolled_back.ok());
+  CHECK(temp_files >= 1);
+  CHECK(checksum() == before);  // read back from the spilled sub-journal
+
+  const core::Status committed = d.transaction([&]() -> core::Status {
+    return d.transaction([&]() -> core::Status {
+      d.exec("UPDATE blobs SET x = zeroblob(2002)");
+      return {};
+    });
+  });
+  REQUIRE(committed.ok());
+  CHECK(d.db().execAndGet("SELECT count(*) FROM blobs WHERE length(x) = 2002").getInt64() == 300);
 }
 
 TEST_CASE("a fresh database gets every migration and reopening keeps it", "[storage][database]") {
@@ -366,6 +453,79 @@ TEST_CASE("transactions commit, roll back and nest", "[storage][database]") {
     REQUIRE(r.ok());
     CHECK(*r == 42);
   }
+}
+
+TEST_CASE("statement(): a failed statement inside a transaction leaves none of its changes and the rest",
+          "[storage][database]") {
+  TestDb t(GENERATE(backends()));
+  Database& db = *t;
+  auto count = [&] { return count_rows(db, "meta"); };
+  const std::int64_t before = count();
+  auto s = db.transaction([&]() -> core::Status {
+    db.exec("INSERT INTO meta(key, value) VALUES('a', 'v')");
+    // Three rows, the last of which collides with 'a': the statement fails after writing two of them.
+    auto failed = db.statement([&]() -> core::Status {
+      db.exec("INSERT INTO meta(key, value) VALUES('b', 'v'), ('c', 'v'), ('a', 'v')");
+      return {};
+    });
+    REQUIRE_FALSE(failed.ok());
+    CHECK(failed.error().code == ErrorCode::conflict);
+    // The enclosing transaction goes on (on PostgreSQL because statement() kept a savepoint there).
+    auto ok = db.statement([&]() -> core::Status {
+      db.exec("INSERT INTO meta(key, value) VALUES('d', 'v')");
+      return {};
+    });
+    CHECK(ok.ok());
+    auto read = db.read([&]() -> core::Result<std::int64_t> { return count(); });
+    REQUIRE(read.ok());
+    CHECK(*read == before + 2);
+    return {};
+  });
+  REQUIRE(s.ok());
+  CHECK(count() == before + 2);
+  // Outside a transaction statement() is one of its own.
+  REQUIRE(db.statement([&]() -> core::Status {
+              db.exec("INSERT INTO meta(key, value) VALUES('e', 'v')");
+              return {};
+            }).ok());
+  CHECK(count() == before + 3);
+  CHECK_FALSE(db.in_transaction());
+}
+
+TEST_CASE("on SQLite, read() and statement() inside a transaction open no savepoint", "[storage][database]") {
+  dispatch::testing::TempDir dir;
+  auto opened = Database::open(dir.path() + "/sp.db");
+  REQUIRE(opened.ok());
+  Database& db = **opened;
+  // Every statement SQLite starts, as its text.
+  std::vector<std::string> started;
+  sqlite3_trace_v2(
+      db.db().getHandle(), SQLITE_TRACE_STMT,
+      [](unsigned, void* ctx, void*, void* x) -> int {
+        static_cast<std::vector<std::string>*>(ctx)->push_back(static_cast<const char*>(x));
+        return 0;
+      },
+      &started);
+  auto savepoints = [&] {
+    return std::count_if(started.begin(), started.end(),
+                         [](const std::string& s) { return s.rfind("SAVEPOINT", 0) == 0; });
+  };
+  REQUIRE(db.transaction([&]() -> core::Status {
+              REQUIRE(db.read([&]() -> core::Result<std::int64_t> { return count_rows(db, "meta"); }).ok());
+              REQUIRE(db.statement([&]() -> core::Status {
+                          db.exec("INSERT INTO meta(key, value) VALUES('a', 'v')");
+                          return {};
+                        }).ok());
+              CHECK(savepoints() == 0);
+              // A transaction() inside one still is a savepoint.
+              REQUIRE(db.transaction([&]() -> core::Status { return {}; }).ok());
+              CHECK(savepoints() == 1);
+              return {};
+            }).ok());
+  sqlite3_trace_v2(db.db().getHandle(), 0, nullptr, nullptr);
+  auto q = db.prepare("SELECT COUNT(*) FROM meta WHERE key = 'a'");
+  REQUIRE(q->executeStep());
+  CHECK(q->getColumn(0).getInt() == 1);
 }
 
 TEST_CASE("integrity_check reports ok on a sound database", "[storage][database]") {
