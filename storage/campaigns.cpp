@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <optional>
+#include <string_view>
+#include <unordered_map>
 
 #include "storage/sql_util.h"
 
@@ -193,13 +195,29 @@ Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& ro
     const char* const ignore_existing = " ON CONFLICT DO NOTHING";
     int inserted = 0;
     if (db_.backend() == Backend::sqlite) {
-      auto q = db_.prepare(insert_rows + row_placeholders + ignore_existing);
-      for (std::size_t i = 0; i < rows.size(); ++i) {
-        q->reset();
-        bind_row(*q, 0, rows[i]);
-        const int n = q->exec();
-        inserted += n;
-        if (n > 0 && rowids != nullptr) (*rowids)[i] = db_.db().getLastInsertRowid();
+      // Batches as on PostgreSQL (below): a statement's fixed cost per batch, not per row. The rowids come
+      // back with their hardware ids (RETURNING's order is not promised); a row that already existed
+      // returns nothing and keeps 0.
+      std::unordered_map<std::string_view, std::size_t> position;
+      std::size_t done = 0;
+      while (done < rows.size()) {
+        std::size_t n = detail::k_pg_batch;
+        while (n > rows.size() - done) n /= 2;
+        auto q = db_.prepare(insert_rows + detail::value_rows(row_placeholders, n) + ignore_existing +
+                             " RETURNING hardware_id, rowid");
+        position.clear();
+        for (std::size_t k = 0; k < n; ++k) {
+          bind_row(*q, static_cast<int>(k) * 16, rows[done + k]);
+          position.emplace(rows[done + k].hardware_id, done + k);
+        }
+        while (q->executeStep()) {
+          ++inserted;
+          if (rowids == nullptr) continue;
+          const std::string hw = q->getColumn(0).getString();
+          if (auto it = position.find(hw); it != position.end())
+            (*rowids)[it->second] = q->getColumn(1).getInt64();
+        }
+        done += n;
       }
       return inserted;
     }
@@ -311,16 +329,24 @@ Status CampaignStore::record_attempt(const std::string& campaign_id, const std::
 
 Status CampaignStore::record_attempts(const std::vector<AttemptRecord>& records) {
   return db_.transaction([&]() -> Status {
-    auto q = db_.prepare(
-        "INSERT INTO campaign_attempts(campaign_id, hardware_id, attempt, command_id) "
-        "VALUES(?, ?, ?, ?)");
-    for (const AttemptRecord& r : records) {
-      q->reset();
-      q->bindNoCopy(1, r.campaign_id);
-      q->bindNoCopy(2, r.hardware_id);
-      q->bind(3, r.attempt);
-      q->bindNoCopy(4, r.command_id);
+    // k_pg_batch rows per statement, then halving batches (as CommandStore::create_with_deliveries).
+    std::size_t done = 0;
+    while (done < records.size()) {
+      std::size_t n = detail::k_pg_batch;
+      while (n > records.size() - done) n /= 2;
+      auto q =
+          db_.prepare("INSERT INTO campaign_attempts(campaign_id, hardware_id, attempt, command_id) VALUES" +
+                      detail::value_rows("(?, ?, ?, ?)", n));
+      for (std::size_t k = 0; k < n; ++k) {
+        const AttemptRecord& r = records[done + k];
+        const int p = static_cast<int>(k) * 4;
+        q->bindNoCopy(p + 1, r.campaign_id);
+        q->bindNoCopy(p + 2, r.hardware_id);
+        q->bind(p + 3, r.attempt);
+        q->bindNoCopy(p + 4, r.command_id);
+      }
       q->exec();
+      done += n;
     }
     return {};
   });

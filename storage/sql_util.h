@@ -17,7 +17,8 @@
 
 namespace dispatch::storage::detail {
 
-// Rows per multi-row INSERT on PostgreSQL (parameters per statement stay far below its 65,535).
+// Rows per multi-row INSERT or keyed UPDATE, on both backends (parameters per statement stay far below
+// PostgreSQL's 65,535 and SQLite's 32,766: 16 columns x 512 rows = 8,192).
 constexpr std::size_t k_pg_batch = 512;
 
 // "row, row, …" n times: the VALUES list of a multi-row INSERT.

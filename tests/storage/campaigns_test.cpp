@@ -1,5 +1,7 @@
 #include "storage/campaigns.h"
 
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <map>
@@ -245,6 +247,54 @@ TEST_CASE("execution updates are written all together or not at all", "[storage]
   c.version_at_send = "0.9.0";
   REQUIRE(store.insert_executions({c}).ok());
   CHECK(store.executions("k1")->back().version_at_send == "0.9.0");
+}
+
+TEST_CASE("1,300 executions and attempts go in batches, every rowid names its own row",
+          "[storage][campaigns]") {
+  // 1,300 = 512 + 512 + 256 + 16 + 4: every batch size of the halving, and a row that already exists in
+  // the middle of the second batch.
+  TestDb t(GENERATE(backends()));
+  const bool sqlite = (*t).backend() == Backend::sqlite;
+  CampaignStore store(*t);
+  REQUIRE(store.insert(make_campaign("k1")).ok());
+  REQUIRE(store.insert_executions({make_execution("k1", "dev-0700")}).ok());
+  std::vector<ExecutionRow> rows;
+  std::vector<AttemptRecord> attempts;
+  for (int i = 0; i < 1300; ++i) {
+    const std::string hw = fmt::format("dev-{:04}", i);
+    rows.push_back(make_execution("k1", hw));
+    attempts.push_back({"k1", hw, 1, "cmd-" + hw});
+  }
+  std::vector<std::int64_t> rowids;
+  REQUIRE(store.insert_executions(rows, &rowids).value() == 1299);
+  REQUIRE(rowids.size() == 1300);
+  CHECK(rowids[700] == 0);  // existed before: skipped
+  auto stored = store.executions("k1");
+  REQUIRE(stored.ok());
+  REQUIRE(stored->size() == 1300);
+  std::map<std::string, std::int64_t> by_hw;
+  for (const auto& r : *stored) by_hw[r.hardware_id] = r.rowid;
+  int matched = 0;
+  for (int i = 0; i < 1300; ++i) {
+    if (i == 700) continue;
+    if (sqlite) {
+      matched += rowids[static_cast<std::size_t>(i)] == by_hw[rows[static_cast<std::size_t>(i)].hardware_id];
+    } else {
+      matched += rowids[static_cast<std::size_t>(i)] == 0;
+    }
+  }
+  CHECK(matched == 1299);
+
+  REQUIRE(store.record_attempts(attempts).ok());
+  for (int i : {0, 511, 512, 1023, 1024, 1279, 1280, 1295, 1296, 1299}) {
+    const std::string hw = fmt::format("dev-{:04}", i);
+    INFO(hw);
+    auto ref = store.execution_by_command_id("cmd-" + hw);
+    REQUIRE(ref.ok());
+    REQUIRE(ref->has_value());
+    CHECK((*ref)->hardware_id == hw);
+    CHECK((*ref)->attempt == 1);
+  }
 }
 
 TEST_CASE("each attempt keeps its own reply: a late reply to a superseded attempt is recorded",
