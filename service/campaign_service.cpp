@@ -363,6 +363,10 @@ struct CampaignService::Impl final : OutboxOwner {
   TimeMs last_lease_scan_ = 0;
   TimeMs last_inbox_poll_ = 0;
   bool replies_since_tick_ = false;
+  // A tick is due at the next flush, without waiting for the timer or the reply spacing: a campaign was
+  // started or resumed (its first sends), or a reply left one with nothing in flight (its next sends, its
+  // next group or its end).
+  bool tick_soon_ = false;
   TimeMs last_tick_at_ = 0;
   TimeMs last_write_at_ = 0;
 
@@ -931,6 +935,7 @@ struct CampaignService::Impl final : OutboxOwner {
     if (now - last_inbox_poll_ >= k_inbox_poll_ms) poll_inbox();
     last_tick_at_ = now;
     replies_since_tick_ = false;
+    tick_soon_ = false;
     std::vector<std::string> ids;
     for (const auto& [id, a] : active_) ids.push_back(id);
     for (const auto& id : ids) {
@@ -1102,6 +1107,7 @@ struct CampaignService::Impl final : OutboxOwner {
     const State before = a.snap.progress.state;
     const std::int64_t token = a.token;
     auto result = api_action_driven(action, a);
+    if (result && (action == Action::start || action == Action::resume)) tick_soon_ = true;
     // Which instance applied an operator's action, and under which lease token: across instances this
     // is how the log tells who decided what.
     if (result)
@@ -1260,6 +1266,7 @@ bool CampaignService::on_reply(const std::string& hw, const std::string& command
     a->dirty.insert(i);
     a->changed_since_event = true;
     m.replies_since_tick_ = true;
+    if (a->snap.index_current() && a->snap.index.count(ExecState::sent) == 0) m.tick_soon_ = true;
     return true;
   }
   // Not a campaign we drive: a superseded attempt or a finished campaign (it changes nothing except the
@@ -1393,7 +1400,7 @@ std::uint64_t CampaignService::sends() const { return impl_->sends_; }
 void CampaignService::flush() {
   Impl& m = *impl_;
   const TimeMs now = m.clock_.now_ms();
-  if (m.replies_since_tick_ && now - m.last_tick_at_ >= k_reply_tick_spacing_ms) {
+  if (m.tick_soon_ || (m.replies_since_tick_ && now - m.last_tick_at_ >= k_reply_tick_spacing_ms)) {
     m.tick_all();  // its commits also write the replies of every campaign it commits
   }
   if (now - m.last_write_at_ >= k_write_spacing_ms) m.write_batched();

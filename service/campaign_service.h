@@ -67,7 +67,9 @@ class CampaignService {
 
   // Scheduler tick (from the loop's timer) and events at most once a second per running campaign.
   void tick();
-  // Commits batched bookkeeping (replies, and the acknowledged sends the outbox handed back).
+  // Commits batched bookkeeping (replies, and the acknowledged sends the outbox handed back), and ticks
+  // when replies came (at most every 50 ms), and at once after a start or resume or when a reply left a
+  // campaign with nothing in flight. Called outside any transaction (after the loop's batch committed).
   void flush();
 
   // Campaign command sends handed to the outbox (after their commit), since start.

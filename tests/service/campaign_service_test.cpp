@@ -307,6 +307,28 @@ TEST_CASE("a campaign runs its groups to completed with exact statistics", "[ser
   CHECK(f.attempt_ids(id, "dev-001").size() == 1);
 }
 
+TEST_CASE(
+    "a start sends at the next flush, and a reply that leaves nothing in flight ends the campaign at once",
+    "[service][campaigns]") {
+  Fixture f;
+  for (int i = 0; i < 3; ++i) f.add_device("dev-00" + std::to_string(i));
+  const std::string id =
+      f.create(exec_doc(json::array({{{"hardware_ids", {"dev-000", "dev-001", "dev-002"}}}})));
+  REQUIRE(f.call("start", id).ok());
+  // The loop's flush after the start's batch: the first sends go out without waiting for the timer's tick.
+  f.flush();
+  auto sends = f.pump();
+  REQUIRE(sends.size() == 3);
+  CHECK(f.publisher().published_before_commit == 0);
+  f.ack(sends);
+  f.service().tick();  // a tick just now: the replies' 50 ms spacing has not passed
+  for (const auto& s : sends) f.reply(s, true);
+  // The last reply left nothing in flight: the next flush ticks at once, and the campaign is completed.
+  f.outbox().hand_back();
+  f.service().flush();
+  CHECK(f.get(id)["state"] == "completed");
+}
+
 TEST_CASE("operator actions are allowed only where the state allows them", "[service][campaigns]") {
   struct {
     const char* rule;
