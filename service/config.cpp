@@ -115,7 +115,8 @@ const std::vector<KeyDef>& key_defs() {
               "Maximum from its CONNACK allows (MQTT 3.1.1: 20, mosquitto's default). The window is never "
               "above the Receive Maximum nor above mqtt.max_buffered"),
       integer("mqtt.max_buffered", &Config::mqtt_max_buffered, 100, 1000000,
-              "Upper bound of the publish window (messages handed to the MQTT client library and not yet acknowledged)"),
+              "Upper bound of the publish window (messages handed to the MQTT client library and not yet "
+              "acknowledged)"),
       integer("mqtt.max_queued_bytes", &Config::mqtt_max_queued_bytes, 65536, 1LL << 40,
               "Bytes of outgoing messages waiting to be handed to MQTT at which the service stops taking "
               "device messages (whose answers would add to them) and stops publishing outbox items, until "
@@ -191,7 +192,9 @@ const std::vector<KeyDef>& key_defs() {
               "Devices whose query rate windows are held in memory; the least recently seen are reloaded "
               "from the database when they query again"),
       integer("campaigns.tick_ms", &Config::campaigns_tick_ms, 10, 60000,
-              "How often campaigns are advanced, milliseconds"),
+              "How often campaigns are advanced, milliseconds (also at once after a start or resume and "
+              "after a reply that leaves a campaign with nothing in flight, and at most every 50 ms while "
+              "replies come)"),
       text("cluster.instance_id", &Config::cluster_instance_id,
            "This instance's id in the leases (\"instance:<id>\", campaign holders) and as the owner of "
            "the deliveries it commits; unique per running instance and kept across restarts (empty: "
