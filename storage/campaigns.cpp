@@ -193,44 +193,28 @@ Result<int> CampaignStore::insert_executions(const std::vector<ExecutionRow>& ro
         std::string("INSERT INTO campaign_executions(") + k_execution_columns + ") VALUES";
     const char* const row_placeholders = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)";
     const char* const ignore_existing = " ON CONFLICT DO NOTHING";
+    // Batches of rows per statement (a round trip per batch on PostgreSQL, a statement's fixed cost per
+    // batch on SQLite). SQLite's rowids, when asked for, come back with their hardware ids (RETURNING's
+    // order is not promised); a row that already existed returns nothing and keeps 0.
+    const bool want_rowids = rowids != nullptr && db_.backend() == Backend::sqlite;
+    std::unordered_map<std::string_view, std::size_t> position;
     int inserted = 0;
-    if (db_.backend() == Backend::sqlite) {
-      // Batches as on PostgreSQL (below): a statement's fixed cost per batch, not per row. The rowids come
-      // back with their hardware ids (RETURNING's order is not promised); a row that already existed
-      // returns nothing and keeps 0.
-      std::unordered_map<std::string_view, std::size_t> position;
-      std::size_t done = 0;
-      while (done < rows.size()) {
-        std::size_t n = detail::k_pg_batch;
-        while (n > rows.size() - done) n /= 2;
-        auto q = db_.prepare(insert_rows + detail::value_rows(row_placeholders, n) + ignore_existing +
-                             " RETURNING hardware_id, rowid");
-        position.clear();
-        for (std::size_t k = 0; k < n; ++k) {
-          bind_row(*q, static_cast<int>(k) * 16, rows[done + k]);
-          position.emplace(rows[done + k].hardware_id, done + k);
-        }
-        while (q->executeStep()) {
-          ++inserted;
-          if (rowids == nullptr) continue;
-          const std::string hw = q->getColumn(0).getString();
-          if (auto it = position.find(hw); it != position.end())
-            (*rowids)[it->second] = q->getColumn(1).getInt64();
-        }
-        done += n;
+    detail::for_each_batch(rows.size(), [&](std::size_t first, std::size_t n) {
+      auto q = db_.prepare(insert_rows + detail::value_rows(row_placeholders, n) + ignore_existing +
+                           (want_rowids ? " RETURNING hardware_id, rowid" : ""));
+      for (std::size_t k = 0; k < n; ++k) bind_row(*q, static_cast<int>(k) * 16, rows[first + k]);
+      if (!want_rowids) {
+        inserted += q->exec();
+        return;
       }
-      return inserted;
-    }
-    // PostgreSQL: batches of rows per round trip, as CommandStore::create_with_deliveries.
-    std::size_t done = 0;
-    while (done < rows.size()) {
-      std::size_t n = detail::k_pg_batch;
-      while (n > rows.size() - done) n /= 2;
-      auto q = db_.prepare(insert_rows + detail::value_rows(row_placeholders, n) + ignore_existing);
-      for (std::size_t k = 0; k < n; ++k) bind_row(*q, static_cast<int>(k) * 16, rows[done + k]);
-      inserted += q->exec();
-      done += n;
-    }
+      position.clear();
+      for (std::size_t k = 0; k < n; ++k) position.emplace(rows[first + k].hardware_id, first + k);
+      while (q->executeStep()) {
+        ++inserted;
+        if (auto it = position.find(q->getColumn(0).getString()); it != position.end())
+          (*rowids)[it->second] = q->getColumn(1).getInt64();
+      }
+    });
     return inserted;
   });
 }
@@ -329,16 +313,12 @@ Status CampaignStore::record_attempt(const std::string& campaign_id, const std::
 
 Status CampaignStore::record_attempts(const std::vector<AttemptRecord>& records) {
   return db_.transaction([&]() -> Status {
-    // k_pg_batch rows per statement, then halving batches (as CommandStore::create_with_deliveries).
-    std::size_t done = 0;
-    while (done < records.size()) {
-      std::size_t n = detail::k_pg_batch;
-      while (n > records.size() - done) n /= 2;
+    detail::for_each_batch(records.size(), [&](std::size_t first, std::size_t n) {
       auto q =
           db_.prepare("INSERT INTO campaign_attempts(campaign_id, hardware_id, attempt, command_id) VALUES" +
                       detail::value_rows("(?, ?, ?, ?)", n));
       for (std::size_t k = 0; k < n; ++k) {
-        const AttemptRecord& r = records[done + k];
+        const AttemptRecord& r = records[first + k];
         const int p = static_cast<int>(k) * 4;
         q->bindNoCopy(p + 1, r.campaign_id);
         q->bindNoCopy(p + 2, r.hardware_id);
@@ -346,8 +326,7 @@ Status CampaignStore::record_attempts(const std::vector<AttemptRecord>& records)
         q->bindNoCopy(p + 4, r.command_id);
       }
       q->exec();
-      done += n;
-    }
+    });
     return {};
   });
 }

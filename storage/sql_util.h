@@ -21,6 +21,19 @@ namespace dispatch::storage::detail {
 // PostgreSQL's 65,535 and SQLite's 32,766: 16 columns x 512 rows = 8,192).
 constexpr std::size_t k_pg_batch = 512;
 
+// Calls f(first, n) for consecutive batches that cover [0, total): k_pg_batch items at a time, then halving
+// sizes for the rest, so that a store prepares few distinct statement texts (all cached).
+template <class F>
+void for_each_batch(std::size_t total, F&& f) {
+  std::size_t done = 0;
+  while (done < total) {
+    std::size_t n = k_pg_batch;
+    while (n > total - done) n /= 2;
+    f(done, n);
+    done += n;
+  }
+}
+
 // "row, row, …" n times: the VALUES list of a multi-row INSERT.
 inline std::string value_rows(const std::string& row, std::size_t n) {
   std::string out;
