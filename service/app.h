@@ -103,6 +103,8 @@ class App {
   // Publishes up to `budget` outbox messages; returns how many.
   size_t pump_outbox(size_t budget);
   size_t outbox_size() const;
+  // Whether a module has work for the next loop pass without any event (the loop does not sleep then).
+  bool has_work() const { return commands_.expanding(); }
   // Commits batched bookkeeping (deliveries acknowledged by the broker, last_seen). Cheap when idle.
   void flush(bool force = false);
   // Periodic work: expiry, provisioning pruning, campaign ticks and events, one retention batch.

@@ -150,6 +150,15 @@ core::Status CommandsModule::start() {
   if (!queued) return queued.error();
   for (const auto& d : *queued) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
   if (!queued->empty()) spdlog::info("outbox: {} committed deliveries to publish", queued->size());
+  // Lists of targets a send left to write (killed while expanding): on SQLite every list (one process
+  // writes the file), on PostgreSQL this instance's (a lapsed instance's are taken over in on_timer).
+  auto lists = commands_->take_over_targets(
+      db_.backend() == storage::Backend::sqlite ? std::nullopt : std::optional(instance_id_), instance_id_);
+  if (!lists) return lists.error();
+  for (auto& t : *lists) {
+    spdlog::info("command {}: {} targets still to write as deliveries", t.command_id, t.remaining());
+    expansions_.push_back(std::move(t));
+  }
   return {};
 }
 
@@ -175,8 +184,55 @@ void CommandsModule::acknowledged(std::vector<OutboxItem> items) {
   }
 }
 
+bool CommandsModule::expanding() const {
+  return !expansions_.empty() && clock_.now_ms() >= expand_retry_at_;
+}
+
+void CommandsModule::expand_next(core::TimeMs now) {
+  if (expansions_.empty() || now < expand_retry_at_) return;
+  storage::CommandTargets& t = expansions_.front();
+  const auto n = static_cast<std::size_t>(
+      std::min<std::int64_t>(config_.commands_expand_chunk, t.remaining()));
+  // Written expired when the command outlived its ttl before its turn (a restart long after the send):
+  // nothing to publish then, and the counts say so.
+  const bool expired = t.expires_at && now >= *t.expires_at;
+  std::vector<storage::DeliveryRow> rows(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    storage::DeliveryRow& d = rows[k];
+    d.command_id = t.command_id;
+    d.hardware_id = t.hardware_ids[static_cast<std::size_t>(t.expanded) + k];
+    d.command_line = t.command_line;
+    d.state = expired ? "expired" : "queued";
+    d.expires_at = t.expires_at;
+    d.created_at = t.created_at;
+  }
+  DISPATCH_FAILPOINT("before_expansion_commit");
+  auto written = commands_->expand_targets(t, rows, instance_id_);
+  if (!written) {
+    log_limited(spdlog::level::err, "commands.expand", {{"command_id", t.command_id}},
+                "cannot write the next {} deliveries: {} (retrying in a second)", n, written.error().message);
+    expand_retry_at_ = now + 1000;
+    return;
+  }
+  if (!*written) {
+    // Canceled, or another instance took the list over (our lease lapsed): not ours to write.
+    log_info({{"command_id", t.command_id}}, "command's remaining {} targets are no longer ours to write",
+             t.remaining());
+    expansions_.erase(expansions_.begin());
+    return;
+  }
+  effects_.committed("after_expansion_commit", db_.in_transaction());
+  t.expanded += static_cast<std::int64_t>(n);
+  if (!expired) {
+    for (auto& d : rows)
+      enqueue(std::move(d.command_id), std::move(d.hardware_id), std::move(d.command_line), d.expires_at);
+  }
+  if (t.remaining() == 0) expansions_.erase(expansions_.begin());
+}
+
 void CommandsModule::flush(bool force) {
   const core::TimeMs now = clock_.now_ms();
+  expand_next(now);
   // Acknowledgements only move deliveries from queued to sent, which nobody outside sees: write them in
   // batches (one fsync per batch, not per loop turn). Losing a batch in a crash only means the same
   // command id is published once more.
@@ -215,11 +271,15 @@ void CommandsModule::take_over_lapsed(core::TimeMs now) {
     auto got = leases.acquire(lease.name, instance_id_, now, config_.cluster_lease_ttl_ms);
     if (!got) continue;
     std::vector<storage::DeliveryRow> taken;
+    std::vector<storage::CommandTargets> lists;
     auto st = db_.transaction([&]() -> core::Status {
       if (auto fenced = leases.check(lease.name, instance_id_, got->token); !fenced) return fenced;
       auto moved = commands_->take_over_queued(other, instance_id_, k_takeover_batch);
       if (!moved) return moved.error();
       taken = std::move(*moved);
+      auto moved_lists = commands_->take_over_targets(other, instance_id_);
+      if (!moved_lists) return moved_lists.error();
+      lists = std::move(*moved_lists);
       return {};
     });
     // Released at once, so that the instance can take its own lease back when it restarts.
@@ -230,8 +290,15 @@ void CommandsModule::take_over_lapsed(core::TimeMs now) {
       continue;
     }
     for (const auto& d : taken) enqueue(d.command_id, d.hardware_id, d.command_line, d.expires_at);
-    spdlog::warn("cluster: took over {} queued deliveries of instance {} (its lease lapsed)", taken.size(),
-                 other);
+    std::int64_t targets = 0;
+    for (auto& t : lists) {
+      targets += t.remaining();
+      expansions_.push_back(std::move(t));
+    }
+    spdlog::warn(
+        "cluster: took over {} queued deliveries and {} targets still to write of instance {} (its lease "
+        "lapsed)",
+        taken.size(), targets, other);
   }
 }
 
@@ -417,25 +484,40 @@ Result<json> CommandsModule::send(const json& body) {
                                                               unknown.size()));
   }
 
-  std::vector<storage::DeliveryRow> deliveries;
-  deliveries.reserve(targets.size());
-  for (auto& hw : targets) {
-    storage::DeliveryRow d;
+  // The first chunk becomes deliveries now; the rest is committed as a list and written by flush() while
+  // the first lines are published (Expansion, commands.h). Every target is decided in this transaction.
+  const std::size_t scheduled = targets.size();
+  const std::size_t first = std::min(scheduled, static_cast<std::size_t>(config_.commands_expand_chunk));
+  std::vector<storage::DeliveryRow> deliveries(first);
+  for (std::size_t k = 0; k < first; ++k) {
+    storage::DeliveryRow& d = deliveries[k];
     d.command_id = row.id;
-    d.hardware_id = std::move(hw);
+    d.hardware_id = std::move(targets[k]);
     d.command_line = *text;
     d.expires_at = row.expires_at;
     d.created_at = now;
-    deliveries.push_back(std::move(d));
+  }
+  std::optional<storage::CommandTargets> rest;
+  if (scheduled > first) {
+    rest.emplace();
+    rest->command_id = row.id;
+    rest->hardware_ids.assign(std::make_move_iterator(targets.begin() + static_cast<std::ptrdiff_t>(first)),
+                              std::make_move_iterator(targets.end()));
+    rest->command_line = *text;
+    rest->expires_at = row.expires_at;
+    rest->created_at = now;
   }
   // devices_matched counts every target the request named or selected; devices_scheduled those that
-  // got a delivery. They differ exactly by the unknown hardware ids listed.
+  // got a delivery (written now or listed to be written). They differ exactly by the unknown hardware ids.
   json answer{{"command_id", row.id},
-              {"devices_matched", targets.size() + unknown.size()},
-              {"devices_scheduled", deliveries.size()},
+              {"devices_matched", scheduled + unknown.size()},
+              {"devices_scheduled", scheduled},
               {"unknown_hardware_ids", unknown}};
   auto st = db_.transaction([&]() -> core::Status {
     if (auto s = commands_->create_with_deliveries(row, deliveries, instance_id_); !s) return s;
+    if (rest) {
+      if (auto s = commands_->save_targets(*rest, instance_id_); !s) return s;
+    }
     return idempotency_.record("commands/send", req->request_id, body, answer, now);
   });
   if (!st) return idempotency_.after_failed_create("commands/send", req->request_id, body, st.error());
@@ -443,23 +525,54 @@ Result<json> CommandsModule::send(const json& body) {
   // The rows are not needed any more: their strings move into the outbox.
   for (auto& d : deliveries)
     enqueue(std::move(d.command_id), std::move(d.hardware_id), std::move(d.command_line), d.expires_at);
+  if (rest) expansions_.push_back(std::move(*rest));
   log_info({{"command_id", row.id}, {"request_id", row.request_id.value_or("")}},
-           "command ({}) scheduled for {} devices", row.type, deliveries.size());
+           "command ({}) scheduled for {} devices", row.type, scheduled);
   return answer;
 }
 
 Result<json> CommandsModule::get(const json& body) {
   auto req = protocol::parse_get_command(body);
   if (!req) return req.error();
-  auto c = commands_->get(req->command_id);
-  if (!c) return c.error();
-  auto counts = commands_->counts(req->command_id);
-  if (!counts) return counts.error();
-  auto ds = commands_->deliveries(req->command_id, req->page.after, req->page.limit);
-  if (!ds) return ds.error();
+  // One snapshot (PostgreSQL; on SQLite only this loop writes): the list of targets not yet written is
+  // read first, so a chunk written meanwhile by another instance shows among the deliveries, not lost.
+  std::optional<storage::CommandTargets> unwritten;
+  std::optional<storage::CommandRow> c;
+  storage::DeliveryCounts counts;
+  std::vector<storage::DeliveryRow> ds;
+  auto read = db_.read([&]() -> core::Status {
+    auto cr = commands_->get(req->command_id);
+    if (!cr) return cr.error();
+    c = std::move(*cr);
+    auto t = commands_->targets(req->command_id);
+    if (!t) return t.error();
+    unwritten = std::move(*t);
+    auto n = commands_->counts(req->command_id);
+    if (!n) return n.error();
+    counts = *n;
+    auto rows = commands_->deliveries(req->command_id, req->page.after, req->page.limit);
+    if (!rows) return rows.error();
+    ds = std::move(*rows);
+    return {};
+  });
+  if (!read) return read.error();
+  // Targets not yet written are queued deliveries to the caller: they follow the written ones (the list
+  // is written in hardware id order, the page's order).
+  if (unwritten && ds.size() < static_cast<std::size_t>(req->page.limit)) {
+    const std::string from = ds.empty() ? req->page.after.value_or("") : ds.back().hardware_id;
+    const auto& ids = unwritten->hardware_ids;
+    for (auto it = std::upper_bound(ids.begin() + static_cast<std::ptrdiff_t>(unwritten->expanded), ids.end(), from);
+         it != ids.end() && ds.size() < static_cast<std::size_t>(req->page.limit); ++it) {
+      storage::DeliveryRow d;
+      d.command_id = unwritten->command_id;
+      d.hardware_id = *it;
+      d.created_at = unwritten->created_at;
+      ds.push_back(std::move(d));
+    }
+  }
   auto answer = [&](std::size_t budget) {
     json devices = json::array();
-    for (const auto& d : *ds) {
+    for (const auto& d : ds) {
       std::string shown = utf8_prefix(d.output, budget);
       budget -= shown.size();
       const bool partial = shown.size() < d.output.size();
@@ -473,9 +586,8 @@ Result<json> CommandsModule::get(const json& body) {
                          {"replied_at", opt_time(d.replied_at)},
                          {"attempts", d.attempts}});
     }
-    json out{{"command", command_json(*c, *counts)}, {"devices", devices}};
-    if (static_cast<int>(ds->size()) == req->page.limit && !ds->empty())
-      out["next_after"] = ds->back().hardware_id;
+    json out{{"command", command_json(*c, counts)}, {"devices", devices}};
+    if (static_cast<int>(ds.size()) == req->page.limit && !ds.empty()) out["next_after"] = ds.back().hardware_id;
     return out;
   };
   // Under a broker's Maximum Packet Size (MQTT 5 CONNACK) the shown output shrinks until the answer fits

@@ -5,6 +5,12 @@
 // request_id's answer) before it enqueues them in the outbox; a delivery is marked `sent` when the broker
 // acknowledges it (batched), so after a crash every queued delivery is published again with the same
 // command id, and none gets a second id.
+//
+// Expansion: a send to more than commands.expand_chunk devices commits its first chunk of deliveries and
+// the rest of its targets as a list (storage/commands.h, CommandTargets) in that transaction, and answers;
+// every later loop pass writes the next chunk (rows and the list's cursor in one commit) and only then
+// queues its lines. The broker takes the first lines while the rest are written. A list outlives a crash:
+// the next start (or a takeover) goes on from its cursor.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +39,7 @@
 namespace dispatch::storage {
 class Database;
 class CommandStore;
+struct CommandTargets;
 class DeviceStore;
 class PackageStore;
 }  // namespace dispatch::storage
@@ -106,8 +113,11 @@ class CommandsModule final : private OutboxOwner {
   // The service (re)subscribed at now: silence before it is not evidence of a device's absence (while
   // we were away its pings went nowhere).
   void on_listening();
-  // Marks acknowledged deliveries sent: at least every 100 ms or 2000 deliveries, or now when force.
+  // Writes the next chunk of a large send's targets (see Expansion above), then marks acknowledged
+  // deliveries sent: at least every 100 ms or 2000 deliveries, or now when force.
   void flush(bool force);
+  // Whether targets wait to be written as deliveries (the loop does not sleep then).
+  bool expanding() const;
   // Expires overdue deliveries (at most once a second), and every third of cluster.lease_ttl_ms takes
   // over the queued deliveries of instances whose lease lapsed (service/cluster.h): they are published
   // with their own command ids; records such a lapse as an epoch (the instance may never restart), and
@@ -132,6 +142,7 @@ class CommandsModule final : private OutboxOwner {
   void acknowledged(std::vector<OutboxItem> items) override;
   void enqueue(std::string command_id, std::string hw, std::string line,
                std::optional<core::TimeMs> expires_at);
+  void expand_next(core::TimeMs now);
   void take_over_lapsed(core::TimeMs now);
   // Records the lapse of instance other's lease (expired_at) as a restart epoch, once per lapse.
   void note_lapse(const std::string& other, core::TimeMs expired_at, core::TimeMs now);
@@ -176,6 +187,9 @@ class CommandsModule final : private OutboxOwner {
   core::TimeMs last_takeover_scan_ = 0;
   core::TimeMs last_ack_flush_ = 0;
   CommandCounters counters_;
+  // Lists of targets this instance writes (oldest first), as committed; see Expansion above.
+  std::vector<storage::CommandTargets> expansions_;
+  core::TimeMs expand_retry_at_ = 0;  // after a failed chunk: not before
   metrics::Registry* metrics_ = nullptr;
 };
 

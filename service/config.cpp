@@ -170,6 +170,10 @@ const std::vector<KeyDef>& key_defs() {
               "interval, seconds"),
       integer("commands.redeliver_max_attempts", &Config::commands_redeliver_max_attempts, 1, 1000,
               "Most publishes of one delivery, the first included"),
+      integer("commands.expand_chunk", &Config::commands_expand_chunk, 1, 10'000'000,
+              "Deliveries a commands/send writes before it answers; a send to more devices commits the "
+              "rest as a list of targets (every target decided) and writes them this many per loop pass "
+              "while the first lines are published"),
       choice("provisioning.token", &Config::provisioning_token, k_token_modes,
              "What a package query must carry: fresh (signed hardware id, ts and nonce, single use), any "
              "(fresh or a static signature), off (nothing: trusted networks only)"),

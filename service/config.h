@@ -96,6 +96,9 @@ struct Config {
   // esthesis agent's 60 s ping, and above the 90 s after which a broker drops a 60 s keep-alive client.
   std::int64_t commands_presence_gap_s = 150;
   int commands_redeliver_max_attempts = 5;
+  // A commands/send commits at most this many deliveries before it answers; the rest of its targets are
+  // committed as a list and written this many per loop pass while the first lines are published.
+  int commands_expand_chunk = 1000;
 
   // [provisioning]
   TokenMode provisioning_token = TokenMode::fresh;

@@ -381,6 +381,7 @@ int run_daemon(const Config& config) {
         link.has_room()) {
       wait = std::chrono::milliseconds(0);
     }
+    if (app->has_work()) wait = std::chrono::milliseconds(0);
     // Back-pressure on the link's byte budget (mqtt.max_queued_bytes): handling a device message adds its
     // answer to the link's queue, so the loop takes only as many as the room left allows, and while the
     // queue is over budget only the other events (acknowledgements drain the link; HTTP, link changes and

@@ -74,7 +74,6 @@ std::string select_deliveries(const std::string& where) {
 
 Status CommandStore::create_with_deliveries(const CommandRow& c, const std::vector<DeliveryRow>& deliveries,
                                             const std::string& owner) {
-  const std::optional<std::string> owner_or_null = owner.empty() ? std::nullopt : std::optional(owner);
   return db_.transaction([&]() -> Status {
     auto insert = db_.prepare(std::string("INSERT INTO commands(") + k_command_columns +
                               ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -93,9 +92,18 @@ Status CommandStore::create_with_deliveries(const CommandRow& c, const std::vect
     insert->bind(13, c.canceled ? 1 : 0);
     insert->exec();
 
+    return insert_deliveries(c.id, deliveries.data(), deliveries.size(), owner);
+  });
+}
+
+// Inside the caller's transaction.
+Status CommandStore::insert_deliveries(const std::string& command_id, const DeliveryRow* deliveries,
+                                       std::size_t count, const std::string& owner) {
+  const std::optional<std::string> owner_or_null = owner.empty() ? std::nullopt : std::optional(owner);
+  {
     auto bind_row = [&](Statement& d, int p, const DeliveryRow& row) {
       // No copies of the strings: the rows outlive the statement's execution.
-      d.bindNoCopy(p + 1, c.id);
+      d.bindNoCopy(p + 1, command_id);
       d.bindNoCopy(p + 2, row.hardware_id);
       d.bindNoCopy(p + 3, row.command_line);
       d.bindNoCopy(p + 4, row.state);
@@ -114,12 +122,102 @@ Status CommandStore::create_with_deliveries(const CommandRow& c, const std::vect
     // Batches of rows in one multi-row VALUES (detail::for_each_batch). PostgreSQL: a round trip per batch
     // instead of per row. SQLite: a statement's fixed cost per batch instead of per row: 100,000 deliveries
     // are written in about 30% less time (docs/performance.md).
-    detail::for_each_batch(deliveries.size(), [&](std::size_t first, std::size_t n) {
+    detail::for_each_batch(count, [&](std::size_t first, std::size_t n) {
       auto d = db_.prepare(insert_rows + detail::value_rows(row_placeholders, n));
       for (std::size_t k = 0; k < n; ++k) bind_row(*d, static_cast<int>(k) * 12, deliveries[first + k]);
       d->exec();
     });
     return {};
+  }
+}
+
+namespace {
+
+constexpr const char* k_targets_columns = "command_id, hardware_ids, expanded, command_line, expires_at, created_at";
+
+CommandTargets read_targets(Statement& q) {
+  CommandTargets t;
+  t.command_id = q.getColumn(0).getString();
+  t.hardware_ids = decode_strings(q.getColumn(1).getString());
+  t.expanded = q.getColumn(2).getInt64();
+  t.command_line = q.getColumn(3).getString();
+  t.expires_at = opt_int64(q.getColumn(4));
+  t.created_at = q.getColumn(5).getInt64();
+  return t;
+}
+
+}  // namespace
+
+Status CommandStore::save_targets(const CommandTargets& t, const std::string& owner) {
+  return db_.statement([&]() -> Status {
+    auto q = db_.prepare(
+        "INSERT INTO command_targets(command_id, hardware_ids, total, expanded, command_line, expires_at, "
+        "created_at, owner) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+    q->bind(1, t.command_id);
+    q->bind(2, encode_strings(t.hardware_ids));
+    q->bind(3, static_cast<std::int64_t>(t.hardware_ids.size()));
+    q->bind(4, t.expanded);
+    q->bind(5, t.command_line);
+    bind_opt(*q, 6, t.expires_at);
+    q->bind(7, t.created_at);
+    q->bind(8, owner);
+    q->exec();
+    return {};
+  });
+}
+
+Result<bool> CommandStore::expand_targets(const CommandTargets& t, const std::vector<DeliveryRow>& rows,
+                                          const std::string& owner) {
+  const auto n = static_cast<std::int64_t>(rows.size());
+  if (n == 0 || n > t.remaining())
+    return make_error(ErrorCode::bad_request, "expand_targets: 1 to remaining() rows at a time");
+  return db_.transaction([&]() -> Result<bool> {
+    // The cursor moves only from where the caller saw it, and only for its owner: of two instances (a
+    // takeover racing a slow owner) one writes the chunk, the other finds the row changed. On PostgreSQL
+    // the UPDATE waits for the other's lock and then re-checks the row.
+    auto u = db_.prepare(
+        "UPDATE command_targets SET expanded = expanded + ? WHERE command_id = ? AND owner = ? AND "
+        "expanded = ? AND total >= expanded + ?");
+    u->bind(1, n);
+    u->bind(2, t.command_id);
+    u->bind(3, owner);
+    u->bind(4, t.expanded);
+    u->bind(5, n);
+    if (u->exec() == 0) return false;
+    if (t.expanded + n == static_cast<std::int64_t>(t.hardware_ids.size())) {
+      auto d = db_.prepare("DELETE FROM command_targets WHERE command_id = ?");
+      d->bind(1, t.command_id);
+      d->exec();
+    }
+    if (auto st = insert_deliveries(t.command_id, rows.data(), rows.size(), owner); !st) return st.error();
+    return true;
+  });
+}
+
+Result<std::vector<CommandTargets>> CommandStore::take_over_targets(const std::optional<std::string>& from,
+                                                                    const std::string& to) {
+  return db_.transaction([&]() -> Result<std::vector<CommandTargets>> {
+    auto q = db_.prepare(std::string("SELECT ") + k_targets_columns + " FROM command_targets" +
+                         (from ? " WHERE owner = ?" : "") + " ORDER BY created_at, command_id");
+    if (from) q->bind(1, *from);
+    std::vector<CommandTargets> lists;
+    while (q->executeStep()) lists.push_back(read_targets(*q));
+    for (const auto& t : lists) {
+      auto u = db_.prepare("UPDATE command_targets SET owner = ? WHERE command_id = ?");
+      u->bind(1, to);
+      u->bind(2, t.command_id);
+      u->exec();
+    }
+    return lists;
+  });
+}
+
+Result<std::optional<CommandTargets>> CommandStore::targets(const std::string& command_id) {
+  return db_.read([&]() -> Result<std::optional<CommandTargets>> {
+    auto q = db_.prepare(std::string("SELECT ") + k_targets_columns + " FROM command_targets WHERE command_id = ?");
+    q->bind(1, command_id);
+    if (!q->executeStep()) return std::optional<CommandTargets>{};
+    return std::optional<CommandTargets>{read_targets(*q)};
   });
 }
 
@@ -206,7 +304,9 @@ Result<std::vector<DeliveryRow>> CommandStore::deliveries_to_publish(TimeMs now,
 
 Result<bool> CommandStore::has_queued_owned_by(const std::string& owner) {
   return db_.read([&]() -> Result<bool> {
-    auto q = db_.prepare("SELECT 1 FROM deliveries WHERE owner = ? AND state = 'queued' LIMIT 1");
+    auto q = db_.prepare(
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM deliveries WHERE owner = ?1 AND state = 'queued') OR "
+        "EXISTS (SELECT 1 FROM command_targets WHERE owner = ?1)");
     q->bind(1, owner);
     return q->executeStep();
   });
@@ -351,19 +451,33 @@ Result<int> CommandStore::cancel(const std::string& command_id) {
         "UPDATE deliveries SET state = 'canceled' WHERE command_id = ? "
         "AND state IN ('queued', 'sent')");
     u->bind(1, command_id);
-    return u->exec();
+    int changed = u->exec();
+    // Targets not yet written are canceled before they become deliveries: the list goes.
+    auto r = db_.prepare("SELECT total - expanded FROM command_targets WHERE command_id = ?");
+    r->bind(1, command_id);
+    if (r->executeStep()) {
+      changed += static_cast<int>(r->getColumn(0).getInt64());
+      auto d = db_.prepare("DELETE FROM command_targets WHERE command_id = ?");
+      d->bind(1, command_id);
+      d->exec();
+    }
+    return changed;
   });
 }
 
 Result<DeliveryCounts> CommandStore::counts(const std::string& command_id) {
   return db_.read([&]() -> Result<DeliveryCounts> {
-    auto q = db_.prepare("SELECT state, COUNT(*) FROM deliveries WHERE command_id = ? GROUP BY state");
+    // One statement, one snapshot on PostgreSQL: a chunk written meanwhile is counted once.
+    auto q = db_.prepare(
+        "SELECT state, COUNT(*) FROM deliveries WHERE command_id = ?1 GROUP BY state "
+        "UNION ALL SELECT 'unwritten', total - expanded FROM command_targets WHERE command_id = ?1");
     q->bind(1, command_id);
     DeliveryCounts counts;
     while (q->executeStep()) {
       const std::string state = q->getColumn(0).getString();
       const std::int64_t n = q->getColumn(1).getInt64();
-      if (state == "queued") counts.queued = n;
+      if (state == "unwritten") counts.queued += n;
+      if (state == "queued") counts.queued += n;
       if (state == "sent") counts.sent = n;
       if (state == "succeeded") counts.succeeded = n;
       if (state == "failed") counts.failed = n;
@@ -376,12 +490,15 @@ Result<DeliveryCounts> CommandStore::counts(const std::string& command_id) {
 
 Result<DeliveryCounts> CommandStore::counts_all() {
   return db_.read([&]() -> Result<DeliveryCounts> {
-    auto q = db_.prepare("SELECT state, COUNT(*) FROM deliveries GROUP BY state");
+    auto q = db_.prepare(
+        "SELECT state, COUNT(*) FROM deliveries GROUP BY state "
+        "UNION ALL SELECT 'unwritten', CAST(COALESCE(SUM(total - expanded), 0) AS BIGINT) FROM command_targets");
     DeliveryCounts counts;
     while (q->executeStep()) {
       const std::string state = q->getColumn(0).getString();
       const std::int64_t n = q->getColumn(1).getInt64();
-      if (state == "queued") counts.queued = n;
+      if (state == "unwritten") counts.queued += n;
+      if (state == "queued") counts.queued += n;
       if (state == "sent") counts.sent = n;
       if (state == "succeeded") counts.succeeded = n;
       if (state == "failed") counts.failed = n;

@@ -62,6 +62,21 @@ struct DeliveryCounts {
   bool operator==(const DeliveryCounts&) const = default;
 };
 
+// The targets of a large send not yet written as deliveries (schema v12; the service's expansion, see
+// service/commands.h): the send commits its command, its first deliveries and this list in one
+// transaction, so every target is decided durably; the rest are written chunk by chunk, in the list's
+// order, and `expanded` says how many of them are deliveries already. The row goes when the last chunk
+// is written or the command is canceled.
+struct CommandTargets {
+  std::string command_id;
+  std::vector<std::string> hardware_ids;  // sorted, each once, none with a delivery when saved
+  std::int64_t expanded = 0;              // a prefix of hardware_ids has deliveries
+  std::string command_line;
+  std::optional<core::TimeMs> expires_at;
+  core::TimeMs created_at = 0;
+  std::int64_t remaining() const { return static_cast<std::int64_t>(hardware_ids.size()) - expanded; }
+};
+
 struct CommandQuery {
   int limit = 100;
   std::optional<std::string> after;        // cursor: only command ids strictly greater
@@ -80,6 +95,20 @@ class CommandStore {
   // NULL, anybody's).
   core::Status create_with_deliveries(const CommandRow& command, const std::vector<DeliveryRow>& deliveries,
                                       const std::string& owner = {});
+  // Saves a command's targets still to be written as deliveries (normally in the transaction that created
+  // it), owned by `owner` (the instance that writes them). conflict when the command has a list already.
+  core::Status save_targets(const CommandTargets& targets, const std::string& owner = {});
+  // Writes the next `rows` of the list (hardware_ids[expanded ..], one delivery each, in that order) and
+  // advances its cursor, in one transaction; the list goes with its last chunk. false, and nothing
+  // written, when the list is not there any more as `targets` and `owner` describe it (canceled, taken
+  // over by another instance, or expanded already).
+  core::Result<bool> expand_targets(const CommandTargets& targets, const std::vector<DeliveryRow>& rows,
+                                    const std::string& owner = {});
+  // The lists owned by `from` (every list when from is nullopt), now owned by `to`, oldest first.
+  core::Result<std::vector<CommandTargets>> take_over_targets(const std::optional<std::string>& from,
+                                                              const std::string& to);
+  // The command's list, if it has one.
+  core::Result<std::optional<CommandTargets>> targets(const std::string& command_id);
   // The command created with request_id, if any.
   core::Result<std::optional<CommandRow>> find_by_request_id(const std::string& request_id);
   // not_found when no such command.
@@ -97,7 +126,7 @@ class CommandStore {
   // owner, only that owner's and those without an owner (written before schema v7).
   core::Result<std::vector<DeliveryRow>> deliveries_to_publish(core::TimeMs now, int limit,
                                                                const std::string& owner = {});
-  // Whether any queued delivery is owned by owner (a cheap probe before a takeover).
+  // Whether any queued delivery or list of targets is owned by owner (a cheap probe before a takeover).
   core::Result<bool> has_queued_owned_by(const std::string& owner);
   // Moves the oldest `limit` queued deliveries owned by `from` to `to` in one transaction and returns
   // them (expired ones included: the outbox drops those). The caller fences it on from's instance
@@ -125,17 +154,22 @@ class CommandStore {
                                                        core::TimeMs sent_before, int max_attempts);
   // Marks expired every queued or sent delivery with expires_at <= now; returns how many.
   core::Result<int> expire(core::TimeMs now);
-  // Marks the command canceled and its queued/sent deliveries canceled; returns how many deliveries
-  // changed. not_found when no such command.
+  // Marks the command canceled and its queued/sent deliveries canceled, and drops its list of targets
+  // not yet written; returns how many deliveries changed, the list's remaining targets included.
+  // not_found when no such command.
   core::Result<int> cancel(const std::string& command_id);
-  // Deliveries of the command per state (all zero for an unknown command).
+  // Deliveries of the command per state (all zero for an unknown command); the targets of its list not
+  // yet written count as queued.
   core::Result<DeliveryCounts> counts(const std::string& command_id);
-  // Deliveries of every command per state, and the number of commands (metrics). One scan of each
-  // table: its cost grows with the rows kept (see retention).
+  // Deliveries of every command per state (lists' targets as queued), and the number of commands
+  // (metrics). One scan of each table: its cost grows with the rows kept (see retention).
   core::Result<DeliveryCounts> counts_all();
   core::Result<std::int64_t> command_count();
 
  private:
+  core::Status insert_deliveries(const std::string& command_id, const DeliveryRow* rows, std::size_t count,
+                                 const std::string& owner);
+
   Database& db_;
 };
 

@@ -47,7 +47,8 @@ Result<Purged> RetentionStore::purge_commands(TimeMs before, int limit) {
     const auto ids = column_strings(db_,
                                     "SELECT c.id FROM commands c WHERE c.created_at < ?1 AND NOT EXISTS "
                                     "(SELECT 1 FROM deliveries d WHERE d.command_id = c.id AND d.state IN "
-                                    "('queued', 'sent')) ORDER BY c.created_at, c.id LIMIT ?2",
+                                    "('queued', 'sent')) AND NOT EXISTS (SELECT 1 FROM command_targets t WHERE t.command_id = c.id) "
+                                    "ORDER BY c.created_at, c.id LIMIT ?2",
                                     before, limit);
     Purged p;
     int budget = limit;

@@ -5,7 +5,8 @@
 //
 // What may go, and when:
 //   commands      created before `before` and finished: no delivery queued or sent (every delivery
-//                 succeeded, failed, expired or was canceled). The deliveries go first, at most `limit`
+//                 succeeded, failed, expired or was canceled) and no target left to write as a delivery
+//                 (storage/commands.h, CommandTargets). The deliveries go first, at most `limit`
 //                 per call; the command row goes in the call that removed its last delivery.
 //   campaigns     in a terminal state (completed, aborted, terminated_by_user) that ended before
 //                 `before`: the campaign's executions and attempt history first (at most `limit` rows per

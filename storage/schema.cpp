@@ -607,18 +607,51 @@ constexpr const char* k_pg_schema_v11 = R"sql(
 DROP INDEX deliveries_queued;
 )sql";
 
+// v12 (issue 16): the targets of a large commands/send not yet written as deliveries (storage/commands.h,
+// CommandTargets). The send commits the command, its first deliveries and this list, then answers and
+// publishes while the rest are written chunk by chunk; `expanded` is how many of the list (in its order)
+// are deliveries already, `total` how many it has (counts without decoding the list), `owner` the
+// instance that writes them (a takeover moves it, as for queued deliveries).
+constexpr const char* k_schema_v12 = R"sql(
+CREATE TABLE command_targets(
+  command_id   TEXT PRIMARY KEY REFERENCES commands(id) ON DELETE CASCADE,
+  hardware_ids TEXT NOT NULL,
+  total        INTEGER NOT NULL,
+  expanded     INTEGER NOT NULL DEFAULT 0,
+  command_line TEXT NOT NULL,
+  expires_at   INTEGER,
+  created_at   INTEGER NOT NULL,
+  owner        TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX command_targets_by_owner ON command_targets(owner, created_at);
+)sql";
+
+constexpr const char* k_pg_schema_v12 = R"sql(
+CREATE TABLE command_targets(
+  command_id   TEXT COLLATE "C" PRIMARY KEY REFERENCES commands(id) ON DELETE CASCADE,
+  hardware_ids TEXT COLLATE "C" NOT NULL,
+  total        BIGINT NOT NULL,
+  expanded     BIGINT NOT NULL DEFAULT 0,
+  command_line TEXT COLLATE "C" NOT NULL,
+  expires_at   BIGINT,
+  created_at   BIGINT NOT NULL,
+  owner        TEXT COLLATE "C" NOT NULL DEFAULT ''
+);
+CREATE INDEX command_targets_by_owner ON command_targets(owner, created_at);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& schema_migrations(Backend backend) {
   static const std::vector<Migration> sqlite = {
       {1, k_schema_v1}, {2, k_schema_v2},   {3, k_schema_v3},   {4, k_schema_v4},
       {5, k_schema_v5}, {6, k_schema_v6},   {7, k_schema_v7},   {8, k_schema_v8},
-      {9, k_schema_v9}, {10, k_schema_v10}, {11, k_schema_v11},
+      {9, k_schema_v9}, {10, k_schema_v10}, {11, k_schema_v11}, {12, k_schema_v12},
   };
   static const std::vector<Migration> postgres = {
       {1, k_pg_schema_v1}, {2, k_pg_schema_v2},   {3, k_pg_schema_v3},   {4, k_pg_schema_v4},
       {5, k_pg_schema_v5}, {6, k_pg_schema_v6},   {7, k_pg_schema_v7},   {8, k_pg_schema_v8},
-      {9, k_pg_schema_v9}, {10, k_pg_schema_v10}, {11, k_pg_schema_v11},
+      {9, k_pg_schema_v9}, {10, k_pg_schema_v10}, {11, k_pg_schema_v11}, {12, k_pg_schema_v12},
   };
   return backend == Backend::postgres ? postgres : sqlite;
 }

@@ -3,6 +3,7 @@
 #include "service/commands.h"
 
 #include <catch2/catch.hpp>
+#include <map>
 
 #include "protocol/core/time.h"
 #include "storage/commands.h"
@@ -469,6 +470,105 @@ TEST_CASE("an instance whose lease lapsed counts as restarted: its devices' unan
     REQUIRE(f.deliver().empty());
   }
   CHECK(f.command(id)["devices"][0]["attempts"] == 2);
+}
+
+TEST_CASE("a send to more devices than commands.expand_chunk answers at once and writes the rest as lines go out",
+          "[service][commands][expansion]") {
+  CommandsFixture f;
+  for (int i = 0; i < 10; ++i) f.add_device("dev-" + std::to_string(i), {"fleet"});
+  f.config.commands_expand_chunk = 3;
+  auto a = f.api("commands/send", {{"type", "reboot"}, {"tags", {"fleet"}}});
+  CHECK(a["devices_matched"] == 10);
+  CHECK(a["devices_scheduled"] == 10);
+  const std::string id = a["command_id"];
+  // Committed with the answer: the first chunk as deliveries, every other target in the command's list.
+  storage::CommandStore store(*f.db);
+  CHECK(store.deliveries(id)->size() == 3);
+  auto list = store.targets(id);
+  REQUIRE(list.ok());
+  REQUIRE(list->has_value());
+  CHECK((*list)->remaining() == 7);
+  CHECK(f.commands.expanding());
+  // commands/get shows every target queued, in hardware id order across what is written and what is not.
+  auto all = f.command(id);
+  CHECK(all["command"]["counts"]["queued"] == 10);
+  CHECK(all["command"]["counts"]["total"] == 10);
+  REQUIRE(all["devices"].size() == 10);
+  for (int i = 0; i < 10; ++i) {
+    CHECK(all["devices"][i]["hardware_id"] == "dev-" + std::to_string(i));
+    CHECK(all["devices"][i]["state"] == "queued");
+    CHECK(all["devices"][i]["attempts"] == 0);
+  }
+  auto page = f.api("commands/get", {{"command_id", id}, {"limit", 4}, {"after", "dev-1"}});
+  REQUIRE(page["devices"].size() == 4);
+  CHECK(page["devices"][0]["hardware_id"] == "dev-2");
+  CHECK(page["devices"][3]["hardware_id"] == "dev-5");
+  CHECK(page["next_after"] == "dev-5");
+  // Each loop pass publishes what is written and writes the next chunk; every device gets one line.
+  std::map<std::string, int> lines;
+  std::vector<std::size_t> per_pass;
+  for (int pass = 0; pass < 10; ++pass) {
+    auto sent = f.deliver();
+    per_pass.push_back(sent.size());
+    for (const auto& m : sent) {
+      CHECK(m.payload == id + " rs");
+      ++lines[m.topic];
+    }
+  }
+  CHECK(per_pass[0] == 3);  // the first chunk, before any other was written
+  CHECK_FALSE(f.commands.expanding());
+  CHECK_FALSE(store.targets(id)->has_value());
+  CHECK(lines.size() == 10);
+  for (const auto& [topic, n] : lines) CHECK(n == 1);
+  auto done = f.command(id);
+  CHECK(done["command"]["counts"]["sent"] == 10);
+  CHECK(done["command"]["counts"]["total"] == 10);
+}
+
+TEST_CASE("canceling a send while it is written cancels the targets not yet written", "[service][commands][expansion]") {
+  CommandsFixture f;
+  for (int i = 0; i < 10; ++i) f.add_device("dev-" + std::to_string(i), {"fleet"});
+  f.config.commands_expand_chunk = 3;
+  const std::string id = f.api("commands/send", {{"type", "reboot"}, {"tags", {"fleet"}}})["command_id"];
+  CHECK(f.deliver().size() == 3);  // published and marked sent; the second chunk written and queued
+  auto c = f.api("commands/cancel", {{"command_id", id}});
+  CHECK(c["canceled_deliveries"] == 10);  // 3 sent, 3 queued, 4 never written
+  std::size_t published = 0;
+  for (int pass = 0; pass < 5; ++pass) published += f.deliver().size();
+  CHECK(published == 0);
+  CHECK_FALSE(f.commands.expanding());
+  auto got = f.command(id);
+  CHECK(got["command"]["counts"]["canceled"] == 10);
+  CHECK(got["command"]["counts"]["total"] == 10);
+  CHECK(storage::CommandStore(*f.db).deliveries(id)->size() == 6);
+}
+
+TEST_CASE("the targets a stopped service left unwritten are written and published after its next start",
+          "[service][commands][expansion]") {
+  CommandsFixture f;
+  for (int i = 0; i < 7; ++i) f.add_device("dev-" + std::to_string(i), {"fleet"});
+  f.config.commands_expand_chunk = 2;
+  const std::string id = f.api("commands/send", {{"type", "reboot"}, {"tags", {"fleet"}}})["command_id"];
+  // The service stops here (nothing published, nothing more written); another starts on the database.
+  service::Outbox box(f.clock, f.pub, f.topics, 1);
+  service::CommandsModule again(f.config, f.clock, *f.db, f.pub, f.topics, box, f.effects);
+  REQUIRE(again.start().ok());
+  CHECK(again.expanding());
+  std::map<std::string, int> lines;
+  for (int pass = 0; pass < 8; ++pass) {
+    const std::size_t from = f.pub.sent.size();
+    box.pump(1000);
+    for (const auto& m : f.sent_on("esthesis/command/request/", from)) {
+      ++lines[m.topic];
+      box.on_publish_done(m.tag, true);
+    }
+    box.hand_back();
+    again.flush(true);
+  }
+  CHECK_FALSE(again.expanding());
+  CHECK(lines.size() == 7);
+  for (const auto& [topic, n] : lines) CHECK(n == 1);
+  CHECK(f.command(id)["command"]["counts"]["sent"] == 7);
 }
 
 TEST_CASE("commands/list pages by command id and filters by device", "[service][commands]") {

@@ -3,8 +3,10 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "storage/retention.h"
 #include "tests/storage/storage_fixture.h"
 #include "tests/support/sanitizers.h"
 
@@ -341,6 +343,124 @@ TEST_CASE("cancel closes the open deliveries of a command", "[storage][commands]
   CHECK(store.counts("c1").value() == expected);
   CHECK(store.record_reply("c1", "dev-a", true, "", false, 7).value() == ReplyOutcome::closed);
   CHECK(store.cancel("nope").error().code == ErrorCode::not_found);
+}
+
+CommandTargets make_targets(const std::string& command_id, std::vector<std::string> ids, core::TimeMs t) {
+  CommandTargets x;
+  x.command_id = command_id;
+  x.hardware_ids = std::move(ids);
+  x.command_line = command_id + " es echo a";
+  x.expires_at = t + 60'000;
+  x.created_at = t;
+  return x;
+}
+
+std::vector<DeliveryRow> chunk_of(const CommandTargets& x, std::size_t n) {
+  std::vector<DeliveryRow> rows;
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::size_t i = static_cast<std::size_t>(x.expanded) + k;
+    // Past the list's end (a caller's mistake under test): made-up ids.
+    const std::string hw = i < x.hardware_ids.size() ? x.hardware_ids[i] : "dev-z" + std::to_string(i);
+    rows.push_back(make_delivery(x.command_id, hw, x.created_at, x.expires_at));
+  }
+  return rows;
+}
+
+TEST_CASE("a large send's targets are written chunk by chunk from their cursor and counted as queued meanwhile",
+          "[storage][commands][expansion]") {
+  TestDb t(GENERATE(backends()));
+  CommandStore store(*t);
+  REQUIRE(store.create_with_deliveries(make_command("c1", 100), {make_delivery("c1", "dev-a", 100)}, "inst-a")
+              .ok());
+  CommandTargets x = make_targets("c1", {"dev-b", "dev-c", "dev-d", "dev-e", "dev-f"}, 100);
+  REQUIRE(store.save_targets(x, "inst-a").ok());
+  CHECK(store.save_targets(x, "inst-a").error().code == ErrorCode::conflict);
+  CHECK(*store.has_queued_owned_by("inst-a"));
+  DeliveryCounts expected;
+  expected.queued = 6;
+  CHECK(store.counts("c1").value() == expected);
+  CHECK(store.counts_all().value() == expected);
+
+  // Two of five, then the cursor says so.
+  REQUIRE(store.expand_targets(x, chunk_of(x, 2), "inst-a").value());
+  CHECK(store.targets("c1").value()->expanded == 2);
+  CHECK(store.deliveries("c1").value().size() == 3);
+  CHECK(store.counts("c1").value() == expected);  // still 6 queued: 3 written, 3 listed
+  // A writer that saw an older cursor, or is not the owner, writes nothing.
+  CHECK_FALSE(store.expand_targets(x, chunk_of(x, 1), "inst-a").value());
+  x.expanded = 2;
+  CHECK_FALSE(store.expand_targets(x, chunk_of(x, 1), "inst-b").value());
+  CHECK(store.deliveries("c1").value().size() == 3);
+  CHECK(store.expand_targets(x, chunk_of(x, 4), "inst-a").error().code == ErrorCode::bad_request);
+  // The last chunk removes the list.
+  REQUIRE(store.expand_targets(x, chunk_of(x, 3), "inst-a").value());
+  CHECK_FALSE(store.targets("c1").value().has_value());
+  auto rows = store.deliveries("c1").value();
+  REQUIRE(rows.size() == 6);
+  for (const auto& d : rows) CHECK(d.state == "queued");
+  CHECK(store.deliveries_to_publish(0, 100, "inst-a").value().size() == 6);
+  CHECK(store.counts("c1").value() == expected);
+  x.expanded = 5;
+  CHECK(store.expand_targets(x, chunk_of(x, 0), "inst-a").error().code == ErrorCode::bad_request);
+}
+
+TEST_CASE("cancel drops a list of targets and counts them, retention keeps a command whose list is not written",
+          "[storage][commands][expansion]") {
+  TestDb t(GENERATE(backends()));
+  CommandStore store(*t);
+  REQUIRE(store.create_with_deliveries(make_command("c1", 100), {make_delivery("c1", "dev-a", 100)}, "i").ok());
+  CommandTargets x = make_targets("c1", {"dev-b", "dev-c", "dev-d"}, 100);
+  REQUIRE(store.save_targets(x, "i").ok());
+  REQUIRE(store.expand_targets(x, chunk_of(x, 1), "i").value());
+  x.expanded = 1;
+  // Every written delivery answered: only the list keeps the command open.
+  REQUIRE(*store.mark_sent({{"c1", "dev-a"}, {"c1", "dev-b"}}, 200) == 2);
+  REQUIRE(store.record_reply("c1", "dev-a", true, "", false, 300).value() == ReplyOutcome::accepted);
+  REQUIRE(store.record_reply("c1", "dev-b", true, "", false, 300).value() == ReplyOutcome::accepted);
+  auto purged = RetentionStore(*t).purge_commands(1'000'000, 100);
+  REQUIRE(purged.ok());
+  CHECK(purged->parents == 0);
+  REQUIRE(store.get("c1").ok());
+
+  CHECK(store.cancel("c1").value() == 2);  // the two targets not yet written
+  CHECK_FALSE(store.targets("c1").value().has_value());
+  DeliveryCounts expected;
+  expected.succeeded = 2;
+  CHECK(store.counts("c1").value() == expected);
+  CHECK_FALSE(store.expand_targets(x, chunk_of(x, 1), "i").value());  // the writer finds it gone
+  CHECK(store.deliveries("c1").value().size() == 2);
+  CHECK(RetentionStore(*t).purge_commands(1'000'000, 100).value().parents == 1);
+}
+
+TEST_CASE("lists of targets are taken over with their cursor, and the old owner cannot write after",
+          "[storage][commands][expansion]") {
+  TestDb t(GENERATE(backends()));
+  CommandStore store(*t);
+  for (const auto& [id, owner, at] : {std::tuple{"c1", "inst-a", 100}, {"c2", "inst-b", 200}, {"c3", "inst-a", 300}}) {
+    REQUIRE(store.create_with_deliveries(make_command(id, at), {make_delivery(id, "dev-0", at)}, owner).ok());
+    REQUIRE(store.save_targets(make_targets(id, {"dev-1", "dev-2"}, at), owner).ok());
+  }
+  CommandTargets c1 = *store.targets("c1").value();
+  REQUIRE(store.expand_targets(c1, chunk_of(c1, 1), "inst-a").value());
+  c1.expanded = 1;
+  CHECK(*store.has_queued_owned_by("inst-b"));
+  REQUIRE(*store.mark_sent({{"c2", "dev-0"}}, 250) == 1);
+  CHECK(*store.has_queued_owned_by("inst-b"));  // its list, though no delivery is queued
+
+  auto taken = store.take_over_targets(std::string("inst-a"), "inst-c");
+  REQUIRE(taken.ok());
+  REQUIRE(taken->size() == 2);
+  CHECK((*taken)[0].command_id == "c1");  // oldest first
+  CHECK((*taken)[0].expanded == 1);
+  CHECK((*taken)[0].hardware_ids == std::vector<std::string>{"dev-1", "dev-2"});
+  CHECK((*taken)[1].command_id == "c3");
+  // The old owner's next chunk is refused; the new one's is written.
+  CHECK_FALSE(store.expand_targets(c1, chunk_of(c1, 1), "inst-a").value());
+  REQUIRE(store.expand_targets((*taken)[0], chunk_of((*taken)[0], 1), "inst-c").value());
+  CHECK(store.deliveries("c1").value().size() == 3);
+  // Without a previous owner: every list.
+  CHECK(store.take_over_targets(std::nullopt, "inst-d").value().size() == 2);  // c2, c3 (c1 is done)
+  CHECK(store.take_over_targets(std::string("inst-c"), "inst-e").value().empty());
 }
 
 TEST_CASE("commands list by id with a cursor and a device filter", "[storage][commands]") {
