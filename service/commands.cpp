@@ -184,15 +184,13 @@ void CommandsModule::acknowledged(std::vector<OutboxItem> items) {
   }
 }
 
-bool CommandsModule::expanding() const {
-  return !expansions_.empty() && clock_.now_ms() >= expand_retry_at_;
-}
+bool CommandsModule::expanding() const { return !expansions_.empty() && clock_.now_ms() >= expand_retry_at_; }
 
 void CommandsModule::expand_next(core::TimeMs now) {
   if (expansions_.empty() || now < expand_retry_at_) return;
   storage::CommandTargets& t = expansions_.front();
-  const auto n = static_cast<std::size_t>(
-      std::min<std::int64_t>(config_.commands_expand_chunk, t.remaining()));
+  const auto n =
+      static_cast<std::size_t>(std::min<std::int64_t>(config_.commands_expand_chunk, t.remaining()));
   // Written expired when the command outlived its ttl before its turn (a restart long after the send):
   // nothing to publish then, and the counts say so.
   const bool expired = t.expires_at && now >= *t.expires_at;
@@ -561,7 +559,8 @@ Result<json> CommandsModule::get(const json& body) {
   if (unwritten && ds.size() < static_cast<std::size_t>(req->page.limit)) {
     const std::string from = ds.empty() ? req->page.after.value_or("") : ds.back().hardware_id;
     const auto& ids = unwritten->hardware_ids;
-    for (auto it = std::upper_bound(ids.begin() + static_cast<std::ptrdiff_t>(unwritten->expanded), ids.end(), from);
+    for (auto it = std::upper_bound(ids.begin() + static_cast<std::ptrdiff_t>(unwritten->expanded), ids.end(),
+                                    from);
          it != ids.end() && ds.size() < static_cast<std::size_t>(req->page.limit); ++it) {
       storage::DeliveryRow d;
       d.command_id = unwritten->command_id;
@@ -587,7 +586,8 @@ Result<json> CommandsModule::get(const json& body) {
                          {"attempts", d.attempts}});
     }
     json out{{"command", command_json(*c, counts)}, {"devices", devices}};
-    if (static_cast<int>(ds.size()) == req->page.limit && !ds.empty()) out["next_after"] = ds.back().hardware_id;
+    if (static_cast<int>(ds.size()) == req->page.limit && !ds.empty())
+      out["next_after"] = ds.back().hardware_id;
     return out;
   };
   // Under a broker's Maximum Packet Size (MQTT 5 CONNACK) the shown output shrinks until the answer fits

@@ -133,7 +133,8 @@ Status CommandStore::insert_deliveries(const std::string& command_id, const Deli
 
 namespace {
 
-constexpr const char* k_targets_columns = "command_id, hardware_ids, expanded, command_line, expires_at, created_at";
+constexpr const char* k_targets_columns =
+    "command_id, hardware_ids, expanded, command_line, expires_at, created_at";
 
 CommandTargets read_targets(Statement& q) {
   CommandTargets t;
@@ -214,7 +215,8 @@ Result<std::vector<CommandTargets>> CommandStore::take_over_targets(const std::o
 
 Result<std::optional<CommandTargets>> CommandStore::targets(const std::string& command_id) {
   return db_.read([&]() -> Result<std::optional<CommandTargets>> {
-    auto q = db_.prepare(std::string("SELECT ") + k_targets_columns + " FROM command_targets WHERE command_id = ?");
+    auto q = db_.prepare(std::string("SELECT ") + k_targets_columns +
+                         " FROM command_targets WHERE command_id = ?");
     q->bind(1, command_id);
     if (!q->executeStep()) return std::optional<CommandTargets>{};
     return std::optional<CommandTargets>{read_targets(*q)};
@@ -452,14 +454,33 @@ Result<int> CommandStore::cancel(const std::string& command_id) {
         "AND state IN ('queued', 'sent')");
     u->bind(1, command_id);
     int changed = u->exec();
-    // Targets not yet written are canceled before they become deliveries: the list goes.
-    auto r = db_.prepare("SELECT total - expanded FROM command_targets WHERE command_id = ?");
-    r->bind(1, command_id);
-    if (r->executeStep()) {
-      changed += static_cast<int>(r->getColumn(0).getInt64());
+    // Targets not yet written become canceled deliveries (every target of a command ends as a delivery
+    // row, so commands/get and the counts show them), and the list goes.
+    std::optional<CommandTargets> list;
+    std::string owner;
+    {
+      auto r = db_.prepare(std::string("SELECT ") + k_targets_columns +
+                           ", owner FROM command_targets WHERE command_id = ?");
+      r->bind(1, command_id);
+      if (r->executeStep()) {
+        list = read_targets(*r);
+        owner = r->getColumn(6).getString();
+      }
+    }
+    if (list) {
       auto d = db_.prepare("DELETE FROM command_targets WHERE command_id = ?");
       d->bind(1, command_id);
       d->exec();
+      std::vector<DeliveryRow> rows(static_cast<std::size_t>(list->remaining()));
+      for (std::size_t k = 0; k < rows.size(); ++k) {
+        rows[k].hardware_id = list->hardware_ids[static_cast<std::size_t>(list->expanded) + k];
+        rows[k].command_line = list->command_line;
+        rows[k].state = "canceled";
+        rows[k].expires_at = list->expires_at;
+        rows[k].created_at = list->created_at;
+      }
+      if (auto st = insert_deliveries(command_id, rows.data(), rows.size(), owner); !st) return st.error();
+      changed += static_cast<int>(rows.size());
     }
     return changed;
   });
@@ -492,7 +513,8 @@ Result<DeliveryCounts> CommandStore::counts_all() {
   return db_.read([&]() -> Result<DeliveryCounts> {
     auto q = db_.prepare(
         "SELECT state, COUNT(*) FROM deliveries GROUP BY state "
-        "UNION ALL SELECT 'unwritten', CAST(COALESCE(SUM(total - expanded), 0) AS BIGINT) FROM command_targets");
+        "UNION ALL SELECT 'unwritten', CAST(COALESCE(SUM(total - expanded), 0) AS BIGINT) FROM "
+        "command_targets");
     DeliveryCounts counts;
     while (q->executeStep()) {
       const std::string state = q->getColumn(0).getString();

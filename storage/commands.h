@@ -154,8 +154,9 @@ class CommandStore {
                                                        core::TimeMs sent_before, int max_attempts);
   // Marks expired every queued or sent delivery with expires_at <= now; returns how many.
   core::Result<int> expire(core::TimeMs now);
-  // Marks the command canceled and its queued/sent deliveries canceled, and drops its list of targets
-  // not yet written; returns how many deliveries changed, the list's remaining targets included.
+  // Marks the command canceled and its queued/sent deliveries canceled, and writes the targets of its
+  // list not yet written as canceled deliveries (the list goes); returns how many deliveries changed or
+  // were written so.
   // not_found when no such command.
   core::Result<int> cancel(const std::string& command_id);
   // Deliveries of the command per state (all zero for an unknown command); the targets of its list not

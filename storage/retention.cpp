@@ -44,12 +44,13 @@ int delete_children(Database& db, const char* table, const char* parent_column, 
 Result<Purged> RetentionStore::purge_commands(TimeMs before, int limit) {
   if (auto st = check_limit(limit); !st) return st.error();
   return db_.transaction([&]() -> Result<Purged> {
-    const auto ids = column_strings(db_,
-                                    "SELECT c.id FROM commands c WHERE c.created_at < ?1 AND NOT EXISTS "
-                                    "(SELECT 1 FROM deliveries d WHERE d.command_id = c.id AND d.state IN "
-                                    "('queued', 'sent')) AND NOT EXISTS (SELECT 1 FROM command_targets t WHERE t.command_id = c.id) "
-                                    "ORDER BY c.created_at, c.id LIMIT ?2",
-                                    before, limit);
+    const auto ids = column_strings(
+        db_,
+        "SELECT c.id FROM commands c WHERE c.created_at < ?1 AND NOT EXISTS "
+        "(SELECT 1 FROM deliveries d WHERE d.command_id = c.id AND d.state IN "
+        "('queued', 'sent')) AND NOT EXISTS (SELECT 1 FROM command_targets t WHERE t.command_id = c.id) "
+        "ORDER BY c.created_at, c.id LIMIT ?2",
+        before, limit);
     Purged p;
     int budget = limit;
     for (const auto& id : ids) {

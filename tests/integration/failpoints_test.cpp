@@ -29,14 +29,17 @@ struct Fleet {
   std::vector<std::pair<std::string, std::string>> to_answer;
 };
 
-void run_walk(const std::string& failpoint, int hit) {
+// extra: more dispatchd arguments (e.g. a small commands.expand_chunk, so that every send is written in
+// chunks after its answer).
+void run_walk(const std::string& failpoint, int hit, std::vector<std::string> extra = {}) {
   INFO("failpoint " << failpoint << " at hit " << hit);
   Broker broker;
   // Paho acknowledges a message when it hands it to us; one still in our queue when the process dies is
   // gone from the broker. Presence redelivery (here after 1 s) is what recovers it: the device answers
   // the same command id again.
-  Daemon daemon(broker, {"--commands.redeliver_interval_s", "1"},
-                {"DISPATCH_FAILPOINTS=" + failpoint + ":" + std::to_string(hit)});
+  std::vector<std::string> args = {"--commands.redeliver_interval_s", "1"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  Daemon daemon(broker, args, {"DISPATCH_FAILPOINTS=" + failpoint + ":" + std::to_string(hit)});
   ClientOptions o;
   o.uri = broker.uri();
   MqttClient platform(o);
@@ -170,4 +173,16 @@ TEST_CASE("failpoint walk: after_reply_commit", "[integration][failpoints]") {
 }
 TEST_CASE("failpoint walk: after_batch_commit", "[integration][failpoints]") {
   for (int hit : {5, 15}) run_walk("after_batch_commit", hit);
+}
+// A send to 20 devices with commands.expand_chunk 6 commits 6 deliveries and a list of 14 targets, then
+// writes them in three more chunks after its answer: killed before and after those commits, the next start
+// goes on from the list's cursor, and every device still gets each command id exactly once.
+TEST_CASE("failpoint walk: before_expansion_commit", "[integration][failpoints]") {
+  for (int hit : {1, 3}) run_walk("before_expansion_commit", hit, {"--commands.expand_chunk", "6"});
+}
+TEST_CASE("failpoint walk: after_expansion_commit", "[integration][failpoints]") {
+  for (int hit : {1, 2}) run_walk("after_expansion_commit", hit, {"--commands.expand_chunk", "6"});
+}
+TEST_CASE("failpoint walk: after_delivery_commit of a send written in chunks", "[integration][failpoints]") {
+  run_walk("after_delivery_commit", 1, {"--commands.expand_chunk", "6"});
 }

@@ -366,8 +366,9 @@ std::vector<DeliveryRow> chunk_of(const CommandTargets& x, std::size_t n) {
   return rows;
 }
 
-TEST_CASE("a large send's targets are written chunk by chunk from their cursor and counted as queued meanwhile",
-          "[storage][commands][expansion]") {
+TEST_CASE(
+    "a large send's targets are written chunk by chunk from their cursor and counted as queued meanwhile",
+    "[storage][commands][expansion]") {
   TestDb t(GENERATE(backends()));
   CommandStore store(*t);
   REQUIRE(store.create_with_deliveries(make_command("c1", 100), {make_delivery("c1", "dev-a", 100)}, "inst-a")
@@ -404,11 +405,13 @@ TEST_CASE("a large send's targets are written chunk by chunk from their cursor a
   CHECK(store.expand_targets(x, chunk_of(x, 0), "inst-a").error().code == ErrorCode::bad_request);
 }
 
-TEST_CASE("cancel drops a list of targets and counts them, retention keeps a command whose list is not written",
-          "[storage][commands][expansion]") {
+TEST_CASE(
+    "cancel drops a list of targets and counts them, retention keeps a command whose list is not written",
+    "[storage][commands][expansion]") {
   TestDb t(GENERATE(backends()));
   CommandStore store(*t);
-  REQUIRE(store.create_with_deliveries(make_command("c1", 100), {make_delivery("c1", "dev-a", 100)}, "i").ok());
+  REQUIRE(
+      store.create_with_deliveries(make_command("c1", 100), {make_delivery("c1", "dev-a", 100)}, "i").ok());
   CommandTargets x = make_targets("c1", {"dev-b", "dev-c", "dev-d"}, 100);
   REQUIRE(store.save_targets(x, "i").ok());
   REQUIRE(store.expand_targets(x, chunk_of(x, 1), "i").value());
@@ -426,9 +429,15 @@ TEST_CASE("cancel drops a list of targets and counts them, retention keeps a com
   CHECK_FALSE(store.targets("c1").value().has_value());
   DeliveryCounts expected;
   expected.succeeded = 2;
+  expected.canceled = 2;
   CHECK(store.counts("c1").value() == expected);
   CHECK_FALSE(store.expand_targets(x, chunk_of(x, 1), "i").value());  // the writer finds it gone
-  CHECK(store.deliveries("c1").value().size() == 2);
+  auto rows = store.deliveries("c1").value();
+  REQUIRE(rows.size() == 4);
+  CHECK(rows[2].hardware_id == "dev-c");
+  CHECK(rows[2].state == "canceled");
+  CHECK(rows[3].hardware_id == "dev-d");
+  CHECK(rows[3].state == "canceled");
   CHECK(RetentionStore(*t).purge_commands(1'000'000, 100).value().parents == 1);
 }
 
@@ -436,7 +445,8 @@ TEST_CASE("lists of targets are taken over with their cursor, and the old owner 
           "[storage][commands][expansion]") {
   TestDb t(GENERATE(backends()));
   CommandStore store(*t);
-  for (const auto& [id, owner, at] : {std::tuple{"c1", "inst-a", 100}, {"c2", "inst-b", 200}, {"c3", "inst-a", 300}}) {
+  for (const auto& [id, owner, at] :
+       {std::tuple{"c1", "inst-a", 100}, {"c2", "inst-b", 200}, {"c3", "inst-a", 300}}) {
     REQUIRE(store.create_with_deliveries(make_command(id, at), {make_delivery(id, "dev-0", at)}, owner).ok());
     REQUIRE(store.save_targets(make_targets(id, {"dev-1", "dev-2"}, at), owner).ok());
   }
