@@ -136,10 +136,38 @@ namespace {
 constexpr const char* k_targets_columns =
     "command_id, hardware_ids, expanded, command_line, expires_at, created_at";
 
+// A list's hardware ids as one text: each followed by a space, the first preceded by one (" a b c "), so
+// that " <id> " finds an id by a substring search on both backends (commands/list's device filter).
+// Hardware ids never hold a space (protocol/ids.h).
+std::string encode_targets(const std::vector<std::string>& ids) {
+  std::size_t n = 1;
+  for (const auto& id : ids) n += id.size() + 1;
+  std::string out;
+  out.reserve(n);
+  out += ' ';
+  for (const auto& id : ids) {
+    out += id;
+    out += ' ';
+  }
+  return out;
+}
+
+std::vector<std::string> decode_targets(const std::string& text) {
+  std::vector<std::string> ids;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t end = text.find(' ', pos);
+    const std::size_t stop = end == std::string::npos ? text.size() : end;
+    if (stop > pos) ids.push_back(text.substr(pos, stop - pos));
+    pos = stop + 1;
+  }
+  return ids;
+}
+
 CommandTargets read_targets(Statement& q) {
   CommandTargets t;
   t.command_id = q.getColumn(0).getString();
-  t.hardware_ids = decode_strings(q.getColumn(1).getString());
+  t.hardware_ids = decode_targets(q.getColumn(1).getString());
   t.expanded = q.getColumn(2).getInt64();
   t.command_line = q.getColumn(3).getString();
   t.expires_at = opt_int64(q.getColumn(4));
@@ -150,12 +178,16 @@ CommandTargets read_targets(Statement& q) {
 }  // namespace
 
 Status CommandStore::save_targets(const CommandTargets& t, const std::string& owner) {
+  for (const auto& id : t.hardware_ids) {
+    if (id.empty() || id.find(' ') != std::string::npos)
+      return make_error(ErrorCode::bad_request, "save_targets: a hardware id is empty or holds a space");
+  }
   return db_.statement([&]() -> Status {
     auto q = db_.prepare(
         "INSERT INTO command_targets(command_id, hardware_ids, total, expanded, command_line, expires_at, "
         "created_at, owner) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
     q->bind(1, t.command_id);
-    q->bind(2, encode_strings(t.hardware_ids));
+    q->bind(2, encode_targets(t.hardware_ids));
     q->bind(3, static_cast<std::int64_t>(t.hardware_ids.size()));
     q->bind(4, t.expanded);
     q->bind(5, t.command_line);
@@ -244,12 +276,23 @@ Result<CommandRow> CommandStore::get(const std::string& id) {
 Result<std::vector<CommandRow>> CommandStore::list(const CommandQuery& query) {
   return db_.read([&]() -> Result<std::vector<CommandRow>> {
     std::string sql = std::string("SELECT ") + k_command_columns + " FROM commands WHERE id > ?";
-    if (query.hardware_id) sql += " AND id IN (SELECT command_id FROM deliveries WHERE hardware_id = ?)";
+    // A device's commands: those with a delivery to it, and those whose list of targets not yet written
+    // names it (a large send being written, storage CommandTargets; a substring search of the few lists).
+    if (query.hardware_id) {
+      sql += std::string(
+                 " AND (id IN (SELECT command_id FROM deliveries WHERE hardware_id = ?) OR id IN "
+                 "(SELECT command_id FROM command_targets WHERE ") +
+             (db_.backend() == Backend::postgres ? "strpos(hardware_ids, ?)" : "instr(hardware_ids, ?)") +
+             " > 0))";
+    }
     sql += " ORDER BY id LIMIT ?";
     auto q = db_.prepare(sql);
     int i = 1;
     q->bind(i++, query.after.value_or(""));
-    if (query.hardware_id) q->bind(i++, *query.hardware_id);
+    if (query.hardware_id) {
+      q->bind(i++, *query.hardware_id);
+      q->bind(i++, " " + *query.hardware_id + " ");
+    }
     q->bind(i++, std::max(query.limit, 0));
     std::vector<CommandRow> rows;
     while (q->executeStep()) rows.push_back(read_command(*q));

@@ -609,8 +609,9 @@ DROP INDEX deliveries_queued;
 
 // v12 (issue 16): the targets of a large commands/send not yet written as deliveries (storage/commands.h,
 // CommandTargets). The send commits the command, its first deliveries and this list, then answers and
-// publishes while the rest are written chunk by chunk; `expanded` is how many of the list (in its order)
-// are deliveries already, `total` how many it has (counts without decoding the list), `owner` the
+// publishes while the rest are written chunk by chunk. hardware_ids holds the sorted ids, each followed by
+// a space and the first preceded by one (" a b c ", so " <id> " finds one); `expanded` is how many of them
+// (in order) are deliveries already, `total` how many it has (counts without decoding the list), `owner` the
 // instance that writes them (a takeover moves it, as for queued deliveries).
 constexpr const char* k_schema_v12 = R"sql(
 CREATE TABLE command_targets(

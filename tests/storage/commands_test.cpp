@@ -381,6 +381,16 @@ TEST_CASE(
   expected.queued = 6;
   CHECK(store.counts("c1").value() == expected);
   CHECK(store.counts_all().value() == expected);
+  // A device's commands include those whose list names it; a part of an id names nothing.
+  CommandQuery by_device;
+  by_device.hardware_id = "dev-e";
+  auto listed = store.list(by_device);
+  REQUIRE(listed.ok());
+  REQUIRE(listed->size() == 1);
+  CHECK((*listed)[0].id == "c1");
+  by_device.hardware_id = "dev-";
+  CHECK(store.list(by_device).value().empty());
+  CHECK(store.save_targets(make_targets("c1", {"dev b"}, 100)).error().code == ErrorCode::bad_request);
 
   // Two of five, then the cursor says so.
   REQUIRE(store.expand_targets(x, chunk_of(x, 2), "inst-a").value());
