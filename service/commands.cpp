@@ -213,7 +213,15 @@ void CommandsModule::expand_next(core::TimeMs now) {
     return;
   }
   if (!*written) {
-    // Canceled, or another instance took the list over (our lease lapsed): not ours to write.
+    // The list moved on without us: canceled or written to the end (gone), taken over by another instance
+    // (our lease lapsed), or its cursor moved (we took it back in a race with that takeover). Ours again
+    // from where it stands, or not ours to write any more.
+    auto now_listed = commands_->targets(t.command_id);
+    if (now_listed && *now_listed && (*now_listed)->owner == instance_id_ &&
+        (*now_listed)->expanded != t.expanded) {
+      t = std::move(**now_listed);
+      return;
+    }
     log_info({{"command_id", t.command_id}}, "command's remaining {} targets are no longer ours to write",
              t.remaining());
     expansions_.erase(expansions_.begin());

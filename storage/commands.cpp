@@ -1,6 +1,7 @@
 #include "storage/commands.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "storage/sql_util.h"
 
@@ -134,7 +135,7 @@ Status CommandStore::insert_deliveries(const std::string& command_id, const Deli
 namespace {
 
 constexpr const char* k_targets_columns =
-    "command_id, hardware_ids, expanded, command_line, expires_at, created_at";
+    "command_id, hardware_ids, expanded, command_line, expires_at, created_at, owner";
 
 // A list's hardware ids as one text: each followed by a space, the first preceded by one (" a b c "), so
 // that " <id> " finds an id by a substring search on both backends (commands/list's device filter).
@@ -172,6 +173,7 @@ CommandTargets read_targets(Statement& q) {
   t.command_line = q.getColumn(3).getString();
   t.expires_at = opt_int64(q.getColumn(4));
   t.created_at = q.getColumn(5).getInt64();
+  t.owner = q.getColumn(6).getString();
   return t;
 }
 
@@ -230,17 +232,17 @@ Result<bool> CommandStore::expand_targets(const CommandTargets& t, const std::ve
 Result<std::vector<CommandTargets>> CommandStore::take_over_targets(const std::optional<std::string>& from,
                                                                     const std::string& to) {
   return db_.transaction([&]() -> Result<std::vector<CommandTargets>> {
-    auto q = db_.prepare(std::string("SELECT ") + k_targets_columns + " FROM command_targets" +
-                         (from ? " WHERE owner = ?" : "") + " ORDER BY created_at, command_id");
-    if (from) q->bind(1, *from);
+    // One statement: the rows moved are exactly the rows returned, with the cursor they have when moved
+    // (a writer still running is fenced out by the owner from then on, storage expand_targets).
+    auto q = db_.prepare(std::string("UPDATE command_targets SET owner = ?") +
+                         (from ? " WHERE owner = ?" : "") + " RETURNING " + k_targets_columns);
+    q->bind(1, to);
+    if (from) q->bind(2, *from);
     std::vector<CommandTargets> lists;
     while (q->executeStep()) lists.push_back(read_targets(*q));
-    for (const auto& t : lists) {
-      auto u = db_.prepare("UPDATE command_targets SET owner = ? WHERE command_id = ?");
-      u->bind(1, to);
-      u->bind(2, t.command_id);
-      u->exec();
-    }
+    std::sort(lists.begin(), lists.end(), [](const CommandTargets& a, const CommandTargets& b) {
+      return std::tie(a.created_at, a.command_id) < std::tie(b.created_at, b.command_id);
+    });
     return lists;
   });
 }
@@ -500,15 +502,11 @@ Result<int> CommandStore::cancel(const std::string& command_id) {
     // Targets not yet written become canceled deliveries (every target of a command ends as a delivery
     // row, so commands/get and the counts show them), and the list goes.
     std::optional<CommandTargets> list;
-    std::string owner;
     {
       auto r = db_.prepare(std::string("SELECT ") + k_targets_columns +
-                           ", owner FROM command_targets WHERE command_id = ?");
+                           " FROM command_targets WHERE command_id = ?");
       r->bind(1, command_id);
-      if (r->executeStep()) {
-        list = read_targets(*r);
-        owner = r->getColumn(6).getString();
-      }
+      if (r->executeStep()) list = read_targets(*r);
     }
     if (list) {
       auto d = db_.prepare("DELETE FROM command_targets WHERE command_id = ?");
@@ -522,7 +520,8 @@ Result<int> CommandStore::cancel(const std::string& command_id) {
         rows[k].expires_at = list->expires_at;
         rows[k].created_at = list->created_at;
       }
-      if (auto st = insert_deliveries(command_id, rows.data(), rows.size(), owner); !st) return st.error();
+      if (auto st = insert_deliveries(command_id, rows.data(), rows.size(), list->owner); !st)
+        return st.error();
       changed += static_cast<int>(rows.size());
     }
     return changed;

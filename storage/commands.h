@@ -74,6 +74,7 @@ struct CommandTargets {
   std::string command_line;
   std::optional<core::TimeMs> expires_at;
   core::TimeMs created_at = 0;
+  std::string owner;  // as read (save_targets takes the owner to write as its argument)
   std::int64_t remaining() const { return static_cast<std::int64_t>(hardware_ids.size()) - expanded; }
 };
 

@@ -474,6 +474,9 @@ TEST_CASE("lists of targets are taken over with their cursor, and the old owner 
   CHECK((*taken)[0].expanded == 1);
   CHECK((*taken)[0].hardware_ids == std::vector<std::string>{"dev-1", "dev-2"});
   CHECK((*taken)[1].command_id == "c3");
+  CHECK((*taken)[1].owner == "inst-c");
+  CHECK(store.targets("c3").value()->owner == "inst-c");
+  CHECK(store.targets("c2").value()->owner == "inst-b");
   // The old owner's next chunk is refused; the new one's is written.
   CHECK_FALSE(store.expand_targets(c1, chunk_of(c1, 1), "inst-a").value());
   REQUIRE(store.expand_targets((*taken)[0], chunk_of((*taken)[0], 1), "inst-c").value());
