@@ -217,8 +217,13 @@ void CommandsModule::expand_next(core::TimeMs now) {
     // (our lease lapsed), or its cursor moved (we took it back in a race with that takeover). Ours again
     // from where it stands, or not ours to write any more.
     auto now_listed = commands_->targets(t.command_id);
-    if (now_listed && *now_listed && (*now_listed)->owner == instance_id_ &&
-        (*now_listed)->expanded != t.expanded) {
+    if (!now_listed) {
+      log_limited(spdlog::level::err, "commands.expand", {{"command_id", t.command_id}},
+                  "cannot read the command's targets: {} (retrying in a second)", now_listed.error().message);
+      expand_retry_at_ = now + 1000;
+      return;
+    }
+    if (*now_listed && (*now_listed)->owner == instance_id_ && (*now_listed)->expanded != t.expanded) {
       t = std::move(**now_listed);
       return;
     }
