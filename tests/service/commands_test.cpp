@@ -573,6 +573,27 @@ TEST_CASE("the targets a stopped service left unwritten are written and publishe
   CHECK(f.command(id)["command"]["counts"]["sent"] == 7);
 }
 
+TEST_CASE("targets written after their command expired are written expired and never published",
+          "[service][commands][expansion]") {
+  CommandsFixture f;
+  for (int i = 0; i < 5; ++i) f.add_device("dev-" + std::to_string(i), {"fleet"});
+  f.config.commands_expand_chunk = 2;
+  const std::string id =
+      f.api("commands/send", {{"type", "reboot"}, {"tags", {"fleet"}}, {"ttl_s", 10}})["command_id"];
+  // The service is stalled past the ttl (as a restart long after the send would be) before the rest is
+  // written.
+  f.clock.advance_s(11);
+  f.commands.on_timer();  // the two written deliveries expire
+  std::size_t published = 0;
+  for (int pass = 0; pass < 4; ++pass) published += f.deliver().size();
+  CHECK(published == 0);
+  CHECK_FALSE(f.commands.expanding());
+  auto got = f.command(id);
+  CHECK(got["command"]["counts"]["expired"] == 5);
+  CHECK(got["command"]["counts"]["total"] == 5);
+  for (const auto& d : got["devices"]) CHECK(d["state"] == "expired");
+}
+
 TEST_CASE("commands/list pages by command id and filters by device", "[service][commands]") {
   CommandsFixture f;
   f.add_device("dev-1");
