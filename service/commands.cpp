@@ -205,7 +205,7 @@ void CommandsModule::expand_next(core::TimeMs now) {
     d.created_at = t.created_at;
   }
   DISPATCH_FAILPOINT("before_expansion_commit");
-  auto written = commands_->expand_targets(t, rows, instance_id_);
+  auto written = commands_->expand_targets(t, rows);
   if (!written) {
     log_limited(spdlog::level::err, "commands.expand", {{"command_id", t.command_id}},
                 "cannot write the next {} deliveries: {} (retrying in a second)", n, written.error().message);
@@ -517,6 +517,7 @@ Result<json> CommandsModule::send(const json& body) {
     rest->command_line = *text;
     rest->expires_at = row.expires_at;
     rest->created_at = now;
+    rest->owner = instance_id_;
   }
   // devices_matched counts every target the request named or selected; devices_scheduled those that
   // got a delivery (written now or listed to be written). They differ exactly by the unknown hardware ids.
@@ -527,7 +528,7 @@ Result<json> CommandsModule::send(const json& body) {
   auto st = db_.transaction([&]() -> core::Status {
     if (auto s = commands_->create_with_deliveries(row, deliveries, instance_id_); !s) return s;
     if (rest) {
-      if (auto s = commands_->save_targets(*rest, instance_id_); !s) return s;
+      if (auto s = commands_->save_targets(*rest); !s) return s;
     }
     return idempotency_.record("commands/send", req->request_id, body, answer, now);
   });

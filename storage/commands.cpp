@@ -93,43 +93,40 @@ Status CommandStore::create_with_deliveries(const CommandRow& c, const std::vect
     insert->bind(13, c.canceled ? 1 : 0);
     insert->exec();
 
-    return insert_deliveries(c.id, deliveries.data(), deliveries.size(), owner);
+    insert_deliveries(c.id, deliveries.data(), deliveries.size(), owner);
+    return {};
   });
 }
 
-// Inside the caller's transaction.
-Status CommandStore::insert_deliveries(const std::string& command_id, const DeliveryRow* deliveries,
-                                       std::size_t count, const std::string& owner) {
+void CommandStore::insert_deliveries(const std::string& command_id, const DeliveryRow* deliveries,
+                                     std::size_t count, const std::string& owner) {
   const std::optional<std::string> owner_or_null = owner.empty() ? std::nullopt : std::optional(owner);
-  {
-    auto bind_row = [&](Statement& d, int p, const DeliveryRow& row) {
-      // No copies of the strings: the rows outlive the statement's execution.
-      d.bindNoCopy(p + 1, command_id);
-      d.bindNoCopy(p + 2, row.hardware_id);
-      d.bindNoCopy(p + 3, row.command_line);
-      d.bindNoCopy(p + 4, row.state);
-      d.bindNoCopy(p + 5, row.output);
-      d.bind(p + 6, row.trimmed ? 1 : 0);
-      d.bind(p + 7, row.attempts);
-      bind_opt(d, p + 8, row.sent_at);
-      bind_opt(d, p + 9, row.replied_at);
-      bind_opt(d, p + 10, row.expires_at);
-      d.bind(p + 11, row.created_at);
-      bind_opt(d, p + 12, owner_or_null);
-    };
-    const std::string insert_rows =
-        std::string("INSERT INTO deliveries(") + k_delivery_columns + ", owner) VALUES";
-    const char* const row_placeholders = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    // Batches of rows in one multi-row VALUES (detail::for_each_batch). PostgreSQL: a round trip per batch
-    // instead of per row. SQLite: a statement's fixed cost per batch instead of per row: 100,000 deliveries
-    // are written in about 30% less time (docs/performance.md).
-    detail::for_each_batch(count, [&](std::size_t first, std::size_t n) {
-      auto d = db_.prepare(insert_rows + detail::value_rows(row_placeholders, n));
-      for (std::size_t k = 0; k < n; ++k) bind_row(*d, static_cast<int>(k) * 12, deliveries[first + k]);
-      d->exec();
-    });
-    return {};
-  }
+  auto bind_row = [&](Statement& d, int p, const DeliveryRow& row) {
+    // No copies of the strings: the rows outlive the statement's execution.
+    d.bindNoCopy(p + 1, command_id);
+    d.bindNoCopy(p + 2, row.hardware_id);
+    d.bindNoCopy(p + 3, row.command_line);
+    d.bindNoCopy(p + 4, row.state);
+    d.bindNoCopy(p + 5, row.output);
+    d.bind(p + 6, row.trimmed ? 1 : 0);
+    d.bind(p + 7, row.attempts);
+    bind_opt(d, p + 8, row.sent_at);
+    bind_opt(d, p + 9, row.replied_at);
+    bind_opt(d, p + 10, row.expires_at);
+    d.bind(p + 11, row.created_at);
+    bind_opt(d, p + 12, owner_or_null);
+  };
+  const std::string insert_rows =
+      std::string("INSERT INTO deliveries(") + k_delivery_columns + ", owner) VALUES";
+  const char* const row_placeholders = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+  // Batches of rows in one multi-row VALUES (detail::for_each_batch). PostgreSQL: a round trip per batch
+  // instead of per row. SQLite: a statement's fixed cost per batch instead of per row: 100,000 deliveries
+  // are written in about 30% less time (docs/performance.md).
+  detail::for_each_batch(count, [&](std::size_t first, std::size_t n) {
+    auto d = db_.prepare(insert_rows + detail::value_rows(row_placeholders, n));
+    for (std::size_t k = 0; k < n; ++k) bind_row(*d, static_cast<int>(k) * 12, deliveries[first + k]);
+    d->exec();
+  });
 }
 
 namespace {
@@ -179,7 +176,7 @@ CommandTargets read_targets(Statement& q) {
 
 }  // namespace
 
-Status CommandStore::save_targets(const CommandTargets& t, const std::string& owner) {
+Status CommandStore::save_targets(const CommandTargets& t) {
   for (const auto& id : t.hardware_ids) {
     if (id.empty() || id.find(' ') != std::string::npos)
       return make_error(ErrorCode::bad_request, "save_targets: a hardware id is empty or holds a space");
@@ -195,14 +192,13 @@ Status CommandStore::save_targets(const CommandTargets& t, const std::string& ow
     q->bind(5, t.command_line);
     bind_opt(*q, 6, t.expires_at);
     q->bind(7, t.created_at);
-    q->bind(8, owner);
+    q->bind(8, t.owner);
     q->exec();
     return {};
   });
 }
 
-Result<bool> CommandStore::expand_targets(const CommandTargets& t, const std::vector<DeliveryRow>& rows,
-                                          const std::string& owner) {
+Result<bool> CommandStore::expand_targets(const CommandTargets& t, const std::vector<DeliveryRow>& rows) {
   const auto n = static_cast<std::int64_t>(rows.size());
   if (n == 0 || n > t.remaining())
     return make_error(ErrorCode::bad_request, "expand_targets: 1 to remaining() rows at a time");
@@ -215,7 +211,7 @@ Result<bool> CommandStore::expand_targets(const CommandTargets& t, const std::ve
         "expanded = ? AND total >= expanded + ?");
     u->bind(1, n);
     u->bind(2, t.command_id);
-    u->bind(3, owner);
+    u->bind(3, t.owner);
     u->bind(4, t.expanded);
     u->bind(5, n);
     if (u->exec() == 0) return false;
@@ -224,7 +220,7 @@ Result<bool> CommandStore::expand_targets(const CommandTargets& t, const std::ve
       d->bind(1, t.command_id);
       d->exec();
     }
-    if (auto st = insert_deliveries(t.command_id, rows.data(), rows.size(), owner); !st) return st.error();
+    insert_deliveries(t.command_id, rows.data(), rows.size(), t.owner);
     return true;
   });
 }
@@ -520,8 +516,7 @@ Result<int> CommandStore::cancel(const std::string& command_id) {
         rows[k].expires_at = list->expires_at;
         rows[k].created_at = list->created_at;
       }
-      if (auto st = insert_deliveries(command_id, rows.data(), rows.size(), list->owner); !st)
-        return st.error();
+      insert_deliveries(command_id, rows.data(), rows.size(), list->owner);
       changed += static_cast<int>(rows.size());
     }
     return changed;

@@ -74,7 +74,7 @@ struct CommandTargets {
   std::string command_line;
   std::optional<core::TimeMs> expires_at;
   core::TimeMs created_at = 0;
-  std::string owner;  // as read (save_targets takes the owner to write as its argument)
+  std::string owner;  // the instance that writes the list (empty: none named)
   std::int64_t remaining() const { return static_cast<std::int64_t>(hardware_ids.size()) - expanded; }
 };
 
@@ -97,14 +97,13 @@ class CommandStore {
   core::Status create_with_deliveries(const CommandRow& command, const std::vector<DeliveryRow>& deliveries,
                                       const std::string& owner = {});
   // Saves a command's targets still to be written as deliveries (normally in the transaction that created
-  // it), owned by `owner` (the instance that writes them). conflict when the command has a list already.
-  core::Status save_targets(const CommandTargets& targets, const std::string& owner = {});
+  // it), owned by targets.owner. conflict when the command has a list already.
+  core::Status save_targets(const CommandTargets& targets);
   // Writes the next `rows` of the list (hardware_ids[expanded ..], one delivery each, in that order) and
-  // advances its cursor, in one transaction; the list goes with its last chunk. false, and nothing
-  // written, when the list is not there any more as `targets` and `owner` describe it (canceled, taken
-  // over by another instance, or expanded already).
-  core::Result<bool> expand_targets(const CommandTargets& targets, const std::vector<DeliveryRow>& rows,
-                                    const std::string& owner = {});
+  // advances its cursor, in one transaction; the list goes with its last chunk. The deliveries are owned
+  // by targets.owner. false, and nothing written, when the list is not there any more as `targets`
+  // describes it (cursor and owner: canceled, taken over by another instance, or expanded already).
+  core::Result<bool> expand_targets(const CommandTargets& targets, const std::vector<DeliveryRow>& rows);
   // The lists owned by `from` (every list when from is nullopt), now owned by `to`, oldest first.
   core::Result<std::vector<CommandTargets>> take_over_targets(const std::optional<std::string>& from,
                                                               const std::string& to);
@@ -169,8 +168,9 @@ class CommandStore {
   core::Result<std::int64_t> command_count();
 
  private:
-  core::Status insert_deliveries(const std::string& command_id, const DeliveryRow* rows, std::size_t count,
-                                 const std::string& owner);
+  // Inside the caller's transaction.
+  void insert_deliveries(const std::string& command_id, const DeliveryRow* rows, std::size_t count,
+                         const std::string& owner);
 
   Database& db_;
 };

@@ -355,6 +355,12 @@ CommandTargets make_targets(const std::string& command_id, std::vector<std::stri
   return x;
 }
 
+// x as written by owner.
+CommandTargets by(CommandTargets x, const std::string& owner) {
+  x.owner = owner;
+  return x;
+}
+
 std::vector<DeliveryRow> chunk_of(const CommandTargets& x, std::size_t n) {
   std::vector<DeliveryRow> rows;
   for (std::size_t k = 0; k < n; ++k) {
@@ -374,8 +380,8 @@ TEST_CASE(
   REQUIRE(store.create_with_deliveries(make_command("c1", 100), {make_delivery("c1", "dev-a", 100)}, "inst-a")
               .ok());
   CommandTargets x = make_targets("c1", {"dev-b", "dev-c", "dev-d", "dev-e", "dev-f"}, 100);
-  REQUIRE(store.save_targets(x, "inst-a").ok());
-  CHECK(store.save_targets(x, "inst-a").error().code == ErrorCode::conflict);
+  REQUIRE(store.save_targets(by(x, "inst-a")).ok());
+  CHECK(store.save_targets(by(x, "inst-a")).error().code == ErrorCode::conflict);
   CHECK(*store.has_queued_owned_by("inst-a"));
   DeliveryCounts expected;
   expected.queued = 6;
@@ -393,18 +399,18 @@ TEST_CASE(
   CHECK(store.save_targets(make_targets("c1", {"dev b"}, 100)).error().code == ErrorCode::bad_request);
 
   // Two of five, then the cursor says so.
-  REQUIRE(store.expand_targets(x, chunk_of(x, 2), "inst-a").value());
+  REQUIRE(store.expand_targets(by(x, "inst-a"), chunk_of(x, 2)).value());
   CHECK(store.targets("c1").value()->expanded == 2);
   CHECK(store.deliveries("c1").value().size() == 3);
   CHECK(store.counts("c1").value() == expected);  // still 6 queued: 3 written, 3 listed
   // A writer that saw an older cursor, or is not the owner, writes nothing.
-  CHECK_FALSE(store.expand_targets(x, chunk_of(x, 1), "inst-a").value());
+  CHECK_FALSE(store.expand_targets(by(x, "inst-a"), chunk_of(x, 1)).value());
   x.expanded = 2;
-  CHECK_FALSE(store.expand_targets(x, chunk_of(x, 1), "inst-b").value());
+  CHECK_FALSE(store.expand_targets(by(x, "inst-b"), chunk_of(x, 1)).value());
   CHECK(store.deliveries("c1").value().size() == 3);
-  CHECK(store.expand_targets(x, chunk_of(x, 4), "inst-a").error().code == ErrorCode::bad_request);
+  CHECK(store.expand_targets(by(x, "inst-a"), chunk_of(x, 4)).error().code == ErrorCode::bad_request);
   // The last chunk removes the list.
-  REQUIRE(store.expand_targets(x, chunk_of(x, 3), "inst-a").value());
+  REQUIRE(store.expand_targets(by(x, "inst-a"), chunk_of(x, 3)).value());
   CHECK_FALSE(store.targets("c1").value().has_value());
   auto rows = store.deliveries("c1").value();
   REQUIRE(rows.size() == 6);
@@ -412,7 +418,7 @@ TEST_CASE(
   CHECK(store.deliveries_to_publish(0, 100, "inst-a").value().size() == 6);
   CHECK(store.counts("c1").value() == expected);
   x.expanded = 5;
-  CHECK(store.expand_targets(x, chunk_of(x, 0), "inst-a").error().code == ErrorCode::bad_request);
+  CHECK(store.expand_targets(by(x, "inst-a"), chunk_of(x, 0)).error().code == ErrorCode::bad_request);
 }
 
 TEST_CASE(
@@ -423,8 +429,8 @@ TEST_CASE(
   REQUIRE(
       store.create_with_deliveries(make_command("c1", 100), {make_delivery("c1", "dev-a", 100)}, "i").ok());
   CommandTargets x = make_targets("c1", {"dev-b", "dev-c", "dev-d"}, 100);
-  REQUIRE(store.save_targets(x, "i").ok());
-  REQUIRE(store.expand_targets(x, chunk_of(x, 1), "i").value());
+  REQUIRE(store.save_targets(by(x, "i")).ok());
+  REQUIRE(store.expand_targets(by(x, "i"), chunk_of(x, 1)).value());
   x.expanded = 1;
   // Every written delivery answered: only the list keeps the command open.
   REQUIRE(*store.mark_sent({{"c1", "dev-a"}, {"c1", "dev-b"}}, 200) == 2);
@@ -441,7 +447,7 @@ TEST_CASE(
   expected.succeeded = 2;
   expected.canceled = 2;
   CHECK(store.counts("c1").value() == expected);
-  CHECK_FALSE(store.expand_targets(x, chunk_of(x, 1), "i").value());  // the writer finds it gone
+  CHECK_FALSE(store.expand_targets(by(x, "i"), chunk_of(x, 1)).value());  // the writer finds it gone
   auto rows = store.deliveries("c1").value();
   REQUIRE(rows.size() == 4);
   CHECK(rows[2].hardware_id == "dev-c");
@@ -458,10 +464,10 @@ TEST_CASE("lists of targets are taken over with their cursor, and the old owner 
   for (const auto& [id, owner, at] :
        {std::tuple{"c1", "inst-a", 100}, {"c2", "inst-b", 200}, {"c3", "inst-a", 300}}) {
     REQUIRE(store.create_with_deliveries(make_command(id, at), {make_delivery(id, "dev-0", at)}, owner).ok());
-    REQUIRE(store.save_targets(make_targets(id, {"dev-1", "dev-2"}, at), owner).ok());
+    REQUIRE(store.save_targets(by(make_targets(id, {"dev-1", "dev-2"}, at), owner)).ok());
   }
   CommandTargets c1 = *store.targets("c1").value();
-  REQUIRE(store.expand_targets(c1, chunk_of(c1, 1), "inst-a").value());
+  REQUIRE(store.expand_targets(c1, chunk_of(c1, 1)).value());
   c1.expanded = 1;
   CHECK(*store.has_queued_owned_by("inst-b"));
   REQUIRE(*store.mark_sent({{"c2", "dev-0"}}, 250) == 1);
@@ -478,8 +484,8 @@ TEST_CASE("lists of targets are taken over with their cursor, and the old owner 
   CHECK(store.targets("c3").value()->owner == "inst-c");
   CHECK(store.targets("c2").value()->owner == "inst-b");
   // The old owner's next chunk is refused; the new one's is written.
-  CHECK_FALSE(store.expand_targets(c1, chunk_of(c1, 1), "inst-a").value());
-  REQUIRE(store.expand_targets((*taken)[0], chunk_of((*taken)[0], 1), "inst-c").value());
+  CHECK_FALSE(store.expand_targets(c1, chunk_of(c1, 1)).value());
+  REQUIRE(store.expand_targets((*taken)[0], chunk_of((*taken)[0], 1)).value());
   CHECK(store.deliveries("c1").value().size() == 3);
   // Without a previous owner: every list.
   CHECK(store.take_over_targets(std::nullopt, "inst-d").value().size() == 2);  // c2, c3 (c1 is done)
